@@ -1,0 +1,24 @@
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: test test-slow install clean
+
+# Created on first use; constraints.txt pins torch to the CPU build so no CUDA packages are pulled.
+$(BIN)/scrnet: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade --quiet pip
+	$(BIN)/pip install --quiet -c constraints.txt torch
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $@
+
+install: $(BIN)/scrnet
+
+test: $(BIN)/scrnet
+	$(BIN)/python -m pytest -q
+
+test-slow: $(BIN)/scrnet
+	$(BIN)/python -m pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) .pytest_cache

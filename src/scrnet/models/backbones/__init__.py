@@ -1,0 +1,104 @@
+"""Backbones behind one contract (see ``base.Backbone``) and the loading of their pretrained weights."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .base import Backbone, Normalization
+from .efficientnet_lite import efficientnet_lite0, lite0_imagenet_path
+from .resnet import resnet18, resnet50, resnet101
+from .van import van_b0, van_b1, van_b2
+
+_TV = "https://download.pytorch.org/models/"
+_VAN = "https://huggingface.co/Visual-Attention-Network/"
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    build: Callable[..., Backbone]
+    imagenet: str | Callable[[], str] | None  # URL (needs internet once), or a function returning a local file
+    classifier_prefixes: tuple[str, ...]  # keys of ImageNet checkpoints that the segmentation backbone drops
+    options: tuple[str, ...] = ()  # keyword options of `build` that configs may set
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "resnet18": BackboneSpec(resnet18, _TV + "resnet18-f37072fd.pth", ("fc.",), ("deep_stem",)),
+    "resnet50": BackboneSpec(resnet50, _TV + "resnet50-11ad3fa6.pth", ("fc.",), ("deep_stem",)),
+    "resnet101": BackboneSpec(resnet101, _TV + "resnet101-cd907fc2.pth", ("fc.",), ("deep_stem",)),
+    "van_b0": BackboneSpec(van_b0, _VAN + "VAN-Tiny-original/resolve/main/van_tiny_754.pth.tar", ("head.",),
+                           ("drop_path_rate",)),
+    "van_b1": BackboneSpec(van_b1, _VAN + "VAN-Small-original/resolve/main/van_small_811.pth.tar", ("head.",),
+                           ("drop_path_rate",)),
+    "van_b2": BackboneSpec(van_b2, _VAN + "VAN-Base-original/resolve/main/van_base_828.pth.tar", ("head.",),
+                           ("drop_path_rate",)),
+    "efficientnet_lite0": BackboneSpec(efficientnet_lite0, lite0_imagenet_path, ("_conv_head.", "_bn1.", "_fc.")),
+}
+
+
+def build_backbone(name: str, weights: str | None = None, **options) -> Backbone:
+    """Build backbone ``name``; ``weights`` is None, ``"imagenet"`` or a path to a state dict file."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; expected one of {sorted(BACKBONES)}")
+    spec = BACKBONES[name]
+    backbone = spec.build(**{k: v for k, v in options.items() if k in spec.options})
+    if weights is not None:
+        load_backbone_weights(backbone, name, weights)
+    return backbone
+
+
+def _read_state_dict(weights: str, name: str) -> dict[str, torch.Tensor]:
+    spec = BACKBONES[name]
+    if weights == "imagenet":
+        if callable(spec.imagenet):
+            weights = spec.imagenet()
+        else:
+            try:
+                return torch.hub.load_state_dict_from_url(spec.imagenet, map_location="cpu", weights_only=True)
+            except Exception as exc:  # offline, proxy, ...: say what to do instead
+                raise RuntimeError(
+                    f"could not download ImageNet weights for {name} from {spec.imagenet} ({exc}); "
+                    "download the file elsewhere and pass its path as backbone_weights") from exc
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"backbone weights file not found: {path} (backbone_weights=None|'imagenet'|PATH)")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_backbone_weights(backbone: Backbone, name: str, weights: str) -> None:
+    """Load an ImageNet-style state dict into ``backbone``; raises naming every key or shape that does not fit."""
+    if weights == "imagenet" and isinstance(getattr(backbone, "conv1", None), torch.nn.Sequential):
+        raise ValueError(f"no ImageNet weights are known for {name} with a deep stem; pass backbone_weights=PATH "
+                         "(timm's resnet50c/resnet101c state dicts fit)")
+    state = _read_state_dict(weights, name)
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    state = {_strip_prefix(k): v for k, v in state.items()}
+    drop = BACKBONES[name].classifier_prefixes
+    state = {k: v for k, v in state.items() if not k.startswith(drop)}
+    own = backbone.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+                  if k in state and state[k].shape != v.shape]
+    if missing or unexpected or mismatched:
+        raise ValueError(
+            f"weights {weights!r} do not fit backbone {name}: {len(missing)} missing keys {missing[:5]}, "
+            f"{len(unexpected)} unexpected keys {unexpected[:5]}, {len(mismatched)} shape mismatches {mismatched[:5]}")
+    backbone.load_state_dict(state)
+
+
+def _strip_prefix(key: str) -> str:
+    for prefix in ("module.", "backbone."):
+        if key.startswith(prefix):
+            key = key[len(prefix):]
+    return key
+
+
+__all__ = ["BACKBONES", "Backbone", "Normalization", "build_backbone", "load_backbone_weights"]

@@ -1,0 +1,158 @@
+"""VAN (Visual Attention Network, Guo et al. 2022) B0/B1/B2 with the official repository's parameter names.
+
+Stage i: overlapping patch embedding (7x7 stride 4, then 3x3 stride 2) with BatchNorm, blocks of
+``x + ls1 * Attention(BN(x))`` and ``x + ls2 * MLP(BN(x))`` where Attention wraps the large-kernel attention
+(5x5 depth-wise, 7x7 depth-wise with dilation 3, 1x1), and a LayerNorm over channels at the end of the stage.
+Official checkpoints (``van_b1`` = "VAN-Small") load as they are; their ``head.*`` classifier keys are dropped.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import Backbone
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drops the whole residual branch per sample during training."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(1.0 - self.p)
+        return x * keep / (1.0 - self.p)
+
+
+class DWConv(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, 3, 1, 1, groups=dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dwconv(x)
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Conv2d(dim, hidden, 1)
+        self.dwconv = DWConv(hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Conv2d(hidden, dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.dwconv(self.fc1(x))))
+
+
+class LKA(nn.Module):
+    """Large-kernel attention: a 21x21 receptive field from a 5x5 and a dilated 7x7 depth-wise conv."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.conv0 = nn.Conv2d(dim, dim, 5, padding=2, groups=dim)
+        self.conv_spatial = nn.Conv2d(dim, dim, 7, padding=9, groups=dim, dilation=3)
+        self.conv1 = nn.Conv2d(dim, dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.conv1(self.conv_spatial(self.conv0(x)))
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.proj_1 = nn.Conv2d(dim, dim, 1)
+        self.activation = nn.GELU()
+        self.spatial_gating_unit = LKA(dim)
+        self.proj_2 = nn.Conv2d(dim, dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.proj_2(self.spatial_gating_unit(self.activation(self.proj_1(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, mlp_ratio: float, drop_path: float):
+        super().__init__()
+        self.norm1 = nn.BatchNorm2d(dim)
+        self.attn = Attention(dim)
+        self.drop_path = DropPath(drop_path)
+        self.norm2 = nn.BatchNorm2d(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.layer_scale_1 = nn.Parameter(1e-2 * torch.ones(dim))
+        self.layer_scale_2 = nn.Parameter(1e-2 * torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.layer_scale_1[:, None, None] * self.attn(self.norm1(x)))
+        return x + self.drop_path(self.layer_scale_2[:, None, None] * self.mlp(self.norm2(x)))
+
+
+class OverlapPatchEmbed(nn.Module):
+    def __init__(self, patch_size: int, stride: int, in_chans: int, embed_dim: int):
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, embed_dim, patch_size, stride, patch_size // 2)
+        self.norm = nn.BatchNorm2d(embed_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.proj(x))
+
+
+class VAN(Backbone):
+    def __init__(self, embed_dims: list[int], depths: list[int], mlp_ratios: list[float],
+                 drop_path_rate: float = 0.1, num_classes: int | None = None):
+        super().__init__()
+        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        start = 0
+        in_chans = 3
+        for i, (dim, depth, ratio) in enumerate(zip(embed_dims, depths, mlp_ratios), start=1):
+            patch, stride = (7, 4) if i == 1 else (3, 2)
+            setattr(self, f"patch_embed{i}", OverlapPatchEmbed(patch, stride, in_chans, dim))
+            setattr(self, f"block{i}", nn.ModuleList(Block(dim, ratio, rates[start + j]) for j in range(depth)))
+            setattr(self, f"norm{i}", nn.LayerNorm(dim, eps=1e-6))
+            start += depth
+            in_chans = dim
+        self.channels = tuple(embed_dims)
+        self.head = nn.Linear(embed_dims[-1], num_classes) if num_classes else None
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Conv2d):
+            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+            nn.init.normal_(m.weight, 0.0, (2.0 / fan_out) ** 0.5)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        outs = []
+        for i in range(1, len(self.channels) + 1):
+            x = getattr(self, f"patch_embed{i}")(x)
+            for blk in getattr(self, f"block{i}"):
+                x = blk(x)
+            norm = getattr(self, f"norm{i}")
+            x = F.layer_norm(x.permute(0, 2, 3, 1), norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+            x = x.permute(0, 3, 1, 2).contiguous()
+            outs.append(x)
+        return outs
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        if self.head is None:
+            raise RuntimeError("this VAN was built without a classifier (num_classes=None)")
+        return self.head(self.forward(x)[-1].mean((2, 3)))
+
+
+def van_b0(drop_path_rate: float = 0.1, num_classes: int | None = None) -> VAN:
+    return VAN([32, 64, 160, 256], [3, 3, 5, 2], [8, 8, 4, 4], drop_path_rate, num_classes)
+
+
+def van_b1(drop_path_rate: float = 0.1, num_classes: int | None = None) -> VAN:
+    return VAN([64, 128, 320, 512], [2, 2, 4, 2], [8, 8, 4, 4], drop_path_rate, num_classes)
+
+
+def van_b2(drop_path_rate: float = 0.1, num_classes: int | None = None) -> VAN:
+    return VAN([64, 128, 320, 512], [3, 3, 12, 3], [8, 8, 4, 4], drop_path_rate, num_classes)

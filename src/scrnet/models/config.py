@@ -1,0 +1,74 @@
+"""Typed model configuration: every architectural switch of SCRNet, with its documented default.
+
+A config is a plain dataclass; :func:`model_config` builds one from a zoo name plus overrides (a dict, or
+``key=value`` strings as on the command line), checking every key and type with OmegaConf and every choice here,
+so a bad value fails at once with one line naming the key and the value.
+"""
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .backbones import BACKBONES
+from .crm import ATTENTION_TYPES, CONTEXT_TYPES, STAGE_CHOICES
+from .srm import SRM_MODES
+
+
+def _check_choice(key: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{key} must be one of {list(choices)}, got {value!r}")
+
+
+def _check_positive(key: str, value) -> None:
+    if value is not None and value <= 0:
+        raise ValueError(f"{key} must be a positive number, got {value!r}")
+
+
+@dataclass
+class SRMConfig:
+    mode: str = "neighbor"  # neighbor (the paper's design) | pixel (SFNet-like) | bilinear (plain FPN)
+    hidden_channels: Optional[int] = None  # width of the offset branch's 1x1 conv; None means channels // 2
+
+    def __post_init__(self):
+        _check_choice("model.srm.mode", self.mode, SRM_MODES)
+        _check_positive("model.srm.hidden_channels", self.hidden_channels)
+
+
+@dataclass
+class ContextConfig:
+    type: str = "crm"  # crm (the paper's module) | ppm (PSPNet pyramid pooling, as SFNet) | none
+    attention: str = "danet"  # CRM attention: danet (channel then position attention) | cbam (gates)
+    stages: str = "all"  # CRM input: all four stages pooled to stride 32 | last stage only
+    reduce_threshold: int = 1024  # CRM reduces the concatenation with a 1x1 conv only above this many channels
+    reduce_channels: int = 1024  # ... to this many channels
+    qk_ratio: int = 8  # CRM position attention: query/key channels = width / qk_ratio
+    ppm_bins: list[int] = field(default_factory=lambda: [1, 2, 3, 6])
+
+    def __post_init__(self):
+        _check_choice("model.context.type", self.type, CONTEXT_TYPES)
+        _check_choice("model.context.attention", self.attention, ATTENTION_TYPES)
+        _check_choice("model.context.stages", self.stages, STAGE_CHOICES)
+        for key in ("reduce_threshold", "reduce_channels", "qk_ratio"):
+            _check_positive(f"model.context.{key}", getattr(self, key))
+
+
+@dataclass
+class ModelConfig:
+    name: str = "scrnet_r18"  # the zoo entry this config started from (informational)
+    backbone: str = "resnet18"
+    backbone_weights: Optional[str] = None  # None | "imagenet" | path to a state dict (.pth/.safetensors)
+    deep_stem: bool = False  # ResNet only: V1c deep stem (3 convs) instead of the 7x7 conv
+    drop_path_rate: float = 0.1  # VAN only: stochastic depth rate
+    num_classes: int = 19
+    channels: int = 128  # decoder width C
+    srm: SRMConfig = field(default_factory=SRMConfig)
+    context: ContextConfig = field(default_factory=ContextConfig)
+    deep_supervision: bool = True  # auxiliary heads on G2, G3, G4 (train mode only)
+    aux_weight: float = 0.4  # loss weight of each auxiliary head (read by the trainer)
+    pad_to: int = 32  # inputs are zero-padded to a multiple of this (the output stride), logits cropped back
+
+    def __post_init__(self):
+        _check_choice("model.backbone", self.backbone, BACKBONES)
+        for key in ("num_classes", "channels", "pad_to"):
+            _check_positive(f"model.{key}", getattr(self, key))
+        if self.pad_to % 32:
+            raise ValueError(f"model.pad_to must be a multiple of 32 (the output stride), got {self.pad_to}")

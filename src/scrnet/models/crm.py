@@ -1,0 +1,149 @@
+"""CRM, the Contextual Refinement Module (our reconstruction), and the PPM / no-context alternatives.
+
+From the paper: CRM pools the feature maps of all four backbone stages to the coarsest resolution, concatenates
+them, and applies channel attention followed by spatial attention. Our reconstruction of the details:
+
+- ``stages="all"``: average-pool F1..F3 to F4's size (kernel = stride = the stride ratio) and concatenate with F4;
+  ``stages="last"`` uses F4 alone (the ablation without multi-stage pooling).
+- A 1x1 conv-BN-ReLU to ``reduce_channels`` only where the concatenation exceeds ``reduce_threshold`` channels
+  (defaults 1024 and 1024: ResNet-18 and VAN keep their 960 channels, ResNet-50/101's 3840 become 1024).
+- ``attention="danet"``: DANet's channel attention (C x C affinity, softmax, learnable scale initialised at 0,
+  residual), then DANet's position attention (N x N affinity with query/key at C/``qk_ratio``, scale at 0, residual).
+  ``attention="cbam"``: CBAM's channel gate then spatial gate, each applied as a residual with a learnable scale
+  initialised at 0 (so, as with DANet, a fresh CRM is its residual path).
+- A 3x3 conv-BN-ReLU to the decoder width C.
+"""
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import ConvBNReLU
+
+ContextType = Literal["crm", "ppm", "none"]
+AttentionType = Literal["danet", "cbam"]
+StagesType = Literal["all", "last"]
+CONTEXT_TYPES = ("crm", "ppm", "none")
+ATTENTION_TYPES = ("danet", "cbam")
+STAGE_CHOICES = ("all", "last")
+
+
+class ChannelAttention(nn.Module):
+    """DANet's channel attention module: out = x + gamma * softmax(affinity) @ x over channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        flat = x.reshape(b, c, h * w)
+        energy = torch.bmm(flat, flat.transpose(1, 2))  # B x C x C
+        # DANet subtracts the energy from its row maximum before the softmax (softmax is shift-invariant, so this
+        # is softmax(-energy): channels that respond differently attend to each other).
+        attn = (energy.amax(dim=-1, keepdim=True) - energy).softmax(dim=-1)
+        out = torch.bmm(attn, flat).reshape(b, c, h, w)
+        return x + self.gamma * out
+
+
+class PositionAttention(nn.Module):
+    """DANet's position attention module: N x N affinity over positions, query/key at C / qk_ratio."""
+
+    def __init__(self, channels: int, qk_ratio: int = 8):
+        super().__init__()
+        qk = max(channels // qk_ratio, 1)
+        self.query = nn.Conv2d(channels, qk, 1)
+        self.key = nn.Conv2d(channels, qk, 1)
+        self.value = nn.Conv2d(channels, channels, 1)
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q = self.query(x).reshape(b, -1, h * w).transpose(1, 2)  # B x N x c'
+        k = self.key(x).reshape(b, -1, h * w)  # B x c' x N
+        attn = torch.bmm(q, k).softmax(dim=-1)  # B x N x N
+        v = self.value(x).reshape(b, c, h * w)
+        out = torch.bmm(v, attn.transpose(1, 2)).reshape(b, c, h, w)
+        return x + self.gamma * out
+
+
+class CBAMChannelGate(nn.Module):
+    def __init__(self, channels: int, reduction: int = 16):
+        super().__init__()
+        hidden = max(channels // reduction, 1)
+        self.mlp = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1))
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = torch.sigmoid(self.mlp(x.mean((2, 3), keepdim=True)) + self.mlp(x.amax((2, 3), keepdim=True)))
+        return x + self.gamma * (x * gate)
+
+
+class CBAMSpatialGate(nn.Module):
+    def __init__(self, kernel_size: int = 7):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2)
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = torch.sigmoid(self.conv(torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)))
+        return x + self.gamma * (x * gate)
+
+
+class CRM(nn.Module):
+    def __init__(self, in_channels: tuple[int, ...], strides: tuple[int, ...], channels: int,
+                 attention: AttentionType = "danet", stages: StagesType = "all", reduce_threshold: int = 1024,
+                 reduce_channels: int = 1024, qk_ratio: int = 8):
+        super().__init__()
+        if attention not in ATTENTION_TYPES:
+            raise ValueError(f"CRM attention must be one of {ATTENTION_TYPES}, got {attention!r}")
+        if stages not in STAGE_CHOICES:
+            raise ValueError(f"CRM stages must be one of {STAGE_CHOICES}, got {stages!r}")
+        self.stages = stages
+        # pooling factor of each used stage down to the coarsest one
+        self.pool = tuple(strides[-1] // s for s in strides) if stages == "all" else (1,)
+        cat = sum(in_channels) if stages == "all" else in_channels[-1]
+        self.reduce = ConvBNReLU(cat, reduce_channels, 1) if cat > reduce_threshold else nn.Identity()
+        width = reduce_channels if cat > reduce_threshold else cat
+        if attention == "danet":
+            self.attention = nn.Sequential(ChannelAttention(), PositionAttention(width, qk_ratio))
+        else:
+            self.attention = nn.Sequential(CBAMChannelGate(width), CBAMSpatialGate())
+        self.project = ConvBNReLU(width, channels, 3)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        used = features if self.stages == "all" else features[-1:]
+        pooled = [F.avg_pool2d(f, k) if k > 1 else f for f, k in zip(used, self.pool)]
+        x = self.reduce(torch.cat(pooled, dim=1))
+        return self.project(self.attention(x))
+
+
+class PPM(nn.Module):
+    """PSPNet's pyramid pooling on the last stage, with a 3x3 bottleneck to the decoder width (SFNet's context)."""
+
+    def __init__(self, in_channels: int, channels: int, bins: tuple[int, ...] = (1, 2, 3, 6)):
+        super().__init__()
+        self.bins = bins
+        self.branches = nn.ModuleList(ConvBNReLU(in_channels, channels, 1) for _ in bins)
+        self.bottleneck = ConvBNReLU(in_channels + len(bins) * channels, channels, 3)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        x = features[-1]
+        pyramid = [x]
+        for b, branch in zip(self.bins, self.branches):
+            y = branch(F.adaptive_avg_pool2d(x, b))
+            pyramid.append(F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False))
+        return self.bottleneck(torch.cat(pyramid, dim=1))
+
+
+class NoContext(nn.Module):
+    """No context module: a 1x1 conv-BN-ReLU brings the last stage to the decoder width."""
+
+    def __init__(self, in_channels: int, channels: int):
+        super().__init__()
+        self.project = ConvBNReLU(in_channels, channels, 1)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return self.project(features[-1])

@@ -1,0 +1,63 @@
+"""The SCRNet decoder (SFNet / UPerNet shape): context at stride 32, three SRM steps, a fused head.
+
+```
+G4 = context(F1..F4)                       CRM | PPM | none
+G3 = SRM(G4, F3); G2 = SRM(G3, F2); G1 = SRM(G2, F1)
+head: upsample G2..G4 to stride 4, concat with G1, conv3x3-BN-ReLU to C, conv1x1 to classes
+deep supervision (train only): conv3x3-BN-ReLU + conv1x1 heads on G2, G3, G4
+```
+"""
+
+import torch
+from torch import nn
+
+from .config import ContextConfig, SRMConfig
+from .crm import CRM, PPM, NoContext
+from .layers import ConvBNReLU
+from .srm import SRM, upsample_bilinear
+
+
+def build_context(cfg: ContextConfig, in_channels: tuple[int, ...], strides: tuple[int, ...], channels: int) -> nn.Module:
+    if cfg.type == "crm":
+        return CRM(in_channels, strides, channels, cfg.attention, cfg.stages, cfg.reduce_threshold,
+                   cfg.reduce_channels, cfg.qk_ratio)
+    if cfg.type == "ppm":
+        return PPM(in_channels[-1], channels, tuple(cfg.ppm_bins))
+    return NoContext(in_channels[-1], channels)
+
+
+class SegHead(nn.Sequential):
+    """conv3x3-BN-ReLU then conv1x1 to classes (the auxiliary heads)."""
+
+    def __init__(self, channels: int, num_classes: int):
+        super().__init__(ConvBNReLU(channels, channels, 3), nn.Conv2d(channels, num_classes, 1))
+
+
+class Decoder(nn.Module):
+    def __init__(self, in_channels: tuple[int, ...], strides: tuple[int, ...], channels: int, num_classes: int,
+                 srm: SRMConfig, context: ContextConfig, deep_supervision: bool):
+        super().__init__()
+        self.context = build_context(context, in_channels, strides, channels)
+        # refine[0] makes G3 from (G4, F3), refine[1] G2 from (G3, F2), refine[2] G1 from (G2, F1)
+        self.refine = nn.ModuleList(SRM(in_channels[i], channels, srm.mode, srm.hidden_channels) for i in (2, 1, 0))
+        self.fuse = ConvBNReLU(4 * channels, channels, 3)
+        self.classifier = nn.Conv2d(channels, num_classes, 1)
+        self.aux_heads = nn.ModuleList(SegHead(channels, num_classes) for _ in range(3)) if deep_supervision else None
+
+    def forward(self, features: list[torch.Tensor], return_offsets: bool = False) -> dict[str, object]:
+        """Returns ``{"logits": stride-4 logits, "aux": [G2, G3, G4 logits] (training with deep supervision),
+        "offsets": [offsets of G3, G2, G1 steps] (when asked)}``."""
+        g = self.context(features)
+        maps, offsets = [g], []
+        for srm, f in zip(self.refine, (features[2], features[1], features[0])):
+            g, off = srm(g, f, return_offsets=True)
+            maps.append(g)
+            offsets.append(off)
+        g1 = maps[-1]  # maps = [G4, G3, G2, G1]
+        fused = torch.cat([g1] + [upsample_bilinear(m, g1) for m in maps[-2::-1]], dim=1)
+        out: dict[str, object] = {"logits": self.classifier(self.fuse(fused))}
+        if self.training and self.aux_heads is not None:
+            out["aux"] = [head(m) for head, m in zip(self.aux_heads, (maps[2], maps[1], maps[0]))]
+        if return_offsets:
+            out["offsets"] = offsets
+        return out

@@ -1,0 +1,14 @@
+"""Small building blocks shared by the decoder modules."""
+
+from torch import nn
+
+
+class ConvBNReLU(nn.Sequential):
+    """``conv(k x k, no bias) -> BatchNorm -> ReLU`` with 'same' padding for odd kernels."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, stride: int = 1):
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )

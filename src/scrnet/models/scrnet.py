@@ -1,0 +1,66 @@
+"""SCRNet: backbone + decoder, taking any input size and returning logits at that size."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backbones import build_backbone
+from .config import ModelConfig
+from .decoder import Decoder
+
+
+class SCRNet(nn.Module):
+    """``B x 3 x H x W`` -> logits ``B x K x H x W`` in eval mode; ``{"out", "aux"}`` in train mode.
+
+    Inputs are zero-padded at the bottom/right to a multiple of ``cfg.pad_to`` (so every stage has an exact stride)
+    and the logits are cropped back, so any H and W work.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = build_backbone(cfg.backbone, cfg.backbone_weights, deep_stem=cfg.deep_stem,
+                                       drop_path_rate=cfg.drop_path_rate)
+        self.decoder = Decoder(self.backbone.channels, self.backbone.strides, cfg.channels, cfg.num_classes,
+                               cfg.srm, cfg.context, cfg.deep_supervision)
+
+    @property
+    def normalization(self):
+        """Input normalisation (mean/std on 0..1 RGB) that the backbone's weights expect."""
+        return self.backbone.normalization
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"SCRNet expects a 4-D tensor B x 3 x H x W (normalised RGB), got {got}")
+
+    def forward(self, x: torch.Tensor, return_offsets: bool = False):
+        self._check_input(x)
+        h, w = x.shape[-2:]
+        m = self.cfg.pad_to
+        padded = F.pad(x, (0, (-w) % m, 0, (-h) % m))
+        out = self.decoder(self.backbone(padded), return_offsets=return_offsets)
+        size = padded.shape[-2:]
+
+        def to_input(logits: torch.Tensor) -> torch.Tensor:
+            return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)[..., :h, :w]
+
+        logits = to_input(out["logits"])
+        if not self.training and not return_offsets:
+            return logits
+        result = {"out": logits}
+        if "aux" in out:
+            result["aux"] = [to_input(a) for a in out["aux"]]
+        if return_offsets:
+            result["offsets"] = out["offsets"]
+        return result
+
+    def num_params(self, include_aux: bool = False) -> int:
+        """Parameters of the eval-mode network (auxiliary heads excluded unless asked)."""
+        aux = self.decoder.aux_heads
+        skip = {id(p) for p in aux.parameters()} if aux is not None and not include_aux else set()
+        return sum(p.numel() for p in self.parameters() if id(p) not in skip)
+
+
+def build_model(cfg: ModelConfig) -> SCRNet:
+    return SCRNet(cfg)

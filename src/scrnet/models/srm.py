@@ -1,0 +1,112 @@
+"""SRM, the Semantic Refinement Module (our reconstruction; see README "What is from the paper").
+
+From the paper: for every pixel of the upsampled decoder map, SRM predicts a 2-D offset guided by the
+high-resolution backbone map of the same stage and by the offsets of the pixel's 3x3 neighbours, and resamples the
+upsampled map at the shifted positions. Everything below that sentence is our reconstruction:
+
+1. ``f' = conv1x1-BN-ReLU(f)`` to C channels; ``u = bilinear(g)`` to f's size.
+2. Initial offsets ``d0 = conv3x3(conv1x1-BN-ReLU(cat[u, f']))`` with 2 channels (dx, dy) in pixels of the output
+   grid. The last conv is zero-initialised, so a fresh SRM is exactly bilinear upsampling.
+3. Neighbour guidance (``mode="neighbor"``): ``m = softmax_9(conv3x3(cat[u, f']))``; each pixel's offset is the
+   m-weighted sum of the initial offsets of its 3x3 neighbourhood (zero offsets outside the map).
+4. ``a = grid_sample(u, base_grid + offsets)``, bilinear, border padding, ``align_corners=False``.
+5. Output ``conv3x3-BN-ReLU(a + f')``.
+
+``mode="pixel"`` uses ``d0`` directly (SFNet-like, no neighbour guidance); ``mode="bilinear"`` skips steps 2-4
+(``a = u``: a plain FPN top-down step). ``hidden_channels`` (default C/2) is the width of the offset branch's
+1x1 conv, a choice the paper does not pin down.
+"""
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import ConvBNReLU
+
+SRMMode = Literal["neighbor", "pixel", "bilinear"]
+SRM_MODES = ("neighbor", "pixel", "bilinear")
+
+
+def upsample_bilinear(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Bilinear resize of ``x`` to the spatial size of ``like`` (align_corners=False, SCRNet's one convention)."""
+    return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def base_grid(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel-centre x and y coordinates (0.5, 1.5, ...) of ``x``'s grid, shapes ``1 x 1 x 1 x W`` and ``1 x 1 x H x 1``.
+
+    Built by cumulative sums over tensors derived from ``x`` (no Python ints baked in), so an exported graph stays
+    correct at input sizes other than the export size.
+    """
+    ones_row = torch.ones_like(x[:1, :1, :1, :])
+    ones_col = torch.ones_like(x[:1, :1, :, :1])
+    return ones_row.cumsum(3) - 0.5, ones_col.cumsum(2) - 0.5
+
+
+def warp(u: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Sample ``u`` at each pixel centre shifted by ``offsets`` (``B x 2 x H x W``, dx then dy, in pixels of u)."""
+    xs, ys = base_grid(u)
+    width = xs[..., -1:] + 0.5  # 1 x 1 x 1 x 1 tensors holding W and H
+    height = ys[..., -1:, :] + 0.5
+    gx = 2.0 * (xs + offsets[:, :1]) / width - 1.0
+    gy = 2.0 * (ys + offsets[:, 1:]) / height - 1.0
+    grid = torch.cat([gx, gy], dim=1).permute(0, 2, 3, 1)
+    return F.grid_sample(u, grid.to(u.dtype), mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def neighbor_offsets(d0: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
+    """Each pixel's offset as the softmax(mask)-weighted sum of the initial offsets of its 3x3 neighbourhood.
+
+    ``d0``: ``B x 2 x H x W``; ``mask_logits``: ``B x 9 x H x W``, neighbour k = 3 * (dy + 1) + (dx + 1) in
+    row-major order (the ``unfold`` order); neighbours outside the map contribute zero offsets.
+    """
+    b, _, h, w = d0.shape
+    weights = mask_logits.softmax(dim=1).unsqueeze(1)  # B x 1 x 9 x H x W
+    neighbours = F.unfold(d0, kernel_size=3, padding=1).view(b, 2, 9, h, w)
+    return (neighbours * weights).sum(dim=2)
+
+
+class SRM(nn.Module):
+    """Refines the upsampling of the coarse decoder map ``g`` guided by the backbone map ``f`` (2x g's size)."""
+
+    def __init__(self, in_channels: int, channels: int, mode: SRMMode = "neighbor",
+                 hidden_channels: int | None = None):
+        super().__init__()
+        if mode not in SRM_MODES:
+            raise ValueError(f"SRM mode must be one of {SRM_MODES}, got {mode!r}")
+        self.mode = mode
+        self.lateral = ConvBNReLU(in_channels, channels, 1)
+        self.out = ConvBNReLU(channels, channels, 3)
+        if mode == "bilinear":
+            return
+        hidden = hidden_channels or channels // 2
+        # offset branch: conv1x1-BN-ReLU then a zero-initialised 3x3 conv to (dx, dy)
+        self.offset_hidden = nn.Conv2d(2 * channels, hidden, 1, bias=False)
+        self.offset_bn = nn.BatchNorm2d(hidden)
+        self.offset = nn.Conv2d(hidden, 2, 3, padding=1)
+        nn.init.zeros_(self.offset.weight)
+        nn.init.zeros_(self.offset.bias)
+        if mode == "neighbor":
+            self.mask = nn.Conv2d(2 * channels, 9, 3, padding=1)
+
+    def offsets(self, u: torch.Tensor, f_lat: torch.Tensor) -> torch.Tensor:
+        """The offset field (``B x 2 x H x W``, pixels, dx then dy) that SRM applies to ``u``."""
+        if self.mode == "bilinear":
+            return u.new_zeros(u.shape[0], 2, u.shape[2], u.shape[3])
+        guide = torch.cat([u, f_lat], dim=1)
+        d0 = self.offset(F.relu(self.offset_bn(self.offset_hidden(guide))))
+        return d0 if self.mode == "pixel" else neighbor_offsets(d0, self.mask(guide))
+
+    def forward(self, g: torch.Tensor, f: torch.Tensor, return_offsets: bool = False):
+        f_lat = self.lateral(f)
+        u = upsample_bilinear(g, f_lat)
+        if self.mode == "bilinear":
+            offsets = None
+            a = u
+        else:
+            offsets = self.offsets(u, f_lat)
+            a = warp(u, offsets)
+        out = self.out(a + f_lat)
+        return (out, offsets) if return_offsets else out
