@@ -103,7 +103,8 @@ class VAN(Backbone):
     def __init__(self, embed_dims: list[int], depths: list[int], mlp_ratios: list[float],
                  drop_path_rate: float = 0.1, num_classes: int | None = None):
         super().__init__()
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        n = sum(depths)
+        rates = [drop_path_rate * i / max(n - 1, 1) for i in range(n)]  # linearly increasing, as in VAN
         start = 0
         in_chans = 3
         for i, (dim, depth, ratio) in enumerate(zip(embed_dims, depths, mlp_ratios), start=1):

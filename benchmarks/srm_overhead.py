@@ -1,0 +1,48 @@
+"""SRM's latency overhead: scrnet_r18 and sfnet_r18 against the bilinear baseline fpn_r18, in one run on CPU.
+
+    python benchmarks/srm_overhead.py [--size 512 1024] [--rounds 20] [--threads N]
+
+Models are timed interleaved (one call each per round), eval mode, batch 1, float32, no grad; the goal is
+scrnet_r18 / fpn_r18 <= 1.10.
+"""
+
+import argparse
+
+import torch
+
+import scrnet
+from scrnet.tools.benchmark import conditions, summarize, time_interleaved
+from scrnet.tools.flops import compute_report
+
+MODELS = ("fpn_r18", "sfnet_r18", "scrnet_r18")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", nargs=2, type=int, default=[512, 1024], metavar=("H", "W"))
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    x = torch.randn(1, 3, *args.size)
+    models = [scrnet.create_model(name).eval() for name in MODELS]
+
+    def call(model):
+        def fn():
+            with torch.inference_mode():
+                model(x)
+        return fn
+
+    times = time_interleaved([call(m) for m in models], warmup=3, rounds=args.rounds)
+    base = summarize(times[0])["ms_median"]
+    print(f"SRM overhead, CPU float32, batch 1, {args.size[0]}x{args.size[1]}, {conditions()}")
+    print(f"{'model':<12}{'GMACs':>8}{'ms median':>12}{'ms p90':>10}{'ratio':>8}")
+    for name, ms in zip(MODELS, times):
+        s = summarize(ms)
+        gmacs = compute_report(name, tuple(args.size)).gmacs
+        print(f"{name:<12}{gmacs:>8.1f}{s['ms_median']:>12.1f}{s['ms_p90']:>10.1f}{s['ms_median'] / base:>8.3f}")
+
+
+if __name__ == "__main__":
+    main()

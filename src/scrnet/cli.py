@@ -1,0 +1,111 @@
+"""The ``scrnet`` command: parses arguments and calls the library. Errors are one line: exit code 2 for bad usage
+(unknown model, bad option or value), 1 for a run that failed."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EPILOG_MODELS = """examples:
+  scrnet models
+  scrnet models --json models.json
+"""
+EPILOG_FLOPS = """examples:
+  scrnet flops scrnet_r18
+  scrnet flops scrnet_van_b1 --size 512 1024 --json
+  scrnet flops scrnet_r18 srm.mode=pixel context.type=ppm     # an ablation, as config overrides
+  scrnet flops configs/my_run.yaml                            # the 'model' section of a config file
+"""
+
+
+class UsageError(Exception):
+    """Bad usage: reported in one line with exit code 2."""
+
+
+def _resolve_model(spec: str, overrides: list[str]):
+    from .models import load_model_config, model_config
+
+    try:
+        if spec.endswith((".yaml", ".yml")):
+            if not Path(spec).is_file():
+                raise UsageError(f"config file not found: {spec}")
+            return load_model_config(spec, overrides)
+        return model_config(spec, overrides)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_models(args) -> None:
+    from .models import ZOO
+    from .tools.flops import compute_report
+
+    rows = []
+    for name in ZOO:
+        r = compute_report(name, (1024, 2048))
+        cfg = ZOO[name]()
+        rows.append({"model": name, "backbone": cfg.backbone, "channels": cfg.channels, "params_m": r.params_m,
+                     "gmacs": r.gmacs, "input": r.input})
+    if args.json:
+        Path(args.json).write_text(json.dumps({"models": rows}, indent=2) + "\n")
+    print(f"{'model':<16}{'backbone':<20}{'width':>6}{'params (M)':>12}{'GMACs @1024x2048':>18}")
+    for r in rows:
+        print(f"{r['model']:<16}{r['backbone']:<20}{r['channels']:>6}{r['params_m']:>12.2f}{r['gmacs']:>18.1f}")
+
+
+def cmd_flops(args) -> None:
+    from .tools.flops import compute_report, format_report
+
+    cfg = _resolve_model(args.model, args.overrides)
+    if min(args.size) < 1:
+        raise UsageError(f"--size must be two positive integers H W, got {args.size}")
+    report = compute_report(cfg, tuple(args.size))
+    print(json.dumps(report.to_json(), indent=2) if args.json else format_report(report))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scrnet", description="SCRNet semantic segmentation")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"scrnet {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    p = sub.add_parser("models", help="list the model zoo: params and GMACs at 1024x2048", epilog=EPILOG_MODELS,
+                       formatter_class=fmt)
+    p.add_argument("--json", metavar="OUT", help="also write the table as JSON to OUT")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("flops", help="multiply-accumulates and parameters of a model, per op and per part",
+                       epilog=EPILOG_FLOPS, formatter_class=fmt)
+    p.add_argument("model", help="a zoo name (see `scrnet models`) or a YAML config with a 'model' section")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="model config overrides")
+    p.add_argument("--size", nargs=2, type=int, default=[1024, 2048], metavar=("H", "W"),
+                   help="input size (default 1024 2048)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    p.set_defaults(func=cmd_flops)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except UsageError as exc:
+        print(f"scrnet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"scrnet {args.command}: interrupted", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a failed run: one line, no traceback (SCRNET_DEBUG=1 shows it)
+        import os
+
+        if os.environ.get("SCRNET_DEBUG"):
+            raise
+        print(f"scrnet {args.command}: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

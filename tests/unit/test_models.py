@@ -1,0 +1,129 @@
+"""Every named variant goes through the same checks (forward, backward, modes, save/load, bad input)."""
+
+import pytest
+import torch
+
+import scrnet
+from scrnet.models import apply_overrides, model_config
+
+# (eval-mode params without auxiliary heads, all params) at 19 classes: a change here must be deliberate
+PARAMS = {
+    "scrnet_r18": (14644902, 15095391),
+    "scrnet_r50": (36038774, 37824431),
+    "scrnet_r101": (55030902, 56816559),
+    "scrnet_van_b1": (15306310, 15371599),
+    "scrnet_effl0": (4373634, 4628571),
+    "fpn_r18": (13713363, 14163852),
+    "sfnet_r18": (13766361, 14216850),
+}
+ODD = (97, 131)
+
+
+def test_zoo_lists_every_variant():
+    assert scrnet.list_models() == list(PARAMS)
+
+
+@pytest.mark.parametrize("name", list(PARAMS))
+def test_parameter_counts_are_stable(name):
+    model = scrnet.create_model(name)
+    assert (model.num_params(), model.num_params(include_aux=True)) == PARAMS[name]
+
+
+@pytest.mark.parametrize("name", list(PARAMS))
+def test_forward_and_backward_at_an_odd_size(name):
+    model = scrnet.create_model(name, num_classes=5)
+    x = torch.randn(2, 3, *ODD)
+    out = model.train()(x)
+    assert set(out) == {"out", "aux"} and out["out"].shape == (2, 5, *ODD)
+    assert len(out["aux"]) == 3 and all(a.shape == (2, 5, *ODD) for a in out["aux"])
+    (out["out"].logsumexp(1).mean() + sum(a.logsumexp(1).mean() for a in out["aux"])).backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+    with torch.no_grad():
+        logits = model.eval()(x[:1])
+    assert isinstance(logits, torch.Tensor) and logits.shape == (1, 5, *ODD)
+
+
+def test_eval_mode_treats_batch_elements_independently():
+    # padding and cropping work per image: an image scored in a batch of two equals it scored alone
+    model = scrnet.create_model("scrnet_r18", num_classes=3).eval()
+    x = torch.randn(2, 3, 45, 70)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x)[1:], model(x[1:]), rtol=1e-4, atol=1e-4)
+
+
+def test_deep_supervision_off_gives_no_aux_heads():
+    model = scrnet.create_model("scrnet_r18", deep_supervision=False).train()
+    assert model.decoder.aux_heads is None
+    assert set(model(torch.randn(2, 3, 64, 64))) == {"out"}
+
+
+def test_offsets_are_returned_on_request():
+    model = scrnet.create_model("scrnet_r18").eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 64, 96), return_offsets=True)
+    assert [tuple(o.shape) for o in out["offsets"]] == [(1, 2, 4, 6), (1, 2, 8, 12), (1, 2, 16, 24)]
+    assert out["out"].shape == (1, 19, 64, 96)
+
+
+def test_state_dict_round_trip(tmp_path):
+    model = scrnet.create_model("sfnet_r18", num_classes=4).eval()
+    torch.nn.init.normal_(model.decoder.refine[2].offset.weight, std=0.1)
+    torch.save(model.state_dict(), tmp_path / "m.pth")
+    other = scrnet.create_model("sfnet_r18", num_classes=4).eval()
+    other.load_state_dict(torch.load(tmp_path / "m.pth", weights_only=True))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), other(x))
+
+
+@pytest.mark.parametrize("bad,message", [
+    (torch.randn(3, 64, 64), r"4-D tensor B x 3 x H x W.*got \(3, 64, 64\)"),
+    (torch.randn(1, 1, 64, 64), r"4-D tensor B x 3 x H x W.*got \(1, 1, 64, 64\)"),
+    (torch.randn(1, 4, 64, 64), r"got \(1, 4, 64, 64\)"),
+])
+def test_bad_input_names_what_was_given_and_expected(bad, message):
+    model = scrnet.create_model("fpn_r18").eval()
+    with pytest.raises(ValueError, match=message):
+        model(bad)
+
+
+def test_unknown_model_names_it_and_the_choices():
+    with pytest.raises(ValueError, match=r"unknown model 'scrnet_r34'; expected one of \['scrnet_r18'"):
+        scrnet.create_model("scrnet_r34")
+
+
+def test_every_switch_is_a_config_key():
+    cfg = model_config("scrnet_r18", ["model.srm.mode=pixel", "context.type=ppm", "context.attention=cbam",
+                                      "context.stages=last", "channels=64", "deep_stem=true"])
+    assert (cfg.srm.mode, cfg.context.type, cfg.context.attention, cfg.context.stages, cfg.channels,
+            cfg.deep_stem) == ("pixel", "ppm", "cbam", "last", 64, True)
+    model = scrnet.build_model(cfg)
+    assert model.decoder.refine[0].mode == "pixel" and isinstance(model.backbone.conv1, torch.nn.Sequential)
+    assert apply_overrides(cfg, {"srm": {"mode": "bilinear"}}).srm.mode == "bilinear"
+
+
+@pytest.mark.parametrize("override,message", [
+    (["srm.mode=diagonal"], r"model.srm.mode must be one of \['neighbor', 'pixel', 'bilinear'\], got 'diagonal'"),
+    (["context.type=aspp"], r"model.context.type must be one of .* got 'aspp'"),
+    (["backbone=resnet34"], r"model.backbone must be one of .* got 'resnet34'"),
+    (["channels=abc"], r"model.channels.*'abc'"),
+    (["channels=-8"], r"model.channels must be a positive number, got -8"),
+    (["srm.typo=1"], r"model.srm.typo.*not in 'SRMConfig'"),
+    (["pad_to=48"], r"model.pad_to must be a multiple of 32"),
+    (["channels"], r"'channels' is not of the form key=value"),
+])
+def test_bad_config_values_fail_with_one_line_naming_the_key(override, message):
+    with pytest.raises(ValueError, match=message) as info:
+        model_config("scrnet_r18", override)
+    assert "\n" not in str(info.value)
+
+
+def test_yaml_model_section(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("model:\n  name: scrnet_van_b1\n  num_classes: 7\n  srm:\n    mode: pixel\n")
+    cfg = scrnet.models.load_model_config(str(path), ["channels=32"])
+    assert (cfg.name, cfg.num_classes, cfg.srm.mode, cfg.channels) == ("scrnet_van_b1", 7, "pixel", 32)
+    (tmp_path / "bad.yaml").write_text("train: {}\n")
+    with pytest.raises(ValueError, match="bad.yaml: expected a 'model' section"):
+        scrnet.models.load_model_config(str(tmp_path / "bad.yaml"))

@@ -1,0 +1,126 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from scrnet.models.srm import SRM, base_grid, neighbor_offsets, upsample_bilinear, warp
+
+
+def make_srm(mode="neighbor", c_in=6, c=8):
+    return SRM(c_in, c, mode=mode).eval()
+
+
+@pytest.mark.parametrize("size", [(16, 32), (64, 128)])
+def test_zero_offsets_reproduce_bilinear_bitwise_at_power_of_two_sizes(size):
+    u = torch.randn(2, 5, *size)
+    assert torch.equal(warp(u, torch.zeros(2, 2, *size)), u)
+
+
+@pytest.mark.parametrize("size", [(17, 23), (49, 66), (97, 131)])
+def test_zero_offsets_reproduce_bilinear_at_any_size(size):
+    # grid_sample's normalised coordinates carry float32 rounding (~1e-6 pixel at these sizes); nothing else differs
+    u = torch.randn(2, 5, *size)
+    torch.testing.assert_close(warp(u, torch.zeros(2, 2, *size)), u, rtol=0, atol=1e-4)
+
+
+def test_fresh_srm_is_exactly_bilinear_upsampling():
+    srm = make_srm()
+    g, f = torch.randn(2, 8, 8, 16), torch.randn(2, 6, 16, 32)
+    out, offsets = srm(g, f, return_offsets=True)
+    assert torch.count_nonzero(offsets) == 0
+    f_lat = srm.lateral(f)
+    expected = srm.out(upsample_bilinear(g, f_lat) + f_lat)
+    assert torch.equal(out, expected)
+    bilinear = make_srm("bilinear")
+    bilinear.load_state_dict(srm.state_dict(), strict=False)
+    assert torch.equal(bilinear(g, f), out)
+
+
+def test_offset_down_one_row_moves_the_map_by_exactly_one_row():
+    u = torch.randn(1, 3, 16, 32)
+    offsets = torch.zeros(1, 2, 16, 32)
+    offsets[:, 1] = 1.0  # (dx, dy) = (0, 1)
+    a = warp(u, offsets)
+    assert torch.equal(a[:, :, :-1], u[:, :, 1:])
+    assert torch.equal(a[:, :, -1], u[:, :, -1])  # border padding at the last row
+
+
+def test_offset_right_one_column_and_half_pixel():
+    u = torch.randn(1, 3, 16, 32)
+    offsets = torch.zeros(1, 2, 16, 32)
+    offsets[:, 0] = 1.0
+    assert torch.equal(warp(u, offsets)[..., :-1], u[..., 1:])
+    offsets[:, 0] = 0.5
+    torch.testing.assert_close(warp(u, offsets)[..., :-1], (u[..., :-1] + u[..., 1:]) / 2)
+
+
+def test_offset_at_odd_size_shifts_one_row():
+    u = torch.randn(1, 3, 17, 23)
+    offsets = torch.zeros(1, 2, 17, 23)
+    offsets[:, 1] = 1.0
+    torch.testing.assert_close(warp(u, offsets)[:, :, :-1], u[:, :, 1:], rtol=0, atol=1e-4)
+
+
+def test_base_grid_is_pixel_centres():
+    xs, ys = base_grid(torch.zeros(2, 4, 3, 5))
+    assert xs.flatten().tolist() == [0.5, 1.5, 2.5, 3.5, 4.5]
+    assert ys.flatten().tolist() == [0.5, 1.5, 2.5]
+
+
+def test_neighbor_weighting_equals_hand_computation():
+    b, h, w = 1, 3, 4
+    d0 = torch.arange(2 * h * w, dtype=torch.float32).reshape(b, 2, h, w) / 7 - 1
+    logits = torch.randn(b, 9, h, w)
+    got = neighbor_offsets(d0, logits)
+    weights = logits.softmax(1)
+    expected = torch.zeros(b, 2, h, w)
+    for y in range(h):
+        for x in range(w):
+            for k in range(9):
+                ny, nx = y + k // 3 - 1, x + k % 3 - 1  # row-major 3x3 neighbourhood
+                if 0 <= ny < h and 0 <= nx < w:
+                    expected[0, :, y, x] += weights[0, k, y, x] * d0[0, :, ny, nx]
+    torch.testing.assert_close(got, expected)
+
+
+def test_neighbor_weighting_with_one_hot_mask_copies_that_neighbour():
+    d0 = torch.randn(1, 2, 5, 6)
+    logits = torch.full((1, 9, 5, 6), -1e4)
+    logits[:, 5] = 0  # k=5: the right-hand neighbour (dy=0, dx=+1)
+    got = neighbor_offsets(d0, logits)
+    assert torch.equal(got[..., :-1], d0[..., 1:])
+    assert torch.equal(got[..., -1], torch.zeros_like(got[..., -1]))
+
+
+def test_gradients_reach_offset_and_mask_convs():
+    srm = SRM(6, 8, mode="neighbor").train()
+    g, f = torch.randn(2, 8, 8, 16), torch.randn(2, 6, 16, 32)
+    srm(g, f).square().mean().backward()
+    # at initialisation the zero last conv makes the offsets zero: only that conv receives gradient
+    assert srm.offset.weight.grad.abs().sum() > 0
+    assert srm.offset_hidden.weight.grad.abs().sum() == 0
+    assert srm.mask.weight.grad.abs().sum() == 0
+    # after one optimiser step the offsets are non-zero and every offset/mask conv learns
+    torch.optim.SGD(srm.parameters(), lr=1.0).step()
+    srm.zero_grad()
+    srm(g, f).square().mean().backward()
+    for conv in (srm.offset, srm.offset_hidden, srm.mask):
+        assert conv.weight.grad.abs().sum() > 0
+
+
+def test_modes_have_the_parts_they_name():
+    assert not hasattr(make_srm("pixel"), "mask") and hasattr(make_srm("pixel"), "offset")
+    assert not hasattr(make_srm("bilinear"), "offset")
+    with pytest.raises(ValueError, match="'sideways'"):
+        SRM(4, 4, mode="sideways")
+
+
+def test_pixel_mode_applies_its_own_offsets():
+    srm = make_srm("pixel")
+    torch.nn.init.normal_(srm.offset.weight, std=0.5)
+    g, f = torch.randn(1, 8, 8, 16), torch.randn(1, 6, 16, 32)
+    out, offsets = srm(g, f, return_offsets=True)
+    f_lat = srm.lateral(f)
+    u = upsample_bilinear(g, f_lat)
+    d0 = srm.offset(F.relu(srm.offset_bn(srm.offset_hidden(torch.cat([u, f_lat], 1)))))
+    assert torch.equal(offsets, d0)
+    torch.testing.assert_close(out, srm.out(warp(u, d0) + f_lat))
