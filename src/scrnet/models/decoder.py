@@ -17,7 +17,8 @@ from .layers import ConvBNReLU
 from .srm import SRM, upsample_bilinear
 
 
-def build_context(cfg: ContextConfig, in_channels: tuple[int, ...], strides: tuple[int, ...], channels: int) -> nn.Module:
+def build_context(cfg: ContextConfig, in_channels: tuple[int, ...], strides: tuple[int, ...],
+                  channels: int) -> nn.Module:
     if cfg.type == "crm":
         return CRM(in_channels, strides, channels, cfg.attention, cfg.stages, cfg.reduce_threshold,
                    cfg.reduce_channels, cfg.qk_ratio)
