@@ -1,24 +1,31 @@
 """SRM's latency overhead: scrnet_r18 and sfnet_r18 against the bilinear baseline fpn_r18, in one run on CPU.
 
-    python benchmarks/srm_overhead.py [--size 512 1024] [--rounds 20] [--threads N]
+    python benchmarks/srm_overhead.py [SPEC ...] [--size 512 1024] [--rounds 20] [--threads N]
 
-Models are timed interleaved (one call each per round), eval mode, batch 1, float32, no grad; the goal is
-scrnet_r18 / fpn_r18 <= 1.10.
+A SPEC is a zoo name with optional config overrides, ``NAME[:key=value,...]`` (e.g.
+``scrnet_r18:srm.mask_input=hidden``); the first SPEC is the baseline of the ratios. Models are timed interleaved
+(one call each per round), eval mode, batch 1, float32, no grad; the goal is scrnet_r18 / fpn_r18 <= 1.10.
 """
 
 import argparse
 
 import torch
 
-import scrnet
+from scrnet.models import build_model, model_config
 from scrnet.tools.benchmark import conditions, summarize, time_interleaved
 from scrnet.tools.flops import compute_report
 
-MODELS = ("fpn_r18", "sfnet_r18", "scrnet_r18")
+DEFAULT_SPECS = ["fpn_r18", "sfnet_r18", "scrnet_r18", "scrnet_r18:srm.mask_input=hidden"]
+
+
+def parse_spec(spec: str):
+    name, _, overrides = spec.partition(":")
+    return model_config(name, [o for o in overrides.split(",") if o])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("specs", nargs="*", default=DEFAULT_SPECS, metavar="SPEC")
     parser.add_argument("--size", nargs=2, type=int, default=[512, 1024], metavar=("H", "W"))
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None)
@@ -26,7 +33,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     x = torch.randn(1, 3, *args.size)
-    models = [scrnet.create_model(name).eval() for name in MODELS]
+    configs = [parse_spec(s) for s in args.specs]
+    models = [build_model(cfg).eval() for cfg in configs]
 
     def call(model):
         def fn():
@@ -37,11 +45,11 @@ def main() -> None:
     times = time_interleaved([call(m) for m in models], warmup=3, rounds=args.rounds)
     base = summarize(times[0])["ms_median"]
     print(f"SRM overhead, CPU float32, batch 1, {args.size[0]}x{args.size[1]}, {conditions()}")
-    print(f"{'model':<12}{'GMACs':>8}{'ms median':>12}{'ms p90':>10}{'ratio':>8}")
-    for name, ms in zip(MODELS, times):
+    print(f"{'model':<36}{'GMACs':>8}{'ms median':>12}{'ms p90':>10}{'ratio':>8}")
+    for spec, cfg, ms in zip(args.specs, configs, times):
         s = summarize(ms)
-        gmacs = compute_report(name, tuple(args.size)).gmacs
-        print(f"{name:<12}{gmacs:>8.1f}{s['ms_median']:>12.1f}{s['ms_p90']:>10.1f}{s['ms_median'] / base:>8.3f}")
+        gmacs = compute_report(cfg, tuple(args.size)).gmacs
+        print(f"{spec:<36}{gmacs:>8.1f}{s['ms_median']:>12.1f}{s['ms_p90']:>10.1f}{s['ms_median'] / base:>8.3f}")
 
 
 if __name__ == "__main__":

@@ -33,11 +33,12 @@ def test_srm_count_equals_hand_count():
     hw = h * w
     hand = {
         "convolution": hw * (c_in * c  # lateral 1x1
-                             + 2 * c * hidden  # offset branch 1x1
+                             + c * hidden  # offset branch 1x1, f' half (the u half runs on g: next line)
+                             + 2 * c * 9 * 9  # mask 3x3 to 9 logits (u half + f' half)
                              + hidden * 2 * 9  # offset 3x3 to (dx, dy)
-                             + 2 * c * 9 * 9  # mask 3x3 to 9 logits
-                             + c * c * 9),  # output 3x3
-        "upsample_bilinear2d": 4 * c * hw,  # u = bilinear(g): 4 MACs per output element
+                             + c * c * 9)  # output 3x3
+        + (hw // 4) * c * hidden,  # offset branch 1x1, u half, on g (it commutes with the upsampling)
+        "upsample_bilinear2d": 4 * c * hw + 4 * hidden * hw,  # u = bilinear(g), and the 1x1 of g: 4 MACs per output
         "grid_sampler_2d": 4 * c * hw,  # a = grid_sample(u, ...)
     }
 

@@ -114,13 +114,34 @@ def test_modes_have_the_parts_they_name():
         SRM(4, 4, mode="sideways")
 
 
-def test_pixel_mode_applies_its_own_offsets():
-    srm = make_srm("pixel")
+def reference_offsets(srm, u, f_lat):
+    """SRM's offsets exactly as its definition writes them: convolutions over cat[u, f']."""
+    guide = torch.cat([u, f_lat], 1)
+    hidden = F.relu(srm.offset_bn(srm.offset_hidden(guide)))
+    if srm.mode == "pixel":
+        return srm.offset(hidden)
+    mask_logits = srm.mask(guide if srm.mask_input == "guide" else hidden)
+    return neighbor_offsets(srm.offset(hidden), mask_logits)
+
+
+@pytest.mark.parametrize("mode,mask_input", [("neighbor", "guide"), ("neighbor", "hidden"), ("pixel", "guide")])
+@pytest.mark.parametrize("train", [False, True])
+def test_offsets_equal_the_definition_over_the_concatenation(mode, mask_input, train):
+    srm = SRM(6, 8, mode=mode, mask_input=mask_input).train(train)
     torch.nn.init.normal_(srm.offset.weight, std=0.5)
-    g, f = torch.randn(1, 8, 8, 16), torch.randn(1, 6, 16, 32)
+    g, f = torch.randn(2, 8, 9, 13), torch.randn(2, 6, 17, 25)
     out, offsets = srm(g, f, return_offsets=True)
     f_lat = srm.lateral(f)
     u = upsample_bilinear(g, f_lat)
-    d0 = srm.offset(F.relu(srm.offset_bn(srm.offset_hidden(torch.cat([u, f_lat], 1)))))
-    assert torch.equal(offsets, d0)
-    torch.testing.assert_close(out, srm.out(warp(u, d0) + f_lat))
+    expected = reference_offsets(srm, u, f_lat)
+    assert expected.abs().mean() > 0.05  # offsets far from zero, so the comparison means something
+    torch.testing.assert_close(offsets, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out, srm.out(warp(u, expected) + f_lat), rtol=1e-4, atol=1e-4)
+
+
+def test_mask_from_hidden_uses_the_hidden_map():
+    srm = make_srm("neighbor")
+    cheap = SRM(6, 8, mode="neighbor", mask_input="hidden")
+    assert srm.mask.in_channels == 16 and cheap.mask.in_channels == 4
+    with pytest.raises(ValueError, match="'offsets'"):
+        SRM(6, 8, mask_input="offsets")

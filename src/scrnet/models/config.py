@@ -10,7 +10,7 @@ from typing import Optional
 
 from .backbones import BACKBONES
 from .crm import ATTENTION_TYPES, CONTEXT_TYPES, STAGE_CHOICES
-from .srm import SRM_MODES
+from .srm import MASK_INPUTS, SRM_MODES
 
 
 def _check_choice(key: str, value, choices) -> None:
@@ -27,9 +27,11 @@ def _check_positive(key: str, value) -> None:
 class SRMConfig:
     mode: str = "neighbor"  # neighbor (the paper's design) | pixel (SFNet-like) | bilinear (plain FPN)
     hidden_channels: Optional[int] = None  # width of the offset branch's 1x1 conv; None means channels // 2
+    mask_input: str = "guide"  # what the neighbour mask conv reads: guide (cat[u, f'], GUIDE) | hidden (cheaper)
 
     def __post_init__(self):
         _check_choice("model.srm.mode", self.mode, SRM_MODES)
+        _check_choice("model.srm.mask_input", self.mask_input, MASK_INPUTS)
         _check_positive("model.srm.hidden_channels", self.hidden_channels)
 
 

@@ -15,6 +15,10 @@ upsampled map at the shifted positions. Everything below that sentence is our re
 ``mode="pixel"`` uses ``d0`` directly (SFNet-like, no neighbour guidance); ``mode="bilinear"`` skips steps 2-4
 (``a = u``: a plain FPN top-down step). ``hidden_channels`` (default C/2) is the width of the offset branch's
 1x1 conv, a choice the paper does not pin down.
+
+``mask_input="hidden"`` is a cheaper alternative to step 3 (not the GUIDE's design, not the default): the mask conv
+reads the offset branch's C/2-channel hidden map instead of the 2C-channel ``cat[u, f']``, so the offset and mask
+convs share their input and run as one 3x3 conv with 11 outputs.
 """
 
 from typing import Literal
@@ -27,6 +31,8 @@ from .layers import ConvBNReLU
 
 SRMMode = Literal["neighbor", "pixel", "bilinear"]
 SRM_MODES = ("neighbor", "pixel", "bilinear")
+MaskInput = Literal["guide", "hidden"]
+MASK_INPUTS = ("guide", "hidden")
 
 
 def upsample_bilinear(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -72,11 +78,14 @@ class SRM(nn.Module):
     """Refines the upsampling of the coarse decoder map ``g`` guided by the backbone map ``f`` (2x g's size)."""
 
     def __init__(self, in_channels: int, channels: int, mode: SRMMode = "neighbor",
-                 hidden_channels: int | None = None):
+                 hidden_channels: int | None = None, mask_input: MaskInput = "guide"):
         super().__init__()
         if mode not in SRM_MODES:
             raise ValueError(f"SRM mode must be one of {SRM_MODES}, got {mode!r}")
+        if mask_input not in MASK_INPUTS:
+            raise ValueError(f"SRM mask_input must be one of {MASK_INPUTS}, got {mask_input!r}")
         self.mode = mode
+        self.mask_input = mask_input
         self.lateral = ConvBNReLU(in_channels, channels, 1)
         self.out = ConvBNReLU(channels, channels, 3)
         if mode == "bilinear":
@@ -89,15 +98,32 @@ class SRM(nn.Module):
         nn.init.zeros_(self.offset.weight)
         nn.init.zeros_(self.offset.bias)
         if mode == "neighbor":
-            self.mask = nn.Conv2d(2 * channels, 9, 3, padding=1)
+            self.mask = nn.Conv2d(2 * channels if mask_input == "guide" else hidden, 9, 3, padding=1)
 
-    def offsets(self, u: torch.Tensor, f_lat: torch.Tensor) -> torch.Tensor:
-        """The offset field (``B x 2 x H x W``, pixels, dx then dy) that SRM applies to ``u``."""
+    def offsets(self, g: torch.Tensor, u: torch.Tensor, f_lat: torch.Tensor) -> torch.Tensor:
+        """The offset field (``B x 2 x H x W``, pixels, dx then dy) that SRM applies to ``u = bilinear(g)``.
+
+        Computes exactly the convolutions over ``cat[u, f']`` of the module docstring, without the concatenation:
+        a conv over a concatenation is the sum of convs over its parts, and the 1x1 conv over ``u`` commutes with
+        bilinear upsampling (both are linear, one over channels, one over positions), so it runs on ``g``, at a
+        quarter of the pixels. On CPU this is ~3x faster than concatenating (see README, Benchmarks).
+        """
         if self.mode == "bilinear":
             return u.new_zeros(u.shape[0], 2, u.shape[2], u.shape[3])
-        guide = torch.cat([u, f_lat], dim=1)
-        d0 = self.offset(F.relu(self.offset_bn(self.offset_hidden(guide))))
-        return d0 if self.mode == "pixel" else neighbor_offsets(d0, self.mask(guide))
+        c = u.shape[1]
+        w = self.offset_hidden.weight
+        pre = upsample_bilinear(F.conv2d(g, w[:, :c]), f_lat) + F.conv2d(f_lat, w[:, c:])
+        hidden = F.relu(self.offset_bn(pre))
+        if self.mode == "pixel":
+            return self.offset(hidden)
+        if self.mask_input == "guide":
+            m = self.mask
+            mask_logits = F.conv2d(u, m.weight[:, :c], padding=1) + F.conv2d(f_lat, m.weight[:, c:], m.bias, padding=1)
+            return neighbor_offsets(self.offset(hidden), mask_logits)
+        # offset and mask convs read the same map with the same kernel: one conv computes both
+        both = F.conv2d(hidden, torch.cat([self.offset.weight, self.mask.weight]),
+                        torch.cat([self.offset.bias, self.mask.bias]), padding=1)
+        return neighbor_offsets(both[:, :2], both[:, 2:])
 
     def forward(self, g: torch.Tensor, f: torch.Tensor, return_offsets: bool = False):
         f_lat = self.lateral(f)
@@ -106,7 +132,7 @@ class SRM(nn.Module):
             offsets = None
             a = u
         else:
-            offsets = self.offsets(u, f_lat)
+            offsets = self.offsets(g, u, f_lat)
             a = warp(u, offsets)
         out = self.out(a + f_lat)
         return (out, offsets) if return_offsets else out
