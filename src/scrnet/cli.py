@@ -18,6 +18,22 @@ EPILOG_FLOPS = """examples:
 """
 
 
+EPILOG_DATA_CHECK = """examples:
+  scrnet data check --data.type cityscapes --data.root data/cityscapes --split val
+  scrnet data check --data.type folder --data.root data/mine --split train --json check.json
+
+Exit code 0 when no problem was found, 1 when problems were found (all are listed), 2 for bad usage.
+"""
+EPILOG_DATA_SYNTH = """examples:
+  scrnet data synth data/synthetic                       # 200 train + 50 val scenes of 256x512, seed 0
+  scrnet data synth /tmp/tiny --num-train 8 --num-val 4 --size 128 256 --seed 3
+"""
+
+
+class RunFailed(Exception):
+    """A run that failed in a way already reported: exit code 1 without a further message."""
+
+
 class UsageError(Exception):
     """Bad usage: reported in one line with exit code 2."""
 
@@ -62,6 +78,27 @@ def cmd_flops(args) -> None:
     print(json.dumps(report.to_json(), indent=2) if args.json else format_report(report))
 
 
+def cmd_data_check(args) -> None:
+    from .data.check import check_dataset, format_check
+
+    report = check_dataset(args.data_type, args.data_root, args.split, progress=sys.stderr.isatty())
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    print(format_check(report))
+    if report.problems:
+        raise RunFailed
+
+
+def cmd_data_synth(args) -> None:
+    from .data.synthetic import generate_synthetic
+
+    if args.num_train < 0 or args.num_val < 0 or min(args.size) < 32:
+        raise UsageError("--num-train/--num-val must be >= 0 and --size at least 32 32")
+    out = generate_synthetic(args.out, args.num_train, args.num_val, tuple(args.size), args.seed)
+    print(f"wrote {args.num_train} train and {args.num_val} val scenes of {args.size[0]}x{args.size[1]} to {out} "
+          f"(folder layout; check it with: scrnet data check --data.type folder --data.root {out})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scrnet", description="SCRNet semantic segmentation")
     from . import __version__
@@ -83,6 +120,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="input size (default 1024 2048)")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.set_defaults(func=cmd_flops)
+
+    p = sub.add_parser("data", help="data set tools: check a tree, generate synthetic scenes")
+    data_sub = p.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+    from .data.build import OPENERS
+
+    q = data_sub.add_parser("check", help="validate a data set tree and count its pixels per class",
+                            epilog=EPILOG_DATA_CHECK, formatter_class=fmt)
+    q.add_argument("--data.type", dest="data_type", required=True, choices=list(OPENERS), help="layout")
+    q.add_argument("--data.root", dest="data_root", required=True, help="data set root folder")
+    q.add_argument("--split", default="train", help="split to check (default train)")
+    q.add_argument("--json", metavar="OUT", help="also write the report as JSON to OUT")
+    q.set_defaults(func=cmd_data_check)
+
+    q = data_sub.add_parser("synth", help="write a seeded synthetic street-scene data set (folder layout)",
+                            epilog=EPILOG_DATA_SYNTH, formatter_class=fmt)
+    q.add_argument("out", help="output folder")
+    q.add_argument("--num-train", type=int, default=200)
+    q.add_argument("--num-val", type=int, default=50)
+    q.add_argument("--size", nargs=2, type=int, default=[256, 512], metavar=("H", "W"))
+    q.add_argument("--seed", type=int, default=0)
+    q.set_defaults(func=cmd_data_synth)
     return parser
 
 
@@ -91,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.func(args)
+    except RunFailed:
+        return 1
     except UsageError as exc:
         print(f"scrnet {args.command}: error: {exc}", file=sys.stderr)
         return 2

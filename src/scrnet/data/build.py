@@ -1,0 +1,57 @@
+"""Typed data configuration and the explicit mapping from a data set type to the function that opens it."""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .ade20k import open_ade20k
+from .bdd100k import open_bdd100k
+from .cityscapes import open_cityscapes
+from .dataset import SegmentationDataset
+from .folder import open_folder
+from .io import DataError
+from .source import DataSource
+from .transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    EvalTransform,
+    EvalTransformConfig,
+    TrainTransform,
+    TrainTransformConfig,
+)
+
+OPENERS: dict[str, Callable[[str | Path, str], DataSource]] = {
+    "cityscapes": open_cityscapes,
+    "bdd100k": open_bdd100k,
+    "ade20k": open_ade20k,
+    "folder": open_folder,
+}
+
+
+@dataclass
+class DataConfig:
+    type: str = "cityscapes"  # cityscapes | bdd100k | ade20k | folder
+    root: str = "data/cityscapes"
+    train_split: str = "train"
+    val_split: str = "val"
+    train: TrainTransformConfig = field(default_factory=TrainTransformConfig)
+    eval: EvalTransformConfig = field(default_factory=EvalTransformConfig)
+    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))  # set from the backbone by the trainer
+    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
+
+    def __post_init__(self):
+        if self.type not in OPENERS:
+            raise ValueError(f"data.type must be one of {list(OPENERS)}, got {self.type!r}")
+
+
+def open_source(data_type: str, root: str | Path, split: str) -> DataSource:
+    if data_type not in OPENERS:
+        raise DataError(f"unknown data set type {data_type!r}; expected one of {list(OPENERS)}")
+    return OPENERS[data_type](root, split)
+
+
+def build_dataset(cfg: DataConfig, split: str, train: bool, seed: int = 0) -> SegmentationDataset:
+    """The dataset of ``split`` with the train or the eval pipeline; raises :class:`DataError` on layout problems."""
+    transform = (TrainTransform(cfg.train, cfg.mean, cfg.std) if train else
+                 EvalTransform(cfg.eval, cfg.mean, cfg.std))
+    return SegmentationDataset(open_source(cfg.type, cfg.root, split), transform, seed)

@@ -1,0 +1,70 @@
+"""Reading images and label masks, with one clear error naming the file for anything unreadable."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+cv2.setNumThreads(1)  # data loading parallelises over workers; OpenCV's own threads would oversubscribe the cores
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class DataError(ValueError):
+    """A data set problem; the message names the file or folder and what was expected."""
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as RGB uint8 ``H x W x 3``.
+
+    Grayscale is replicated to three channels, alpha is dropped, 16-bit images are scaled to 8 bits, and the EXIF
+    orientation is applied (OpenCV's ``IMREAD_COLOR`` does all four). Truncated or unreadable files raise
+    :class:`DataError` naming the file.
+    """
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise DataError(f"cannot read image {path}: {exc.strerror or exc}") from None
+    if Path(path).suffix.lower() in (".jpg", ".jpeg") and b"\xff\xd9" not in data[-64:].tobytes():
+        raise DataError(f"truncated image {path}: the JPEG data ends before its end marker")
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise DataError(f"unreadable or truncated image {path}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """A label mask as a 2-D integer array (uint8 or uint16): grayscale, 16-bit or palette PNG (palette indices).
+
+    A colour (RGB) mask raises :class:`DataError`: masks hold label ids, not colours.
+    """
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode not in ("L", "P", "I;16", "I;16B", "I;16L", "I", "1"):
+                raise DataError(f"mask {path} has mode {im.mode} ({len(im.getbands())} channels); expected a "
+                                "single-channel image of label ids (grayscale, 16-bit or palette PNG)")
+            mask = np.asarray(im)
+    except DataError:
+        raise
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"unreadable or truncated mask {path}: {exc}") from None
+    if mask.dtype == bool:
+        mask = mask.astype(np.uint8)
+    if mask.dtype not in (np.uint8, np.uint16):
+        if mask.min() < 0 or mask.max() > 65535:
+            raise DataError(f"mask {path} has values outside 0..65535")
+        mask = mask.astype(np.uint16)
+    return mask
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(height, width)`` from the file header, after EXIF orientation, without decoding the pixels."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            orientation = im.getexif().get(0x0112, 1)
+    except (OSError, SyntaxError) as exc:
+        raise DataError(f"unreadable image {path}: {exc}") from None
+    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
