@@ -150,3 +150,14 @@ def test_dataset_samples_are_deterministic_per_seed_and_epoch(tmp_path):
     assert not torch.equal(first["image"], other[1]["image"])
     batch = torch.utils.data.default_collate([ds[0], ds[1]])
     assert batch["image"].shape == (2, 3, 32, 32) and batch["mask"].dtype == torch.int64
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"crop_size": [0, 512]}, r"data.train.crop_size must be two positive sizes \[height, width\], got \[0, 512\]"),
+    ({"ratio_range": [2.0, 0.5]}, r"data.train.ratio_range must be \[low, high\]"),
+    ({"cat_max_ratio": 0.0}, r"data.train.cat_max_ratio must be in \(0, 1\], got 0.0"),
+    ({"flip_prob": 1.5}, r"data.train.flip_prob must be in \[0, 1\], got 1.5"),
+])
+def test_bad_transform_config_names_the_key(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TrainTransformConfig(**kwargs)
