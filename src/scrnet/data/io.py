@@ -57,14 +57,3 @@ def read_mask(path: str | Path) -> np.ndarray:
             raise DataError(f"mask {path} has values outside 0..65535")
         mask = mask.astype(np.uint16)
     return mask
-
-
-def image_size(path: str | Path) -> tuple[int, int]:
-    """``(height, width)`` from the file header, after EXIF orientation, without decoding the pixels."""
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-            orientation = im.getexif().get(0x0112, 1)
-    except (OSError, SyntaxError) as exc:
-        raise DataError(f"unreadable image {path}: {exc}") from None
-    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .io import DataError, read_mask
+from .io import DataError
 
 IGNORE = 255
 MAX_LABEL = 65536  # masks are 8- or 16-bit
@@ -77,10 +77,6 @@ class DataSource:
             shown = ", ".join(str(v) for v in bad[:10]) + (" ..." if len(bad) > 10 else "")
             raise DataError(f"mask {mask_path} has values outside the {self.name} label set: {shown}")
         return cv2.LUT(raw, self.lut[:256]) if raw.dtype == np.uint8 else self.lut[raw]
-
-    def load_mask(self, index: int) -> np.ndarray:
-        path = self.pairs[index][1]
-        return self.to_train_ids(read_mask(path), path)
 
 
 def pair_by_key(images: dict[str, Path], masks: dict[str, Path], image_dir: Path, mask_dir: Path,
