@@ -8,7 +8,7 @@ holding ``ADEChallengeData2016`` or that folder itself; splits ``train``/``val``
 
 from pathlib import Path
 
-from .source import IGNORE, DataSource, check_not_empty, distinct_palette, label_table, pair_by_key, require_dirs
+from .source import IGNORE, DataSource, distinct_palette, label_table, pair_flat_folders
 
 CLASSES = [
     "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed", "windowpane", "grass", "cabinet",
@@ -36,13 +36,7 @@ def open_ade20k(root: str | Path, split: str) -> DataSource:
     base = root / "ADEChallengeData2016" if (root / "ADEChallengeData2016").is_dir() else root
     split = SPLITS.get(split, split)
     image_dir, mask_dir = base / "images" / split, base / "annotations" / split
-    problems: list[str] = []
-    pairs: list = []
-    if require_dirs([root, image_dir, mask_dir], LAYOUT, problems):
-        images = {p.stem: p for p in image_dir.glob("*.jpg")}
-        masks = {p.stem: p for p in mask_dir.glob("*.png")}
-        pairs = pair_by_key(images, masks, image_dir, mask_dir, problems)
-        check_not_empty(pairs, f"{image_dir} ({LAYOUT})", problems)
+    pairs, problems = pair_flat_folders(root, image_dir, mask_dir, "*.jpg", LAYOUT)
     lut, valid = label_table({0: IGNORE, **{k: k - 1 for k in range(1, len(CLASSES) + 1)}})
     return DataSource("ade20k", root, split, pairs, list(CLASSES), distinct_palette(len(CLASSES)), lut, valid,
                       problems)

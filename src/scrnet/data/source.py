@@ -103,3 +103,16 @@ def require_dirs(dirs: list[Path], layout: str, problems: list[str]) -> bool:
 def check_not_empty(pairs: list, what: str, problems: list[str]) -> None:
     if not pairs and not problems:
         problems.append(f"empty split: no image/mask pairs found in {what}")
+
+
+def pair_flat_folders(root: Path, image_dir: Path, mask_dir: Path, image_pattern: str,
+                      layout: str) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """Pairs ``image_dir/<image_pattern>`` with ``mask_dir/*.png`` by stem (BDD100K's and ADE20K's layouts)."""
+    problems: list[str] = []
+    pairs: list[tuple[Path, Path]] = []
+    if require_dirs([root, image_dir, mask_dir], layout, problems):
+        images = {p.stem: p for p in image_dir.glob(image_pattern)}
+        masks = {p.stem: p for p in mask_dir.glob("*.png")}
+        pairs = pair_by_key(images, masks, image_dir, mask_dir, problems)
+        check_not_empty(pairs, f"{image_dir} ({layout})", problems)
+    return pairs, problems
