@@ -30,6 +30,17 @@ EPILOG_DATA_SYNTH = """examples:
 """
 
 
+EPILOG_TRAIN = """examples:
+  scrnet train configs/synthetic/scrnet_effl0.yaml                       # minutes on 2 CPU cores
+  scrnet train configs/cityscapes/scrnet_r18.yaml data.root=/data/cityscapes --work-dir runs/r18
+  scrnet train configs/cityscapes/scrnet_r18.yaml --work-dir runs/r18 --resume   # continue exactly
+  torchrun --nproc_per_node 8 -m scrnet train configs/cityscapes/scrnet_r18.yaml --work-dir runs/r18
+
+Writes WORK_DIR/config.yaml (the resolved config), WORK_DIR/metrics.jsonl and WORK_DIR/checkpoints/.
+Ctrl-C or SIGTERM saves a checkpoint and stops; --resume picks up from the newest checkpoint.
+"""
+
+
 class RunFailed(Exception):
     """A run that failed in a way already reported: exit code 1 without a further message."""
 
@@ -99,6 +110,26 @@ def cmd_data_synth(args) -> None:
           f"(folder layout; check it with: scrnet data check --data.type folder --data.root {out})")
 
 
+def cmd_train(args) -> None:
+    from .config import ConfigError, load_config
+    from .engine.trainer import train
+
+    if not Path(args.config).is_file():
+        raise UsageError(f"config file not found: {args.config}")
+    try:
+        cfg = load_config(args.config, args.overrides)
+        work_dir = Path(args.work_dir or Path("work_dirs") / Path(args.config).stem)
+        result = train(cfg, work_dir, resume=args.resume)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    if result.stopped_by_signal is not None:
+        print(f"stopped by signal {result.stopped_by_signal} at iteration {result.iteration}; checkpoint saved in "
+              f"{work_dir / 'checkpoints'}; continue with --resume", file=sys.stderr)
+        raise RunFailed(128 + result.stopped_by_signal)
+    best = "n/a" if result.best_miou is None else f"{result.best_miou:.4f} at iteration {result.best_iteration}"
+    print(f"finished {result.iteration} iterations; best val mIoU {best}; checkpoints in {work_dir / 'checkpoints'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scrnet", description="SCRNet semantic segmentation")
     from . import __version__
@@ -120,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="input size (default 1024 2048)")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.set_defaults(func=cmd_flops)
+
+    p = sub.add_parser("train", help="train a model from a config", epilog=EPILOG_TRAIN, formatter_class=fmt)
+    p.add_argument("config", help="YAML config (sections model, data, train, eval)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.max_iters=200")
+    p.add_argument("--work-dir", help="output folder (default work_dirs/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the work dir")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("data", help="data set tools: check a tree, generate synthetic scenes")
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
@@ -149,8 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except RunFailed:
-        return 1
+    except RunFailed as exc:
+        return exc.args[0] if exc.args else 1
     except UsageError as exc:
         print(f"scrnet {args.command}: error: {exc}", file=sys.stderr)
         return 2

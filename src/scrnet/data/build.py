@@ -3,6 +3,7 @@
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 from .ade20k import open_ade20k
 from .bdd100k import open_bdd100k
@@ -36,8 +37,8 @@ class DataConfig:
     val_split: str = "val"
     train: TrainTransformConfig = field(default_factory=TrainTransformConfig)
     eval: EvalTransformConfig = field(default_factory=EvalTransformConfig)
-    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))  # set from the backbone by the trainer
-    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
+    mean: Optional[list[float]] = None  # input normalisation (0..1 RGB); None: what the backbone's weights expect
+    std: Optional[list[float]] = None
 
     def __post_init__(self):
         if self.type not in OPENERS:
@@ -52,6 +53,6 @@ def open_source(data_type: str, root: str | Path, split: str) -> DataSource:
 
 def build_dataset(cfg: DataConfig, split: str, train: bool, seed: int = 0) -> SegmentationDataset:
     """The dataset of ``split`` with the train or the eval pipeline; raises :class:`DataError` on layout problems."""
-    transform = (TrainTransform(cfg.train, cfg.mean, cfg.std) if train else
-                 EvalTransform(cfg.eval, cfg.mean, cfg.std))
+    mean, std = cfg.mean or IMAGENET_MEAN, cfg.std or IMAGENET_STD
+    transform = TrainTransform(cfg.train, mean, std) if train else EvalTransform(cfg.eval, mean, std)
     return SegmentationDataset(open_source(cfg.type, cfg.root, split), transform, seed)

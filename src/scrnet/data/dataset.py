@@ -47,10 +47,12 @@ class SegmentationDataset(torch.utils.data.Dataset):
                             f"{image.shape[1]}x{image.shape[0]} (width x height)")
         return image, self.source.to_train_ids(raw, mask_path)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        """``ds[index]`` (augmentation drawn for the current epoch) or ``ds[(epoch, index)]`` (as samplers ask)."""
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         image, mask = self.load(index)
         if self.transform is None:
             return {"image": torch.from_numpy(image), "mask": torch.from_numpy(mask).long(), "index": index}
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = np.random.default_rng([self.seed, epoch, index])
         image_t, mask_t = self.transform(image, mask, rng)
         return {"image": image_t, "mask": mask_t, "index": index}

@@ -10,6 +10,7 @@ Every random draw comes from the ``numpy.random.Generator`` passed in, so a samp
 """
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -48,7 +49,7 @@ class TrainTransformConfig:
 
 @dataclass
 class EvalTransformConfig:
-    scale: list[int] | None = None  # resize to fit (long side, short side), aspect kept; None keeps the size
+    scale: Optional[list[int]] = None  # resize to fit (long side, short side), aspect kept; None keeps the size
 
 
 def fit_size(h: int, w: int, long_side: float, short_side: float) -> tuple[int, int]:

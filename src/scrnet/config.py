@@ -1,0 +1,110 @@
+"""The run configuration: ``model``, ``data``, ``train`` and ``eval`` sections, typed, with every default written
+here. :func:`load_config` reads a YAML file and ``key=value`` overrides; an unknown key, a wrong type or a bad value
+fails at once with one line naming the key. Each run writes its fully resolved config next to its outputs.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from .data.build import DataConfig
+from .engine.losses import LossConfig
+from .engine.schedule import OptimConfig
+from .models import ModelConfig, model_config
+
+AMP_MODES = ("none", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(ValueError):
+    """A bad config: the message names the key (or file) and the value."""
+
+
+@dataclass
+class TrainConfig:
+    max_iters: int = 80000
+    batch_size: int = 16  # total over all processes
+    num_workers: int = 4  # data loading processes per training process
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    amp: str = "none"  # none | bf16 | fp16 (fp16 on CUDA only, with a GradScaler)
+    channels_last: bool = False
+    device: str = "auto"  # auto (CUDA when available) | cpu | cuda
+    seed: int = 0
+    log_interval: int = 50  # iterations between metric-log lines
+    val_interval: int = 4000  # iterations between validations (0: only at the end)
+    checkpoint_interval: int = 4000  # iterations between checkpoints (and one at the end)
+    keep_last: int = 3  # periodic checkpoints kept, besides best.pth
+    max_nonfinite: int = 5  # consecutive non-finite losses before the run aborts
+    tensorboard: bool = True  # scalars and prediction images when tensorboard is installed
+
+    def __post_init__(self):
+        for key in ("max_iters", "batch_size", "log_interval", "checkpoint_interval", "keep_last", "max_nonfinite"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"train.{key} must be positive, got {getattr(self, key)}")
+        for key in ("num_workers", "val_interval"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"train.{key} must be >= 0, got {getattr(self, key)}")
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"train.amp must be one of {list(AMP_MODES)}, got {self.amp!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"train.device must be one of {list(DEVICES)}, got {self.device!r}")
+
+
+@dataclass
+class EvalConfig:
+    batch_size: int = 1  # validation images per process and step (whole-image inference)
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def _first_line(exc: Exception) -> str:
+    key = getattr(exc, "full_key", None)
+    msg = str(exc).splitlines()[0]
+    return f"{key}: {msg}" if key and key not in msg else msg
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    """A YAML config (sections model/data/train/eval; ``model.name`` picks the zoo variant whose config the
+    ``model`` section then overrides) with dotted ``key=value`` overrides applied last."""
+    overrides = list(overrides or [])
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ConfigError(f"override {bad[0]!r} is not of the form key=value")
+    try:
+        raw = OmegaConf.load(path) if path is not None else OmegaConf.create({})
+        cli = OmegaConf.from_dotlist(overrides)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except Exception as exc:
+        raise ConfigError(f"cannot parse {path or 'overrides'}: {_first_line(exc)}") from None
+    name = OmegaConf.select(cli, "model.name") or OmegaConf.select(raw, "model.name") or "scrnet_r18"
+    try:
+        base = OmegaConf.structured(Config(model=model_config(name)))
+        merged = OmegaConf.merge(base, raw, cli)
+        return OmegaConf.to_object(merged)
+    except ConfigError:
+        raise
+    except Exception as exc:  # omegaconf's validation errors and our __post_init__ checks
+        where = f" in {path}" if path else ""
+        raise ConfigError(f"bad config{where}: {_first_line(exc)}") from None
+
+
+def config_to_yaml(cfg: Config) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def config_to_dict(cfg: Config) -> dict:
+    return OmegaConf.to_container(OmegaConf.structured(cfg))
+
+
+def config_from_dict(d: dict) -> Config:
+    """The inverse of :func:`config_to_dict` (for configs stored in checkpoints)."""
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), d))

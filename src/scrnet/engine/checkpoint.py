@@ -1,0 +1,87 @@
+"""Checkpoints: written atomically, loadable with ``torch.load(weights_only=True)`` (loading never runs code).
+
+A checkpoint is a dict of plain containers and tensors: ``model`` (state dict), ``config`` (the resolved config as
+plain data), ``class_names``, ``palette``, ``normalization``, and for exact resume ``optimizer``, ``scheduler``,
+``scaler``, ``iteration``, ``rng`` (Python, NumPy and torch generator states) and ``best``. Periodic checkpoints
+are ``iter_XXXXXXXX.pth``; the last ``keep_last`` are kept, plus ``best.pth``.
+"""
+
+import os
+import random
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PATTERN = re.compile(r"iter_(\d+)\.pth$")
+
+
+def atomic_save(obj: dict, path: Path) -> None:
+    """Write to a temporary file in the same folder, flush it to disk, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    version, keys, gauss = random.getstate()
+    state = {"python": {"version": version, "keys": list(keys), "gauss": gauss},
+             "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                       "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    python = state["python"]
+    random.setstate((python["version"], tuple(python["keys"]), python["gauss"]))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_path(work_dir: Path, iteration: int) -> Path:
+    return work_dir / "checkpoints" / f"iter_{iteration:08d}.pth"
+
+
+def list_checkpoints(work_dir: Path) -> list[tuple[int, Path]]:
+    folder = work_dir / "checkpoints"
+    found = [(int(m.group(1)), p) for p in folder.glob("iter_*.pth") if (m := PATTERN.search(p.name))]
+    return sorted(found)
+
+
+def latest_checkpoint(work_dir: Path) -> Path | None:
+    found = list_checkpoints(work_dir)
+    return found[-1][1] if found else None
+
+
+def prune(work_dir: Path, keep_last: int) -> None:
+    for _, path in list_checkpoints(work_dir)[:-keep_last]:
+        path.unlink(missing_ok=True)
+
+
+def load(path: str | Path) -> dict:
+    """Load a checkpoint safely (``weights_only=True``); errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"cannot load checkpoint {path}: {str(exc).splitlines()[0]}") from None

@@ -1,0 +1,70 @@
+"""Optimiser and learning-rate schedule: SGD or AdamW, per-group head multiplier and no weight decay on
+normalisation weights and biases, poly decay with linear warm-up."""
+
+from dataclasses import dataclass, field
+
+import torch
+
+OPTIMIZERS = ("sgd", "adamw")
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = "sgd"  # sgd | adamw
+    lr: float = 0.01
+    momentum: float = 0.9  # SGD only
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # AdamW only
+    weight_decay: float = 5e-4
+    head_lr_mult: float = 1.0  # learning-rate multiplier for the decoder (everything but the backbone)
+    no_decay_norm_bias: bool = True  # no weight decay on 1-D parameters (norm weights, biases, scales)
+    poly_power: float = 0.9
+    min_lr: float = 0.0  # poly decays to this
+    warmup_iters: int = 0
+    warmup_ratio: float = 1e-6  # warm-up starts at lr * warmup_ratio
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"train.optim.optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.lr <= 0:
+            raise ValueError(f"train.optim.lr must be positive, got {self.lr}")
+
+
+def param_groups(model: torch.nn.Module, cfg: OptimConfig) -> list[dict]:
+    """Four groups: (backbone | head) x (decayed | not decayed), each with its lr and weight decay."""
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        head = not name.startswith(("backbone.", "module.backbone."))
+        decay = not (cfg.no_decay_norm_bias and p.ndim <= 1)
+        groups.setdefault((head, decay), []).append(p)
+    return [{"params": params, "lr": cfg.lr * (cfg.head_lr_mult if head else 1.0),
+             "weight_decay": cfg.weight_decay if decay else 0.0, "name": f"{'head' if head else 'backbone'}"
+             f"{'' if decay else '_no_decay'}"} for (head, decay), params in sorted(groups.items())]
+
+
+def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    groups = param_groups(model, cfg)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+
+
+class PolyWarmup:
+    """Multiplier of each group's initial lr at iteration ``it`` (a plain object, so the scheduler state saves)."""
+
+    def __init__(self, max_iters: int, power: float, warmup_iters: int, warmup_ratio: float, min_ratio: float):
+        self.max_iters, self.power = max_iters, power
+        self.warmup_iters, self.warmup_ratio, self.min_ratio = warmup_iters, warmup_ratio, min_ratio
+
+    def __call__(self, it: int) -> float:
+        poly = (1 - min(it, self.max_iters) / self.max_iters) ** self.power
+        factor = self.min_ratio + (1 - self.min_ratio) * poly
+        if it < self.warmup_iters:
+            factor *= self.warmup_ratio + (1 - self.warmup_ratio) * it / self.warmup_iters
+        return factor
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, max_iters: int):
+    rule = PolyWarmup(max_iters, cfg.poly_power, cfg.warmup_iters, cfg.warmup_ratio, cfg.min_lr / cfg.lr)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, rule)

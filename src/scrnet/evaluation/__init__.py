@@ -1,0 +1,3 @@
+from .metrics import ConfusionMatrix
+
+__all__ = ["ConfusionMatrix"]
