@@ -123,9 +123,13 @@ def cmd_train(args) -> None:
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     if result.stopped_by_signal is not None:
+        if not result.is_main:
+            raise RunFailed(128 + result.stopped_by_signal)
         print(f"stopped by signal {result.stopped_by_signal} at iteration {result.iteration}; checkpoint saved in "
               f"{work_dir / 'checkpoints'}; continue with --resume", file=sys.stderr)
         raise RunFailed(128 + result.stopped_by_signal)
+    if not result.is_main:
+        return
     best = "n/a" if result.best_miou is None else f"{result.best_miou:.4f} at iteration {result.best_iteration}"
     print(f"finished {result.iteration} iterations; best val mIoU {best}; checkpoints in {work_dir / 'checkpoints'}")
 

@@ -10,7 +10,9 @@ iteration, sampler position, RNG states).
 import json
 import math
 import signal
+import sys
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +45,7 @@ class TrainResult:
     best_iteration: int | None
     work_dir: Path
     stopped_by_signal: int | None = None  # the signal number when SIGINT/SIGTERM stopped the run
+    is_main: bool = True  # rank 0 (or a single process): the one that reports
 
 
 def resolve_device(name: str) -> torch.device:
@@ -250,7 +253,9 @@ class Trainer:
         self.scaler.update()
         return float(loss.detach())
 
-    def train(self) -> TrainResult:
+    def train(self, until: int | None = None) -> TrainResult:
+        """Train to ``train.max_iters``; with ``until``, stop after that iteration with a checkpoint, as a
+        preempted job would (a later ``--resume`` run continues exactly)."""
         t = self.cfg.train
         self.net.train()
         bar = tqdm(total=t.max_iters, initial=self.iteration, desc="train", unit="it", dynamic_ncols=True,
@@ -262,12 +267,14 @@ class Trainer:
             for batch in self.loader():
                 loss = self.step(batch)
                 self.iteration += 1
-                self.scheduler.step()
+                with warnings.catch_warnings():  # a skipped update still advances the schedule: not the misuse
+                    warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step()` before")  # torch warns of
+                    self.scheduler.step()
                 if loss is None:
                     nonfinite_run += 1
                     if self.dist.is_main:
                         tqdm.write(f"warning: non-finite loss at iteration {self.iteration}; update skipped "
-                                   f"({nonfinite_run} in a row)")
+                                   f"({nonfinite_run} in a row)", file=sys.stderr)
                     if nonfinite_run >= t.max_nonfinite:
                         last = ckpt.latest_checkpoint(self.work_dir)
                         raise TrainingAborted(
@@ -297,6 +304,7 @@ class Trainer:
                         tqdm.write(f"iteration {self.iteration}: val mIoU {miou:.4f} (best {self.best['miou']:.4f} "
                                    f"at {self.best['iteration']})")
                 stopping = broadcast_flag(stop.signum is not None, self.dist, self.device)
+                stopping = stopping or self.iteration == until
                 if improved or is_last or stopping or self.iteration % t.checkpoint_interval == 0:
                     self.save(best=improved)
                 if stopping:
@@ -307,7 +315,8 @@ class Trainer:
             self.tb.close()
         barrier(self.dist)
         cleanup(self.dist)
-        return TrainResult(self.iteration, self.best["miou"], self.best["iteration"], self.work_dir, stop.signum)
+        return TrainResult(self.iteration, self.best["miou"], self.best["iteration"], self.work_dir, stop.signum,
+                           self.dist.is_main)
 
     def _check_ranks_agree(self) -> None:
         """Every rank must end with the same weights; the per-rank checksums go to the metric log."""
@@ -320,5 +329,6 @@ class Trainer:
             raise TrainingAborted(f"ranks ended with different weights: checksums {gathered}")
 
 
-def train(cfg: Config, work_dir: str | Path, resume: bool = False, progress: bool | None = None) -> TrainResult:
-    return Trainer(cfg, work_dir, resume, progress).train()
+def train(cfg: Config, work_dir: str | Path, resume: bool = False, progress: bool | None = None,
+          until: int | None = None) -> TrainResult:
+    return Trainer(cfg, work_dir, resume, progress).train(until)

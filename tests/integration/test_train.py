@@ -1,0 +1,195 @@
+"""Training as a user runs it: exact resume, kill -9 and SIGINT, torchrun DDP, the non-finite guard, bad configs,
+and a short run that overfits a small synthetic set."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import scrnet
+from scrnet.config import load_config
+from scrnet.data.synthetic import generate_synthetic
+from scrnet.engine import trainer as trainer_module
+from scrnet.engine.checkpoint import list_checkpoints, load
+from scrnet.engine.trainer import Trainer, TrainingAborted, train
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    return generate_synthetic(tmp_path_factory.mktemp("synth"), num_train=8, num_val=2, size=(64, 128), seed=0)
+
+
+def small(root, *extra):
+    return [f"data.root={root}", "data.type=folder", "model.name=scrnet_r18", "model.num_classes=9",
+            "model.channels=32", "train.batch_size=2", "train.num_workers=0", "data.train.crop_size=[64,64]",
+            "data.train.scale=[128,64]", "train.val_interval=0", "train.checkpoint_interval=5",
+            "train.tensorboard=false", "train.log_interval=5", *extra]
+
+
+def cli(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "scrnet", *args], capture_output=True, text=True, timeout=600,
+                          **kwargs)
+
+
+def test_resume_continues_exactly(synth, tmp_path):
+    straight = train(load_config(None, small(synth, "train.max_iters=20")), tmp_path / "a", progress=False)
+    train(load_config(None, small(synth, "train.max_iters=20")), tmp_path / "b", progress=False, until=10)
+    assert [i for i, _ in list_checkpoints(tmp_path / "b")][-1] == 10
+    resumed = train(load_config(None, small(synth, "train.max_iters=20")), tmp_path / "b", resume=True,
+                    progress=False)
+    assert straight.iteration == resumed.iteration == 20
+    a = load(tmp_path / "a" / "checkpoints" / "iter_00000020.pth")
+    b = load(tmp_path / "b" / "checkpoints" / "iter_00000020.pth")
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
+    for k, state in a["optimizer"]["state"].items():
+        assert torch.equal(state["momentum_buffer"], b["optimizer"]["state"][k]["momentum_buffer"])
+
+
+def test_checkpoint_contents_and_load_checkpoint(synth, tmp_path):
+    train(load_config(None, small(synth, "train.max_iters=5", "train.val_interval=5")), tmp_path, progress=False)
+    state = torch.load(tmp_path / "checkpoints" / "best.pth", weights_only=True)  # never runs code
+    assert {"model", "config", "class_names", "palette", "normalization", "optimizer", "scheduler", "scaler",
+            "iteration", "rng", "best"} <= set(state)
+    model, cfg, names = scrnet.load_checkpoint(tmp_path / "checkpoints" / "best.pth")
+    assert names[0] == "road" and cfg.model.channels == 32 and not model.training
+    x = torch.randn(1, 3, 50, 70)
+    reference = scrnet.build_model(cfg.model).eval()
+    reference.load_state_dict(state["model"])
+    with torch.no_grad():
+        assert torch.equal(model(x), reference(x))
+    resolved = (tmp_path / "config.yaml").read_text()
+    assert "mean:" in resolved and "0.485" in resolved and "max_iters: 5" in resolved
+
+
+def wait_for(path_glob: Path, pattern: str, proc, timeout=120):
+    start = time.time()
+    while time.time() - start < timeout:
+        if list(path_glob.glob(pattern)):
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.02)
+    return False
+
+
+def test_kill_9_leaves_a_loadable_checkpoint_and_resume_finishes(synth, tmp_path):
+    args = ["train", "/dev/null", *small(synth, "train.max_iters=40"), "--work-dir", str(tmp_path)]
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text("model:\n  name: scrnet_r18\n")
+    args[1] = str(cfg_file)
+    proc = subprocess.Popen([sys.executable, "-m", "scrnet", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert wait_for(tmp_path / "checkpoints", "iter_*.pth", proc), proc.communicate()
+    proc.kill()  # SIGKILL, at whatever point it has reached
+    proc.wait()
+    found = list_checkpoints(tmp_path)
+    assert found and found[-1][0] < 40
+    load(found[-1][1])  # the newest complete checkpoint loads
+    result = cli(*args, "--resume")
+    assert result.returncode == 0, result.stderr
+    assert "resumed from" in result.stdout and list_checkpoints(tmp_path)[-1][0] == 40
+
+
+def test_sigint_saves_and_stops_cleanly(synth, tmp_path):
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text("model:\n  name: scrnet_r18\n")
+    proc = subprocess.Popen([sys.executable, "-m", "scrnet", "train", str(cfg_file),
+                             *small(synth, "train.max_iters=400", "train.checkpoint_interval=2"),
+                             "--work-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert wait_for(tmp_path / "checkpoints", "iter_*.pth", proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGINT, err
+    assert "stopped by signal" in err and "Traceback" not in err
+    last = list_checkpoints(tmp_path)[-1][0]
+    assert 0 < last < 400 and load(list_checkpoints(tmp_path)[-1][1])["iteration"] == last
+
+
+def test_torchrun_ddp_on_cpu(synth, tmp_path):
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text("model:\n  name: scrnet_r18\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+         "-m", "scrnet", "train", str(cfg_file), *small(synth, "train.max_iters=6", "train.val_interval=3"),
+         "--work-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "run"
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.yaml", "metrics.jsonl"]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    checksums = [r["rank_checksums"] for r in records if "rank_checksums" in r]
+    assert len(checksums) == 1 and len(checksums[0]) == 2 and checksums[0][0] == checksums[0][1]
+    loss_iters = [r["iter"] for r in records if "loss" in r]
+    assert loss_iters == sorted(set(loss_iters))  # one writer: no duplicated lines
+    assert [r["iter"] for r in records if "val_miou" in r] == [3, 6]
+    assert result.stdout.count("finished 6 iterations") == 1
+
+
+def test_nonfinite_losses_are_skipped_then_abort(synth, tmp_path, monkeypatch, capsys):
+    real = trainer_module.total_loss
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if calls["n"] in (3, 4) else loss
+
+    monkeypatch.setattr(trainer_module, "total_loss", flaky)
+    result = train(load_config(None, small(synth, "train.max_iters=8")), tmp_path / "a", progress=False)
+    assert result.iteration == 8
+    assert "non-finite loss at iteration 3; update skipped (1 in a row)" in capsys.readouterr().err
+    weights = load(tmp_path / "a" / "checkpoints" / "iter_00000008.pth")["model"]
+    assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
+
+    monkeypatch.setattr(trainer_module, "total_loss", lambda *a, **k: real(*a, **k) * float("inf"))
+    with pytest.raises(TrainingAborted, match="3 non-finite losses in a row at iteration 3; last good checkpoint"):
+        train(load_config(None, small(synth, "train.max_iters=8", "train.max_nonfinite=3")), tmp_path / "b",
+              progress=False)
+
+
+def test_checkpoint_with_nonfinite_weights_is_refused(synth, tmp_path):
+    trainer = Trainer(load_config(None, small(synth, "train.max_iters=2")), tmp_path, progress=False)
+    with torch.no_grad():
+        next(trainer.model.parameters()).fill_(float("nan"))
+    with pytest.raises(TrainingAborted, match="refusing to write a checkpoint with non-finite weights"):
+        trainer.save()
+    assert not list_checkpoints(tmp_path)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.bogus=1", "train.bogus: Key 'bogus' not in 'TrainConfig'"),
+    ("train.max_iters=many", "train.max_iters: Value 'many' of type 'str' could not be converted to Integer"),
+    ("data.root=/nonexistent/cityscapes", "folder not found: /nonexistent/cityscapes"),
+    ("model.num_classes=19", "model.num_classes is 19 but the folder data set at"),
+    ("train.amp=fp16", "train.amp=fp16 needs CUDA"),
+])
+def test_bad_config_fails_before_training_with_one_line(synth, tmp_path, override, message):
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text("model:\n  name: scrnet_r18\n")
+    result = cli("train", str(cfg_file), *small(synth), override, "--work-dir", str(tmp_path / "run"))
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_overfits_a_small_synthetic_set(tmp_path):
+    data = generate_synthetic(tmp_path / "data", num_train=2, num_val=0, size=(128, 256), seed=1)
+    overrides = [
+        f"data.root={data}", "data.type=folder", "data.val_split=train", "model.name=scrnet_effl0",
+        "model.num_classes=9", "model.backbone_weights=imagenet", "model.deep_supervision=false",
+        "train.batch_size=2", "train.num_workers=0", "data.train.crop_size=[128,256]", "data.train.scale=[256,128]",
+        "data.train.ratio_range=[1.0,1.0]", "data.train.photometric=false", "data.train.flip_prob=0.0",
+        "data.train.cat_max_ratio=1.0", "train.max_iters=250", "train.val_interval=0",
+        "train.checkpoint_interval=1000", "train.tensorboard=false", "train.optim.optimizer=adamw",
+        "train.optim.lr=0.004", "train.optim.weight_decay=0", "train.optim.poly_power=1.0"]
+    start = time.perf_counter()
+    result = train(load_config(None, overrides), tmp_path / "run", progress=False)
+    assert result.best_miou >= 0.9, result.best_miou
+    assert time.perf_counter() - start < 120
