@@ -9,6 +9,7 @@ iteration, sampler position, RNG states).
 
 import json
 import math
+import re
 import signal
 import sys
 import time
@@ -267,9 +268,9 @@ class Trainer:
             for batch in self.loader():
                 loss = self.step(batch)
                 self.iteration += 1
-                with warnings.catch_warnings():  # a skipped update still advances the schedule: not the misuse
-                    warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step()` before")  # torch warns of
-                    self.scheduler.step()
+                with warnings.catch_warnings():  # a skipped update still advances the schedule, which torch
+                    warnings.filterwarnings("ignore", re.escape("Detected call of `lr_scheduler.step()` before"))
+                    self.scheduler.step()  # would otherwise report as calling the two in the wrong order
                 if loss is None:
                     nonfinite_run += 1
                     if self.dist.is_main:
