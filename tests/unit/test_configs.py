@@ -1,0 +1,34 @@
+"""Every shipped config loads, names a zoo model and a data set type, and resolves every value."""
+
+from pathlib import Path
+
+import pytest
+
+from scrnet.config import config_to_yaml, load_config
+from scrnet.models import list_models
+
+CONFIGS = sorted((Path(__file__).parents[2] / "configs").rglob("*.yaml"))
+
+
+def test_there_are_configs_for_every_model_and_data_set():
+    names = {(p.parent.name, p.stem) for p in CONFIGS}
+    for dataset in ("cityscapes", "bdd100k", "ade20k"):
+        assert {m for d, m in names if d == dataset} == set(list_models())
+    assert ("synthetic", "scrnet_effl0") in names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_config_loads(path):
+    cfg = load_config(path)
+    assert cfg.model.name == path.stem and cfg.data.type in ("cityscapes", "bdd100k", "ade20k", "folder")
+    assert cfg.model.num_classes == {"cityscapes": 19, "bdd100k": 19, "ade20k": 150, "synthetic": 9}[path.parent.name]
+    assert "???" not in config_to_yaml(cfg)
+
+
+def test_cityscapes_recipe():
+    cfg = load_config(Path(__file__).parents[2] / "configs" / "cityscapes" / "scrnet_r18.yaml")
+    assert (cfg.train.batch_size, cfg.data.train.crop_size, cfg.data.train.ratio_range) == (16, [1024, 1024],
+                                                                                           [0.5, 2.0])
+    assert cfg.train.loss.ohem and cfg.train.optim.optimizer == "sgd" and cfg.train.optim.lr == 0.01
+    ade = load_config(Path(__file__).parents[2] / "configs" / "ade20k" / "scrnet_van_b1.yaml")
+    assert ade.train.optim.optimizer == "adamw" and ade.train.max_iters == 160000
