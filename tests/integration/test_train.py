@@ -193,3 +193,23 @@ def test_overfits_a_small_synthetic_set(tmp_path):
     result = train(load_config(None, overrides), tmp_path / "run", progress=False)
     assert result.best_miou >= 0.9, result.best_miou
     assert time.perf_counter() - start < 120
+
+
+def test_tensorboard_scalars_and_prediction_images(synth, tmp_path):
+    pytest.importorskip("tensorboard")  # the `log` extra
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(load_config(None, small(synth, "train.max_iters=4", "train.val_interval=4", "train.tensorboard=true",
+                                  "train.log_interval=2")), tmp_path, progress=False)
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0}).Reload()
+    tags = events.Tags()
+    assert {"loss", "lr", "val_miou"} <= set(tags["scalars"]) and {"val/0", "val/1"} <= set(tags["images"])
+    assert [e.step for e in events.Scalars("loss")] == [2, 4]
+
+
+def test_bf16_autocast_and_channels_last_on_cpu(synth, tmp_path):
+    result = train(load_config(None, small(synth, "train.max_iters=3", "train.amp=bf16", "train.channels_last=true",
+                                           "train.val_interval=3")), tmp_path, progress=False)
+    assert result.iteration == 3 and result.best_miou is not None
+    weights = load(tmp_path / "checkpoints" / "iter_00000003.pth")["model"]
+    assert all(v.dtype != torch.bfloat16 for v in weights.values())  # autocast leaves the weights in float32

@@ -28,6 +28,7 @@ from ..data.io import DataError
 from ..data.sampler import IterationBatchSampler
 from ..data.transforms import EvalTransform, TrainTransform
 from ..evaluation.evaluate import evaluate
+from ..evaluation.inference import infer_whole
 from ..models import SCRNet, build_model
 from . import checkpoint as ckpt
 from .distributed import DistInfo, all_gather_floats, barrier, broadcast_flag, cleanup, init_distributed
@@ -234,7 +235,24 @@ class Trainer:
         record = {"iter": self.iteration, "val_miou": summary["miou"], "val_aacc": summary["aacc"],
                   "val_iou": summary["iou"]}
         self.log(record)
+        if self.tb is not None:
+            self._log_predictions()
         return summary["miou"]
+
+    @torch.no_grad()
+    def _log_predictions(self, count: int = 2) -> None:
+        """A few validation predictions next to their ground truth, in the data set's palette, to TensorBoard."""
+        palette = torch.tensor(self.palette + [(0, 0, 0)] * (256 - len(self.palette)), dtype=torch.uint8)
+        self.model.eval()
+        for i in range(min(count, len(self.val_set))):
+            item = self.val_set[i]
+            target = item["mask"]
+            with autocast_for(self.cfg.train.amp, self.device):
+                logits = infer_whole(self.model, item["image"].unsqueeze(0).to(self.device), tuple(target.shape))
+            pred = logits.argmax(1)[0].cpu()
+            both = torch.cat([palette[target.clamp(0, 255)], palette[pred]], dim=1)  # ground truth | prediction
+            self.tb.add_image(f"val/{i}", both.numpy(), self.iteration, dataformats="HWC")
+        self.model.train()
 
     def step(self, batch: dict) -> float | None:
         """One iteration; returns the loss, or None when it was not finite (the update is skipped)."""
