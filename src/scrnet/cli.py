@@ -41,6 +41,23 @@ Ctrl-C or SIGTERM saves a checkpoint and stops; --resume picks up from the newes
 """
 
 
+EPILOG_EVAL = """examples:
+  scrnet eval runs/r18/checkpoints/best.pth                                  # the data set of its config, val split
+  scrnet eval best.pth --data.root /data/cityscapes --mode slide --json result.json
+  scrnet eval best.pth --tta eval.scales=[0.75,1.0,1.25]                     # multi-scale + flip
+  torchrun --nproc_per_node 4 -m scrnet eval best.pth                        # split over processes
+"""
+EPILOG_PREDICT = """examples:
+  scrnet predict best.pth street.jpg --out preds                             # preds/street.png (overlay)
+  scrnet predict best.pth photos/ "more/**/*.png" --format color --out preds # folders (recursive) and globs
+  scrnet predict best.pth drive.mp4 --out preds                              # preds/drive.mp4, annotated
+  scrnet predict best.pth data/cityscapes/leftImg8bit/test --format labelid --out results   # for the server
+  scrnet predict best.pth street.jpg --show-offsets --out preds              # also preds/street_offsets.png
+
+Exit code 1 when some inputs could not be read (each is named; the others are written).
+"""
+
+
 class RunFailed(Exception):
     """A run that failed in a way already reported: exit code 1 without a further message."""
 
@@ -134,6 +151,64 @@ def cmd_train(args) -> None:
     print(f"finished {result.iteration} iterations; best val mIoU {best}; checkpoints in {work_dir / 'checkpoints'}")
 
 
+def cmd_eval(args) -> None:
+    from .config import ConfigError
+    from .evaluation.run import evaluate_checkpoint, format_table
+
+    overrides = list(args.overrides)
+    for key, value in (("data.type", args.data_type), ("data.root", args.data_root), ("eval.mode", args.mode)):
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    if args.tta:
+        overrides.append("eval.tta=true")
+    try:
+        run = evaluate_checkpoint(args.checkpoint, overrides, args.split, args.device, sys.stderr.isatty())
+    except (ConfigError, FileNotFoundError, ValueError) as exc:  # a checkpoint or request that does not fit
+        raise UsageError(str(exc)) from None
+    if not run.is_main:
+        return
+    summary = run.result.to_json()
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+    cfg = run.config
+    print(f"{cfg.data.type} {args.split or cfg.data.val_split} at {cfg.data.root}, mode {cfg.eval.mode}"
+          f"{', multi-scale + flip' if cfg.eval.tta else ''}, boundary width {cfg.eval.boundary_width} px")
+    print(format_table(summary))
+
+
+def cmd_predict(args) -> None:
+    import torch
+
+    from .checkpoints import load_checkpoint
+    from .engine.trainer import resolve_device
+    from .tools.predict import Predictor, collect_inputs, predict_inputs
+
+    try:
+        loaded = load_checkpoint(args.checkpoint)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    inputs, unmatched = collect_inputs(args.inputs)
+    if unmatched:
+        raise UsageError(f"no image or video matches {unmatched[0]!r}")
+    if not inputs:
+        raise UsageError("no image or video found in the inputs")
+    device = resolve_device(args.device)
+    predictor = Predictor(loaded.model, loaded.config, loaded.class_names, loaded.model.palette, device)
+    if args.show_offsets and loaded.config.model.srm.mode == "bilinear":
+        raise UsageError("--show-offsets: this model has no SRM offsets (model.srm.mode=bilinear)")
+    try:
+        with torch.inference_mode():
+            report = predict_inputs(predictor, inputs, Path(args.out), args.format, args.show_offsets,
+                                    sys.stderr.isatty())
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    for failure in report.failures:
+        print(f"skipped: {failure}", file=sys.stderr)
+    print(f"wrote {len(report.written)} files to {args.out}; {len(report.failures)} input(s) failed")
+    if report.failures:
+        raise RunFailed
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scrnet", description="SCRNet semantic segmentation")
     from . import __version__
@@ -162,6 +237,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work-dir", help="output folder (default work_dirs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the work dir")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="score a checkpoint: per-class IoU, boundary IoU, mIoU", epilog=EPILOG_EVAL,
+                       formatter_class=fmt)
+    p.add_argument("checkpoint")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (data.*, eval.*)")
+    p.add_argument("--data.type", dest="data_type", help="data set layout (default: the checkpoint's)")
+    p.add_argument("--data.root", dest="data_root", help="data set root (default: the checkpoint's)")
+    p.add_argument("--split", help="split to score (default: the config's val split)")
+    p.add_argument("--mode", choices=["whole", "slide"], help="inference mode (default: the config's eval.mode)")
+    p.add_argument("--tta", action="store_true", help="multi-scale + flip (eval.scales, eval.flip)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--json", metavar="OUT", help="write {miou, aacc, iou, num_images, mbiou, biou} to OUT")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="segment images, folders, globs and videos", epilog=EPILOG_PREDICT,
+                       formatter_class=fmt)
+    p.add_argument("checkpoint")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders, glob patterns")
+    p.add_argument("--out", default="predictions", help="output folder (default predictions)")
+    p.add_argument("--format", default="overlay", choices=["color", "overlay", "trainid", "labelid"])
+    p.add_argument("--show-offsets", action="store_true", help="also write the finest SRM offset field as colours")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("data", help="data set tools: check a tree, generate synthetic scenes")
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")

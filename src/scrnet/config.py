@@ -52,9 +52,30 @@ class TrainConfig:
             raise ValueError(f"train.device must be one of {list(DEVICES)}, got {self.device!r}")
 
 
+EVAL_MODES = ("whole", "slide")
+
+
 @dataclass
 class EvalConfig:
-    batch_size: int = 1  # validation images per process and step (whole-image inference)
+    mode: str = "whole"  # whole | slide
+    crop_size: list[int] = field(default_factory=lambda: [1024, 1024])  # slide window (height, width)
+    stride: list[int] = field(default_factory=lambda: [768, 768])  # slide stride (height, width)
+    tta: bool = False  # multi-scale (+ flip) test-time augmentation, softmax probabilities averaged
+    scales: list[float] = field(default_factory=lambda: [0.5, 0.75, 1.0, 1.25, 1.5, 1.75])
+    flip: bool = True  # with tta: also the horizontal mirror of every scale
+    boundary_width: int = 3  # boundary IoU band, in pixels
+
+    def __post_init__(self):
+        if self.mode not in EVAL_MODES:
+            raise ValueError(f"eval.mode must be one of {list(EVAL_MODES)}, got {self.mode!r}")
+        for key in ("crop_size", "stride"):
+            value = getattr(self, key)
+            if len(value) != 2 or min(value) <= 0:
+                raise ValueError(f"eval.{key} must be two positive sizes [height, width], got {value}")
+        if not self.scales or min(self.scales) <= 0:
+            raise ValueError(f"eval.scales must be positive factors, got {self.scales}")
+        if self.boundary_width < 1:
+            raise ValueError(f"eval.boundary_width must be >= 1 pixel, got {self.boundary_width}")
 
 
 @dataclass

@@ -228,13 +228,12 @@ class Trainer:
             persistent_workers=False, generator=torch.Generator())  # own generator: leaves the global RNG alone
 
     def validate(self) -> float:
-        cm = evaluate(self.model, self.val_set, self.device, self.dist.rank, self.dist.world_size,
-                      autocast=autocast_for(self.cfg.train.amp, self.device), progress=False,
-                      channels_last=self.cfg.train.channels_last)
-        summary = cm.summary(self.class_names)
-        record = {"iter": self.iteration, "val_miou": summary["miou"], "val_aacc": summary["aacc"],
-                  "val_iou": summary["iou"]}
-        self.log(record)
+        result = evaluate(self.model, self.val_set, self.device, self.cfg.eval, tta=False, rank=self.dist.rank,
+                          world_size=self.dist.world_size, autocast=autocast_for(self.cfg.train.amp, self.device),
+                          channels_last=self.cfg.train.channels_last)
+        summary = result.to_json()
+        self.log({"iter": self.iteration, "val_miou": summary["miou"], "val_aacc": summary["aacc"],
+                  "val_mbiou": summary["mbiou"], "val_iou": summary["iou"]})
         if self.tb is not None:
             self._log_predictions()
         return summary["miou"]

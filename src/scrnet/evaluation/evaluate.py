@@ -1,32 +1,73 @@
-"""Scoring a model on a split: one confusion matrix over the whole split, summed over processes."""
+"""Scoring a model on a split: one confusion matrix (and boundary IoU counts) over the whole split, summed over
+processes, predictions scored at the label's original resolution."""
 
+import time
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 
 import torch
 from tqdm import tqdm
 
 from ..data.dataset import SegmentationDataset
-from .inference import infer_whole
+from .boundary import BoundaryIoU
+from .inference import infer
 from .metrics import ConfusionMatrix
 
 
+@dataclass
+class EvalResult:
+    confusion: ConfusionMatrix
+    boundary: BoundaryIoU
+    num_images: int
+    class_names: list[str]
+    seconds: dict[str, float] = field(default_factory=dict)  # time spent in data, network and metrics (this rank)
+
+    def to_json(self) -> dict:
+        """``{"miou", "aacc", "iou": {class: IoU|None}, "num_images", "mbiou", "biou": {class: BIoU|None}}``."""
+        out = self.confusion.summary(self.class_names)
+        out["num_images"] = self.num_images
+        out["mbiou"] = self.boundary.mean()
+        out["biou"] = dict(zip(self.class_names, self.boundary.per_class()))
+        return out
+
+
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, dataset: SegmentationDataset, device: torch.device, rank: int = 0,
-             world_size: int = 1, autocast=None, progress: bool = False,
-             channels_last: bool = False) -> ConfusionMatrix:
-    """Whole-image inference over this rank's share of ``dataset`` (indices ``rank::world_size``); the returned
-    matrix is already summed over ranks. Predictions are scored at the label's original resolution."""
+def evaluate(model: torch.nn.Module, dataset: SegmentationDataset, device: torch.device, eval_cfg,
+             tta: bool | None = None, rank: int = 0, world_size: int = 1, autocast=None, progress: bool = False,
+             channels_last: bool = False, limit: int | None = None) -> EvalResult:
+    """Inference (``eval_cfg.mode``, TTA when ``tta`` or ``eval_cfg.tta``) over this rank's share of ``dataset``
+    (indices ``rank::world_size``); the returned counts are summed over ranks."""
+    tta = eval_cfg.tta if tta is None else tta
     was_training = model.training
     model.eval()
-    cm = ConfusionMatrix(len(dataset.class_names), device=device)
+    k = len(dataset.class_names)
+    cm = ConfusionMatrix(k, device=device)
+    biou = BoundaryIoU(k, eval_cfg.boundary_width)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    for index in tqdm(range(rank, len(dataset), world_size), desc="val", disable=not progress, leave=False):
+    indices = list(range(rank, len(dataset) if limit is None else min(limit, len(dataset)), world_size))
+    seconds = {"data": 0.0, "network": 0.0, "metric": 0.0}
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for index in tqdm(indices, desc="eval", disable=not progress, leave=False):
+        t0 = time.perf_counter()
         item = dataset[index]
         image = item["image"].unsqueeze(0).to(device).contiguous(memory_format=memory_format)
         target = item["mask"].to(device)
+        t1 = time.perf_counter()
         with autocast or nullcontext():
-            logits = infer_whole(model, image, tuple(target.shape))
-        cm.update(logits.argmax(1)[0], target)
+            scores = infer(model, image, tuple(target.shape), eval_cfg.mode, tuple(eval_cfg.crop_size),
+                           tuple(eval_cfg.stride), k, tuple(eval_cfg.scales) if tta else None, tta and eval_cfg.flip)
+        pred = scores.argmax(1)[0]
+        sync()
+        t2 = time.perf_counter()
+        cm.update(pred, target)
+        biou.update(pred, target)
+        seconds["data"] += t1 - t0
+        seconds["network"] += t2 - t1
+        seconds["metric"] += time.perf_counter() - t2
     cm.all_reduce()
+    biou.all_reduce(device)
+    num = torch.tensor([len(indices)], device=device)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(num)
     model.train(was_training)
-    return cm
+    return EvalResult(cm, biou, int(num.item()), list(dataset.class_names), seconds)

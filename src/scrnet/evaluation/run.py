@@ -1,0 +1,79 @@
+"""``scrnet eval``: score a checkpoint on a split, print the per-class table, return the JSON of GUIDE section 2."""
+
+from dataclasses import dataclass
+
+import torch
+from omegaconf import OmegaConf
+
+from ..checkpoints import load_checkpoint
+from ..config import Config, ConfigError, config_from_dict, config_to_dict
+from ..data.build import open_source
+from ..data.dataset import SegmentationDataset
+from ..data.io import DataError
+from ..data.transforms import EvalTransform
+from ..engine.distributed import cleanup, init_distributed
+from ..engine.trainer import autocast_for, resolve_device
+from .evaluate import EvalResult, evaluate
+
+
+@dataclass
+class EvalRun:
+    result: EvalResult
+    config: Config
+    is_main: bool
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """``cfg`` with dotted ``key=value`` overrides (data.*, eval.*, ...), each checked like a config file's."""
+    if not overrides:
+        return cfg
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ConfigError(f"override {bad[0]!r} is not of the form key=value")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(config_from_dict(config_to_dict(cfg))),
+                                 OmegaConf.from_dotlist(overrides))
+        return OmegaConf.to_object(merged)
+    except Exception as exc:
+        key = getattr(exc, "full_key", None)
+        raise ConfigError(f"bad override: {(key + ': ') if key else ''}{str(exc).splitlines()[0]}") from None
+
+
+def evaluate_checkpoint(path: str, overrides: list[str] | None = None, split: str | None = None,
+                        device: str = "auto", progress: bool = False) -> EvalRun:
+    loaded = load_checkpoint(path)
+    cfg = apply_overrides(loaded.config, overrides or [])
+    split = split or cfg.data.val_split
+    source = open_source(cfg.data.type, cfg.data.root, split)
+    try:
+        source.raise_problems()
+    except DataError as exc:
+        raise ConfigError(f"data (data.type={cfg.data.type}, data.root={cfg.data.root}, split {split}): {exc}") \
+            from None
+    if source.num_classes != len(loaded.class_names):
+        raise ConfigError(f"checkpoint {path} predicts {len(loaded.class_names)} classes but the {cfg.data.type} "
+                          f"data set at {cfg.data.root} has {source.num_classes}")
+    dev = resolve_device(device)
+    dist = init_distributed(dev.type)
+    if dist.enabled and dev.type == "cuda":
+        dev = torch.device("cuda", dist.local_rank)
+    norm = loaded.model.normalization
+    dataset = SegmentationDataset(source, EvalTransform(cfg.data.eval, cfg.data.mean or norm.mean,
+                                                        cfg.data.std or norm.std))
+    result = evaluate(loaded.model.to(dev), dataset, dev, cfg.eval, rank=dist.rank, world_size=dist.world_size,
+                      autocast=autocast_for(cfg.train.amp, dev) if dev.type == "cuda" else None,
+                      progress=progress and dist.is_main)
+    cleanup(dist)
+    return EvalRun(result, cfg, dist.is_main)
+
+
+def format_table(summary: dict) -> str:
+    def pct(v):
+        return "   n/a" if v is None else f"{100 * v:6.2f}"
+
+    lines = [f"{'class':<24}{'IoU':>8}{'BIoU':>8}"]
+    for name, iou in summary["iou"].items():
+        lines.append(f"{name:<24}{pct(iou):>8}{pct(summary['biou'][name]):>8}")
+    lines.append(f"{'mean':<24}{pct(summary['miou']):>8}{pct(summary['mbiou']):>8}")
+    lines.append(f"pixel accuracy {pct(summary['aacc']).strip()}%, {summary['num_images']} images")
+    return "\n".join(lines)

@@ -1,0 +1,176 @@
+"""``scrnet predict``: segment images, folders, glob patterns and videos; write them at the input's resolution.
+
+Formats: ``color`` (palette image), ``overlay`` (palette blended over the image), ``trainid`` (class indices),
+``labelid`` (Cityscapes label ids, named ``<input stem>.png``, which the official evaluator and test server match by
+their ``city_sequence_frame`` prefix). Videos come out as annotated videos (``color`` or ``overlay``). A file that
+cannot be read is reported by name and skipped; every output is written as soon as it is ready.
+"""
+
+import glob
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..data.cityscapes import CLASSES as CITYSCAPES_CLASSES
+from ..data.cityscapes import TRAIN_TO_LABEL
+from ..data.io import IMAGE_SUFFIXES, DataError, read_image
+from ..data.transforms import fit_size, normalize
+from ..evaluation.inference import infer, resize
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+FORMATS = ("color", "overlay", "trainid", "labelid")
+
+
+def collect_inputs(inputs: list[str]) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """``(file, output path without suffix)`` for every input, and the inputs that matched nothing.
+
+    A folder is searched recursively for images and videos and keeps its sub-folders in the output; a pattern
+    with ``*``, ``?`` or ``[`` is a glob (``**`` recursive); a file is taken as it is, whatever its suffix.
+    """
+    found, unmatched = [], []
+    media = IMAGE_SUFFIXES + VIDEO_SUFFIXES
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in media)
+            found += [(p, p.relative_to(path).with_suffix("")) for p in files]
+        elif path.is_file():
+            found.append((path, Path(path.stem)))
+        elif any(c in item for c in "*?["):
+            files = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
+            found += [(p, Path(p.stem)) for p in files]
+            if not files:
+                unmatched.append(item)
+        else:
+            unmatched.append(item)
+    return found, unmatched
+
+
+def flow_to_color(offsets: np.ndarray, max_magnitude: float | None = None) -> np.ndarray:
+    """Offsets ``2 x H x W`` (dx, dy) as an RGB colour-wheel image: hue = direction, brightness = magnitude."""
+    dx, dy = offsets[0].astype(np.float32), offsets[1].astype(np.float32)
+    magnitude, angle = cv2.cartToPolar(dx, dy, angleInDegrees=True)
+    top = max_magnitude or float(magnitude.max()) or 1.0
+    hsv = np.zeros((*dx.shape, 3), np.uint8)
+    hsv[..., 0] = (angle / 2).astype(np.uint8)  # OpenCV hue is 0..179
+    hsv[..., 1] = 255
+    hsv[..., 2] = np.clip(magnitude / top * 255, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
+class Predictor:
+    """Runs a loaded checkpoint on RGB uint8 images at their own resolution."""
+
+    def __init__(self, model, config, class_names: list[str], palette, device: torch.device):
+        self.model, self.cfg, self.device = model.to(device).eval(), config, device
+        self.class_names = class_names
+        self.palette = np.array(list(palette) + [(0, 0, 0)] * (256 - len(palette)), np.uint8)
+        norm = model.normalization
+        self.mean, self.std = config.data.mean or norm.mean, config.data.std or norm.std
+
+    def _input(self, rgb: np.ndarray) -> torch.Tensor:
+        scale = self.cfg.data.eval.scale
+        if scale is not None:
+            nh, nw = fit_size(*rgb.shape[:2], *scale)
+            rgb = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        return normalize(rgb, self.mean, self.std).unsqueeze(0).to(self.device)
+
+    @torch.no_grad()
+    def predict(self, rgb: np.ndarray) -> np.ndarray:
+        """Train ids ``H x W`` (uint8) at the image's resolution."""
+        e = self.cfg.eval
+        scores = infer(self.model, self._input(rgb), rgb.shape[:2], e.mode, tuple(e.crop_size), tuple(e.stride),
+                       len(self.class_names))
+        return scores.argmax(1)[0].to(torch.uint8).cpu().numpy()
+
+    @torch.no_grad()
+    def offsets(self, rgb: np.ndarray) -> np.ndarray:
+        """The finest SRM step's offsets (``2 x H x W``, in pixels of the input) at the image's resolution."""
+        out = self.model(self._input(rgb), return_offsets=True)
+        finest = out["offsets"][-1]
+        if finest is None:
+            raise ValueError("this model has no SRM offsets (model.srm.mode=bilinear)")
+        h, w = rgb.shape[:2]
+        scale = torch.tensor([w / finest.shape[-1], h / finest.shape[-2]], device=finest.device).view(1, 2, 1, 1)
+        return (resize(finest.float(), (h, w)) * scale)[0].cpu().numpy()
+
+    def render(self, rgb: np.ndarray, pred: np.ndarray, fmt: str) -> np.ndarray:
+        """The image to write (RGB for color/overlay, single channel for trainid/labelid)."""
+        if fmt == "color":
+            return self.palette[pred]
+        if fmt == "overlay":
+            return cv2.addWeighted(rgb, 0.5, self.palette[pred], 0.5, 0)
+        if fmt == "labelid":
+            lut = np.zeros(256, np.uint8)
+            for train_id, label_id in TRAIN_TO_LABEL.items():
+                lut[train_id] = label_id
+            return lut[pred]
+        return pred
+
+
+@dataclass
+class PredictReport:
+    written: list[Path] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # "path: reason"
+
+
+def write_rgb(path: Path, rgb: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
+    if not cv2.imwrite(str(path), image):
+        raise OSError(f"cannot write {path}")
+
+
+def predict_video(predictor: Predictor, src: Path, dst: Path, fmt: str) -> Path:
+    capture = cv2.VideoCapture(str(src))
+    if not capture.isOpened():
+        raise DataError(f"unreadable video {src}")
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    writer, frames, out = None, 0, dst.with_suffix(".mp4")
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            shown = predictor.render(rgb, predictor.predict(rgb), "color" if fmt == "color" else "overlay")
+            if writer is None:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (rgb.shape[1], rgb.shape[0]))
+            writer.write(cv2.cvtColor(shown, cv2.COLOR_RGB2BGR))
+            frames += 1
+    finally:
+        capture.release()
+        if writer is not None:
+            writer.release()
+    if frames == 0:
+        raise DataError(f"unreadable video {src}: no frame could be decoded")
+    return out
+
+
+def predict_inputs(predictor: Predictor, inputs: list[tuple[Path, Path]], out_dir: Path, fmt: str,
+                   show_offsets: bool = False, progress: bool = False) -> PredictReport:
+    if fmt == "labelid" and predictor.class_names != CITYSCAPES_CLASSES:
+        raise ValueError("--format labelid writes Cityscapes label ids; this checkpoint's classes are not "
+                         f"Cityscapes' 19 ({len(predictor.class_names)} classes: {predictor.class_names[:3]} ...)")
+    report = PredictReport()
+    for src, rel in tqdm(inputs, desc="predict", unit="file", disable=not progress):
+        try:
+            if src.suffix.lower() in VIDEO_SUFFIXES:
+                report.written.append(predict_video(predictor, src, out_dir / rel, fmt))
+                continue
+            rgb = read_image(src)
+            dst = (out_dir / rel).with_suffix(".png")
+            write_rgb(dst, predictor.render(rgb, predictor.predict(rgb), fmt))
+            report.written.append(dst)
+            if show_offsets:
+                flow = out_dir / rel.parent / f"{rel.name}_offsets.png"
+                write_rgb(flow, flow_to_color(predictor.offsets(rgb)))
+                report.written.append(flow)
+        except (DataError, OSError) as exc:
+            report.failures.append(str(exc) if str(src) in str(exc) else f"{src}: {exc}")
+    return report
