@@ -3,7 +3,8 @@
 For class c, ``G_d`` is the part of the ground-truth mask of c within ``width`` pixels of its contour (the mask
 minus its erosion by a (2 width + 1) square, i.e. chessboard distance) and ``P_d`` the same for the prediction;
 boundary IoU = |G_d ∩ P_d| / |G_d ∪ P_d| with intersections and unions summed over all images. Pixels labelled
-ignore are excluded from both; a class with an empty union over the split is skipped (None).
+ignore are excluded from both bands, and an edge against ignored pixels is not a contour, in the ground truth or the
+prediction (what lies beyond it is unknown); a class with an empty union over the split is skipped (None).
 """
 
 import cv2
@@ -18,9 +19,11 @@ class BoundaryIoU:
         self.union = np.zeros(num_classes, dtype=np.int64)
         self.kernel = np.ones((2 * width + 1, 2 * width + 1), np.uint8)
 
-    def _band(self, mask: np.ndarray) -> np.ndarray:
-        # erosion with a border of ones: the image edge is not a contour
-        eroded = cv2.erode(mask, self.kernel, borderType=cv2.BORDER_CONSTANT, borderValue=1)
+    def _band(self, mask: np.ndarray, neutral: np.ndarray | None = None) -> np.ndarray:
+        """Pixels of ``mask`` within ``width`` of its contour; ``neutral`` pixels (and the image edge) do not make
+        a contour."""
+        solid = mask if neutral is None else (mask | neutral)
+        eroded = cv2.erode(solid.astype(np.uint8), self.kernel, borderType=cv2.BORDER_CONSTANT, borderValue=1)
         return mask & ~eroded.astype(bool)
 
     def update(self, pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray) -> None:
@@ -30,8 +33,8 @@ class BoundaryIoU:
         for c in np.union1d(np.unique(pred[valid]), np.unique(target[valid])):
             if c >= self.num_classes:
                 continue
-            g = self._band((target == c).astype(np.uint8)) & valid
-            p = self._band((pred == c).astype(np.uint8)) & valid
+            g = self._band(target == c, ~valid)
+            p = self._band(pred == c, ~valid) & valid
             self.inter[c] += int(np.count_nonzero(g & p))
             self.union[c] += int(np.count_nonzero(g | p))
 

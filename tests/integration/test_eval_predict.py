@@ -1,0 +1,161 @@
+"""scrnet eval and scrnet predict as a user runs them, and agreement with the official Cityscapes evaluator."""
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from data_fixtures import make_cityscapes, make_folder
+
+import scrnet
+from scrnet.data.cityscapes import CLASSES, LABEL_TO_TRAIN, PALETTE
+
+
+def cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "scrnet", *args], capture_output=True, text=True, timeout=600,
+                          env=env)
+
+
+@pytest.fixture(scope="module")
+def cityscapes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cityscapes")
+    make_cityscapes(root, "val", n=3, size=(64, 128), label_ids=(7, 8, 11, 21, 23, 26, 24, 0, 4))
+    for gt in (root / "gtFine" / "val").rglob("*_gtFine_labelIds.png"):  # the official evaluator also reads these
+        cv2.imwrite(str(gt).replace("_labelIds", "_instanceIds"), cv2.imread(str(gt), cv2.IMREAD_UNCHANGED))
+    return root
+
+
+@pytest.fixture(scope="module")
+def checkpoint(cityscapes, tmp_path_factory):
+    torch.manual_seed(3)
+    model = scrnet.create_model("scrnet_r18", num_classes=19, channels=32)
+    with torch.no_grad():  # a varied, deterministic classifier so that predictions hit many classes
+        model.decoder.classifier.weight.normal_(0, 0.5)
+    from scrnet.config import Config, DataConfig
+
+    config = Config(model=model.cfg, data=DataConfig(type="cityscapes", root=str(cityscapes)))
+    return scrnet.save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "model.pth", CLASSES, PALETTE, config)
+
+
+def test_eval_matches_the_official_cityscapes_evaluator(cityscapes, checkpoint, tmp_path):
+    pytest.importorskip("cityscapesscripts")  # in the eval extra
+    ours = tmp_path / "ours.json"
+    result = cli("eval", str(checkpoint), "--json", str(ours))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(ours.read_text())
+    predictions = tmp_path / "results"
+    result = cli("predict", str(checkpoint), str(cityscapes / "leftImg8bit" / "val"), "--format", "labelid",
+                 "--out", str(predictions))
+    assert result.returncode == 0, result.stderr
+    export = tmp_path / "export"
+    export.mkdir()
+    code = ("import numpy as np; np.in1d = np.isin; import sys; sys.argv = ['eval']; "
+            "from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as e; e.main()")
+    env = {"CITYSCAPES_DATASET": str(cityscapes), "CITYSCAPES_RESULTS": str(predictions),
+           "CITYSCAPES_EXPORT_DIR": str(export), "PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg"}
+    official = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
+    assert official.returncode == 0, official.stdout[-2000:] + official.stderr[-2000:]
+    theirs = json.loads((export / "resultPixelLevelSemanticLabeling.json").read_text())
+    assert summary["miou"] == pytest.approx(theirs["averageScoreClasses"], abs=1e-6)
+    for name in CLASSES:
+        ours_iou, their_iou = summary["iou"][name], theirs["classScores"][name]
+        assert (ours_iou is None and np.isnan(their_iou)) or ours_iou == pytest.approx(their_iou, abs=1e-6), name
+    assert sum(v is not None for v in summary["iou"].values()) >= 5  # the comparison covers several classes
+
+
+def test_eval_json_and_table(cityscapes, checkpoint, tmp_path):
+    out = tmp_path / "r.json"
+    result = cli("eval", str(checkpoint), "--mode", "slide", "eval.crop_size=[48,64]", "eval.stride=[32,48]",
+                 "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(out.read_text())
+    assert {"miou", "aacc", "iou", "num_images", "biou", "mbiou"} <= set(summary)
+    assert summary["num_images"] == 3 and set(summary["iou"]) == set(CLASSES) == set(summary["biou"])
+    assert "mode slide" in result.stdout and "road" in result.stdout and "mean" in result.stdout
+    tta = cli("eval", str(checkpoint), "--tta", "eval.scales=[0.75,1.0]")
+    assert tta.returncode == 0 and "multi-scale + flip" in tta.stdout
+
+
+def test_checkpoint_that_does_not_fit_the_data_set(checkpoint, tmp_path):
+    make_folder(tmp_path / "mine", split="val", classes=("a", "b", "c"))
+    result = cli("eval", str(checkpoint), "--data.type", "folder", "--data.root", str(tmp_path / "mine"))
+    assert result.returncode == 2
+    assert "predicts 19 classes but the folder data set at" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    missing = cli("eval", str(tmp_path / "nothing.pth"))
+    assert missing.returncode == 2 and "checkpoint not found" in missing.stderr
+
+
+def test_predict_folders_with_good_and_bad_files(checkpoint, tmp_path):
+    inputs = tmp_path / "in"
+    (inputs / "sub").mkdir(parents=True)
+    rgb = np.random.default_rng(0).integers(0, 256, (45, 70, 3), dtype=np.uint8)
+    cv2.imwrite(str(inputs / "a.png"), rgb)
+    cv2.imwrite(str(inputs / "sub" / "b.jpg"), rgb[:30, :50])
+    cv2.imwrite(str(inputs / "gray.png"), rgb[..., 0])
+    (inputs / "broken.png").write_bytes(b"not an image")
+    (inputs / "notes.txt").write_text("ignored: not an image suffix")
+    out = tmp_path / "out"
+    result = cli("predict", str(checkpoint), str(inputs), "--format", "color", "--out", str(out), "--show-offsets")
+    assert result.returncode == 1
+    assert "broken.png" in result.stderr and "1 input(s) failed" in result.stdout
+    assert cv2.imread(str(out / "a.png")).shape == (45, 70, 3)
+    assert cv2.imread(str(out / "sub" / "b.png")).shape == (30, 50, 3)
+    assert cv2.imread(str(out / "gray.png")).shape == (45, 70, 3)
+    assert cv2.imread(str(out / "sub" / "b_offsets.png")).shape == (30, 50, 3)
+    colours = {tuple(c) for c in cv2.cvtColor(cv2.imread(str(out / "a.png")), cv2.COLOR_BGR2RGB).reshape(-1, 3)}
+    assert colours <= set(PALETTE)
+
+
+@pytest.mark.parametrize("fmt", ["trainid", "labelid", "overlay"])
+def test_predict_formats(checkpoint, tmp_path, fmt):
+    src = tmp_path / "x_leftImg8bit.png"
+    cv2.imwrite(str(src), np.random.default_rng(1).integers(0, 256, (40, 60, 3), dtype=np.uint8))
+    result = cli("predict", str(checkpoint), str(src), "--format", fmt, "--out", str(tmp_path / "o"))
+    assert result.returncode == 0, result.stderr
+    out = cv2.imread(str(tmp_path / "o" / "x_leftImg8bit.png"), cv2.IMREAD_UNCHANGED)
+    assert out.shape[:2] == (40, 60)
+    if fmt == "trainid":
+        assert out.max() < 19
+    if fmt == "labelid":
+        assert set(np.unique(out)) <= {k for k, v in LABEL_TO_TRAIN.items() if v != 255}
+
+
+def test_labelid_needs_a_cityscapes_model(tmp_path):
+    model = scrnet.create_model("fpn_r18", num_classes=3, channels=16)
+    ckpt = scrnet.save_checkpoint(model, tmp_path / "m.pth", ["a", "b", "c"], [(1, 2, 3)] * 3)
+    src = tmp_path / "x.png"
+    cv2.imwrite(str(src), np.zeros((20, 20, 3), np.uint8))
+    result = cli("predict", str(ckpt), str(src), "--format", "labelid", "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and "Cityscapes label ids" in result.stderr
+    result = cli("predict", str(ckpt), str(src), "--show-offsets", "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and "no SRM offsets" in result.stderr
+    result = cli("predict", str(ckpt), str(tmp_path / "nothing*.png"))
+    assert result.returncode == 2 and "no image or video matches" in result.stderr
+
+
+def test_video_round_trip(checkpoint, tmp_path):
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 8, (64, 48))
+    for i in range(6):
+        frame = np.zeros((48, 64, 3), np.uint8)
+        frame[:, : 10 * (i + 1)] = 200
+        writer.write(frame)
+    writer.release()
+    result = cli("predict", str(checkpoint), str(clip), "--out", str(tmp_path / "o"))
+    assert result.returncode == 0, result.stderr
+    capture = cv2.VideoCapture(str(tmp_path / "o" / "clip.mp4"))
+    frames = 0
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        assert frame.shape == (48, 64, 3)
+        frames += 1
+    assert frames == 6 and capture.get(cv2.CAP_PROP_FPS) == pytest.approx(8)
+    (tmp_path / "bad.mp4").write_bytes(b"\x00" * 100)
+    result = cli("predict", str(checkpoint), str(tmp_path / "bad.mp4"), "--out", str(tmp_path / "o2"))
+    assert result.returncode == 1 and "bad.mp4" in result.stderr
