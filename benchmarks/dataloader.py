@@ -13,25 +13,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
+from common import write_cityscapes_tree
 
 from scrnet.data import SegmentationDataset, TrainTransform, TrainTransformConfig, open_source
-from scrnet.data.cityscapes import TRAIN_TO_LABEL
-from scrnet.data.synthetic import render_scene
-
-
-def write_tree(root: Path, n: int) -> None:
-    label_of = np.array([TRAIN_TO_LABEL.get(t, 0) for t in (0, 1, 2, 8, 10, 5, 7, 11, 13)], np.uint8)
-    for i in range(n):
-        image, mask = render_scene(1024, 2048, np.random.default_rng(i))
-        stem = f"synth_{i:06d}_000019"
-        for sub, name, data in (("leftImg8bit", f"{stem}_leftImg8bit.png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR)),
-                                ("gtFine", f"{stem}_gtFine_labelIds.png", label_of[mask])):
-            folder = root / sub / "train" / "synth"
-            folder.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(folder / name), data)
 
 
 def main() -> None:
@@ -42,7 +28,7 @@ def main() -> None:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        write_tree(root, args.images)
+        write_cityscapes_tree(root, args.images)
         mb = sum(p.stat().st_size for p in (root / "leftImg8bit").rglob("*.png")) / args.images / 2**20
         ds = SegmentationDataset(open_source("cityscapes", root, "train"), TrainTransform(TrainTransformConfig()))
         for i in range(3):
