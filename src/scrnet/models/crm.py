@@ -120,6 +120,26 @@ class CRM(nn.Module):
         return self.project(self.attention(x))
 
 
+def _pool_matrix(ones: torch.Tensor, bins: int) -> torch.Tensor:
+    """``bins x L`` averaging matrix of adaptive average pooling over a length-L axis (``ones``: L ones): row i
+    averages positions ``floor(i L / bins) .. ceil((i + 1) L / bins) - 1``, PyTorch's bins."""
+    length = ones.sum()
+    pos = ones.cumsum(0) - 1
+    i = torch.arange(bins, device=ones.device, dtype=ones.dtype)
+    start = torch.floor(i * length / bins)
+    end = torch.ceil((i + 1) * length / bins)
+    inside = (pos[None, :] >= start[:, None]) & (pos[None, :] < end[:, None])
+    return inside.to(ones.dtype) / (end - start)[:, None]
+
+
+def adaptive_avg_pool(x: torch.Tensor, bins: int) -> torch.Tensor:
+    """``F.adaptive_avg_pool2d(x, bins)`` as two averaging matrices built from ``x``'s own shape, so an exported
+    graph stays correct at any input size (ONNX has no adaptive pooling but the global one)."""
+    rows = _pool_matrix(torch.ones_like(x[0, 0, :, 0]), bins)
+    cols = _pool_matrix(torch.ones_like(x[0, 0, 0, :]), bins)
+    return torch.einsum("ih,bchw,jw->bcij", rows, x, cols)
+
+
 class PPM(nn.Module):
     """PSPNet's pyramid pooling on the last stage, with a 3x3 bottleneck to the decoder width (SFNet's context)."""
 
@@ -133,7 +153,7 @@ class PPM(nn.Module):
         x = features[-1]
         pyramid = [x]
         for b, branch in zip(self.bins, self.branches):
-            y = branch(F.adaptive_avg_pool2d(x, b))
+            y = branch(adaptive_avg_pool(x, b))
             pyramid.append(F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False))
         return self.bottleneck(torch.cat(pyramid, dim=1))
 
