@@ -58,6 +58,20 @@ Exit code 1 when some inputs could not be read (each is named; the others are wr
 """
 
 
+EPILOG_EXPORT = """examples:
+  scrnet export best.pth --onnx model.onnx --check                 # export at 512x1024, check at two sizes
+  scrnet export best.pth --onnx model.onnx --size 1024 2048 --opset 18
+
+The graph has dynamic batch, height and width; --check compares onnxruntime with PyTorch at the export size and
+at an odd size (max |logit difference| <= 1e-4, argmax agreement >= 99.9%) and exits with 1 naming the difference.
+"""
+EPILOG_BENCHMARK = """examples:
+  scrnet benchmark scrnet_r18 fpn_r18 --size 512 1024                      # interleaved, ratios to the first
+  scrnet benchmark scrnet_effl0 --runtime torch onnxruntime --json bench.json
+  scrnet benchmark scrnet_van_b1 scrnet_r18 --device cuda --dtype float16 --channels-last --compile
+"""
+
+
 class RunFailed(Exception):
     """A run that failed in a way already reported: exit code 1 without a further message."""
 
@@ -209,6 +223,58 @@ def cmd_predict(args) -> None:
         raise RunFailed
 
 
+def cmd_export(args) -> None:
+    from .checkpoints import load_checkpoint
+    from .tools.export import OPSETS, check_onnx, checkpoint_metadata, export_onnx
+
+    if args.opset not in OPSETS:
+        raise UsageError(f"--opset must be one of {list(OPSETS)}, got {args.opset}")
+    if min(args.size) < 32:
+        raise UsageError(f"--size must be at least 32 32, got {args.size}")
+    try:
+        loaded = load_checkpoint(args.checkpoint)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    model = loaded.model
+    norm = model.normalization
+    cfg = loaded.config
+    meta = checkpoint_metadata(loaded.class_names, cfg.data.mean or norm.mean, cfg.data.std or norm.std,
+                               model.palette)
+    path = export_onnx(model, args.onnx, tuple(args.size), args.opset, meta)
+    size_mb = Path(path).stat().st_size / 2**20
+    print(f"wrote {path} ({size_mb:.1f} MB, opset {args.opset}, dynamic batch/height/width)")
+    if args.check:
+        h, w = args.size
+        results = check_onnx(model, path, [(h, w), (h // 2 + 17, w // 2 + 31)])
+        for r in results:
+            print(("ok   " if r.ok else "FAIL ") + r.describe())
+        bad = [r for r in results if not r.ok]
+        if bad:
+            print(f"scrnet export: check failed: onnxruntime differs from PyTorch at {bad[0].describe()}",
+                  file=sys.stderr)
+            raise RunFailed
+
+
+def cmd_benchmark(args) -> None:
+    from .models import list_models
+    from .tools.benchmark import benchmark, format_benchmark
+
+    unknown = [m for m in args.models if m not in list_models()]
+    if unknown:
+        raise UsageError(f"unknown model {unknown[0]!r}; expected one of {list_models()}")
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda: no CUDA device is available")
+    specs = [(m, r) for m in args.models for r in args.runtime]
+    report = benchmark(specs, tuple(args.size), args.batch, args.device, args.dtype, args.channels_last,
+                       args.compile, args.warmup, args.rounds, args.min_time)
+    print(format_benchmark(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scrnet", description="SCRNet semantic segmentation")
     from . import __version__
@@ -260,6 +326,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show-offsets", action="store_true", help="also write the finest SRM offset field as colours")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (dynamic sizes) and check it", epilog=EPILOG_EXPORT,
+                       formatter_class=fmt)
+    p.add_argument("checkpoint")
+    p.add_argument("--onnx", required=True, metavar="OUT", help="output .onnx file")
+    p.add_argument("--size", nargs=2, type=int, default=[512, 1024], metavar=("H", "W"), help="export size")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset: 16, 17 (default) or 18")
+    p.add_argument("--check", action="store_true", help="compare onnxruntime with PyTorch at two sizes")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("benchmark", help="latency of zoo models, interleaved in one run", epilog=EPILOG_BENCHMARK,
+                       formatter_class=fmt)
+    p.add_argument("models", nargs="+", metavar="MODEL")
+    p.add_argument("--size", nargs=2, type=int, default=[1024, 2048], metavar=("H", "W"))
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32",
+                   help="autocast dtype for the torch runtime")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--runtime", nargs="+", choices=["torch", "onnxruntime"], default=["torch"])
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=10, help="timed calls per model (at least)")
+    p.add_argument("--min-time", type=float, default=0.0, help="keep timing until this many seconds have passed")
+    p.add_argument("--json", metavar="OUT")
+    p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("data", help="data set tools: check a tree, generate synthetic scenes")
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")

@@ -1,0 +1,108 @@
+"""ONNX export of the eval-mode network (auxiliary heads off) with dynamic batch, height and width, and a check
+that onnxruntime reproduces PyTorch at the export size and at a second, odd size.
+
+We use PyTorch's TorchScript-based exporter (``dynamo=False``): the dynamo exporter cannot prove that the stage
+sizes of an input padded to a multiple of 32 line up (symbolic ``Mod``) and refuses dynamic sizes. The graph takes
+its sizes from the input (the SRM grid, the padding and PPM's pooling are built from tensors), which the check
+verifies at a size the export never saw.
+"""
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+OPSETS = (16, 17, 18)
+
+
+def export_onnx(model: torch.nn.Module, path: str | Path, size: tuple[int, int] = (512, 1024), opset: int = 17,
+                metadata: dict[str, str] | None = None) -> Path:
+    """Export ``model`` (put in eval mode) to one self-contained ONNX file with input ``image`` (B x 3 x H x W,
+    normalised RGB) and output ``logits`` (B x K x H x W); B, H and W are dynamic."""
+    if opset not in OPSETS:
+        raise ValueError(f"opset must be one of {list(OPSETS)} (grid_sample needs 16 or later), got {opset}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    x = torch.randn(1, 3, *size)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notices
+        torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=opset, input_names=["image"],
+                          output_names=["logits"], do_constant_folding=True,
+                          dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
+                                        "logits": {0: "batch", 2: "height", 3: "width"}})
+    if metadata:
+        import onnx
+
+        proto = onnx.load(str(path))
+        for key, value in metadata.items():
+            proto.metadata_props.add(key=key, value=value)
+        onnx.save(proto, str(path))
+    return path
+
+
+@dataclass
+class CheckResult:
+    size: tuple[int, int]
+    max_abs_diff: float  # onnxruntime vs PyTorch float32
+    argmax_agreement: float
+    ok: bool
+    float64_errors: tuple[float, float] | None = None  # (PyTorch float32, onnxruntime) vs PyTorch float64
+
+    def describe(self) -> str:
+        text = (f"{self.size[0]}x{self.size[1]}: max |logit difference| {self.max_abs_diff:.2e}, "
+                f"argmax agreement {self.argmax_agreement:.4%}")
+        if self.float64_errors:
+            text += (f" (vs float64: PyTorch float32 {self.float64_errors[0]:.2e}, "
+                     f"onnxruntime {self.float64_errors[1]:.2e})")
+        return text
+
+
+def check_onnx(model: torch.nn.Module, path: str | Path, sizes: list[tuple[int, int]], batch: int = 2,
+               atol: float = 1e-4, min_agreement: float = 0.999, seed: int = 0) -> list[CheckResult]:
+    """Run the ONNX file in onnxruntime and PyTorch on the same random inputs at each size.
+
+    A size passes when argmax agrees on ``min_agreement`` of the pixels and the largest logit difference is at most
+    ``atol``, or, where PyTorch's own float32 result is further than that from its float64 result (deep networks:
+    float32 rounding alone can exceed 1e-4), when onnxruntime is no further from the float64 result than twice
+    PyTorch's float32 error. An export bug (a size baked into the graph, a wrong op) is orders of magnitude above
+    either bound.
+    """
+    import copy
+
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    model = model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    reference64 = None
+    results = []
+    for size in sizes:
+        x = torch.randn(batch, 3, *size, generator=generator)
+        with torch.no_grad():
+            ref = model(x).float().numpy()
+        out = session.run(["logits"], {"image": x.numpy()})[0]
+        if out.shape != ref.shape:
+            results.append(CheckResult(tuple(size), float("inf"), 0.0, False))
+            continue
+        diff = float(np.abs(out - ref).max())
+        agreement = float((out.argmax(1) == ref.argmax(1)).mean())
+        errors = None
+        close = diff <= atol
+        if not close and np.isfinite(diff):
+            reference64 = reference64 or copy.deepcopy(model).double()
+            with torch.no_grad():
+                exact = reference64(x.double()).numpy()
+            errors = (float(np.abs(ref - exact).max()), float(np.abs(out - exact).max()))
+            close = errors[0] > atol and errors[1] <= 2 * errors[0]
+        results.append(CheckResult(tuple(size), diff, agreement, close and agreement >= min_agreement, errors))
+    return results
+
+
+def checkpoint_metadata(class_names: list[str], mean, std, palette) -> dict[str, str]:
+    """What a deployment needs next to the graph: classes, palette and the input normalisation."""
+    return {"scrnet.class_names": json.dumps(class_names), "scrnet.palette": json.dumps([list(c) for c in palette]),
+            "scrnet.normalization": json.dumps({"mean": list(mean), "std": list(std), "input": "RGB in 0..1"})}
