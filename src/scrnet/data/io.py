@@ -29,7 +29,9 @@ def read_image(path: str | Path) -> np.ndarray:
     if Path(path).suffix.lower() in (".jpg", ".jpeg") and b"\xff\xd9" not in data[-64:].tobytes():
         raise DataError(f"truncated image {path}: the JPEG data ends before its end marker")
     rgb_flag = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10 decodes straight to RGB (~4% faster)
-    image = cv2.imdecode(data, rgb_flag if rgb_flag is not None else cv2.IMREAD_COLOR) if data.size else None
+    # (older OpenCV: decode to BGR and convert)
+    flag = rgb_flag if rgb_flag is not None else cv2.IMREAD_COLOR
+    image = cv2.imdecode(data, flag) if data.size else None
     if image is None:
         raise DataError(f"unreadable or truncated image {path}")
     return image if rgb_flag is not None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -161,6 +161,7 @@ def format_benchmark(report: dict) -> str:
              f"compile={c['compile']}",
              f"{'model':<16}{'runtime':<13}{'ms median':>10}{'ms p90':>9}{'FPS':>8}{'peak MB':>9}{'ratio':>7}"]
     for r in report["results"]:
+        peak = f"{r['peak_mem_mb']:>9.0f}" if r["peak_mem_mb"] else f"{'-':>9}"
         lines.append(f"{r['model']:<16}{r['runtime']:<13}{r['ms_median']:>10.1f}{r['ms_p90']:>9.1f}{r['fps']:>8.2f}"
-                     f"{r['peak_mem_mb']:>9.0f}{r['ratio_to_first']:>7.3f}")
+                     f"{peak}{r['ratio_to_first']:>7.3f}")
     return "\n".join(lines)
