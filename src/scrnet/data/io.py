@@ -19,8 +19,8 @@ def read_image(path: str | Path) -> np.ndarray:
     """An image file as RGB uint8 ``H x W x 3``.
 
     Grayscale is replicated to three channels, alpha is dropped, 16-bit images are scaled to 8 bits, and the EXIF
-    orientation is applied (OpenCV's ``IMREAD_COLOR``/``IMREAD_COLOR_RGB`` do all four). Truncated or unreadable files raise
-    :class:`DataError` naming the file.
+    orientation is applied (OpenCV's ``IMREAD_COLOR``/``IMREAD_COLOR_RGB`` do all four). Truncated or unreadable
+    files raise :class:`DataError` naming the file.
     """
     try:
         data = np.fromfile(path, dtype=np.uint8)
@@ -28,8 +28,8 @@ def read_image(path: str | Path) -> np.ndarray:
         raise DataError(f"cannot read image {path}: {exc.strerror or exc}") from None
     if Path(path).suffix.lower() in (".jpg", ".jpeg") and b"\xff\xd9" not in data[-64:].tobytes():
         raise DataError(f"truncated image {path}: the JPEG data ends before its end marker")
-    rgb_flag = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10 decodes straight to RGB (~4% faster)
-    # (older OpenCV: decode to BGR and convert)
+    rgb_flag = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10 decodes straight to RGB (~4% faster);
+    # older OpenCV decodes to BGR and converts
     flag = rgb_flag if rgb_flag is not None else cv2.IMREAD_COLOR
     image = cv2.imdecode(data, flag) if data.size else None
     if image is None:
