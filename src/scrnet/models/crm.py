@@ -137,7 +137,7 @@ def adaptive_avg_pool(x: torch.Tensor, bins: int) -> torch.Tensor:
     graph stays correct at any input size (ONNX has no adaptive pooling but the global one)."""
     rows = _pool_matrix(torch.ones_like(x[0, 0, :, 0]), bins)
     cols = _pool_matrix(torch.ones_like(x[0, 0, 0, :]), bins)
-    return torch.einsum("ih,bchw,jw->bcij", rows, x, cols)
+    return torch.matmul(torch.matmul(rows, x), cols.t())  # (bins x H) @ x @ (W x bins)
 
 
 class PPM(nn.Module):
