@@ -5,6 +5,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -21,6 +22,7 @@ class EvalResult:
     num_images: int
     class_names: list[str]
     seconds: dict[str, float] = field(default_factory=dict)  # time spent in data, network and metrics (this rank)
+    per_image: list[tuple[torch.Tensor, np.ndarray, np.ndarray]] = field(default_factory=list)  # (cm, inter, union)
 
     def to_json(self) -> dict:
         """``{"miou", "aacc", "iou": {class: IoU|None}, "num_images", "mbiou", "biou": {class: BIoU|None}}``."""
@@ -34,9 +36,10 @@ class EvalResult:
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, dataset: SegmentationDataset, device: torch.device, eval_cfg,
              tta: bool | None = None, rank: int = 0, world_size: int = 1, autocast=None, progress: bool = False,
-             channels_last: bool = False, limit: int | None = None) -> EvalResult:
+             channels_last: bool = False, limit: int | None = None, keep_per_image: bool = False) -> EvalResult:
     """Inference (``eval_cfg.mode``, TTA when ``tta`` or ``eval_cfg.tta``) over this rank's share of ``dataset``
-    (indices ``rank::world_size``); the returned counts are summed over ranks."""
+    (indices ``rank::world_size``); the returned counts are summed over ranks. ``keep_per_image`` also keeps each
+    image's confusion matrix and boundary counts (this rank's images), e.g. for bootstrap intervals."""
     tta = eval_cfg.tta if tta is None else tta
     was_training = model.training
     model.eval()
@@ -46,6 +49,7 @@ def evaluate(model: torch.nn.Module, dataset: SegmentationDataset, device: torch
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     indices = list(range(rank, len(dataset) if limit is None else min(limit, len(dataset)), world_size))
     seconds = {"data": 0.0, "network": 0.0, "metric": 0.0}
+    per_image: list = []
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for index in tqdm(indices, desc="eval", disable=not progress, leave=False):
         t0 = time.perf_counter()
@@ -59,8 +63,12 @@ def evaluate(model: torch.nn.Module, dataset: SegmentationDataset, device: torch
         pred = scores.argmax(1)[0]
         sync()
         t2 = time.perf_counter()
+        if keep_per_image:
+            before = (cm.matrix.clone(), biou.inter.copy(), biou.union.copy())
         cm.update(pred, target)
         biou.update(pred, target)
+        if keep_per_image:
+            per_image.append(((cm.matrix - before[0]).cpu(), biou.inter - before[1], biou.union - before[2]))
         seconds["data"] += t1 - t0
         seconds["network"] += t2 - t1
         seconds["metric"] += time.perf_counter() - t2
@@ -70,4 +78,4 @@ def evaluate(model: torch.nn.Module, dataset: SegmentationDataset, device: torch
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.all_reduce(num)
     model.train(was_training)
-    return EvalResult(cm, biou, int(num.item()), list(dataset.class_names), seconds)
+    return EvalResult(cm, biou, int(num.item()), list(dataset.class_names), seconds, per_image)
