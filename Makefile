@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: test test-slow install clean
+.PHONY: test test-slow demo install clean
 
 # Created on first use; constraints.txt pins torch to the CPU build so no CUDA packages are pulled.
 $(BIN)/scrnet: pyproject.toml constraints.txt
@@ -16,6 +16,10 @@ install: $(BIN)/scrnet
 
 test: $(BIN)/scrnet
 	$(BIN)/python -m pytest -q
+
+# The embedded default: synthetic data, train SCRNet and the FPN baseline, compare (about 5 minutes on 2 cores).
+demo: $(BIN)/scrnet
+	$(BIN)/scrnet demo --out demo_out
 
 test-slow: $(BIN)/scrnet
 	$(BIN)/python -m pytest -q -m slow

@@ -157,8 +157,9 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, progress: bool
         cv2.imwrite(str(pred_dir / path.name), cv2.cvtColor(predictor.render(rgb, predictor.predict(rgb), "overlay"),
                                                             cv2.COLOR_RGB2BGR))
     rgb = read_image(val_images[0])
-    cv2.imwrite(str(out / "srm_offsets.png"), cv2.cvtColor(np.concatenate([rgb, flow_to_color(predictor.offsets(rgb))]),
-                                                           cv2.COLOR_RGB2BGR))
+    overlay = predictor.render(rgb, predictor.predict(rgb), "overlay")
+    cv2.imwrite(str(out / "srm_offsets.png"),
+                cv2.cvtColor(np.concatenate([overlay, flow_to_color(predictor.offsets(rgb))]), cv2.COLOR_RGB2BGR))
     curve_image(logs, out / "training_curve.png")
     summary = {name: r.to_json() for name, r in results.items()}
     interval = bootstrap_difference(results["scrnet"], results["fpn"])
@@ -188,7 +189,7 @@ def print_report(out: Path, report: dict, checkpoint: Path) -> None:
     print(f"  {checkpoint}   the trained SCRNet checkpoint")
     print(f"  {out / 'metrics.json'}   both models' metrics and the interval")
     print(f"  {out / 'predictions'}/   prediction overlays of validation images")
-    print(f"  {out / 'srm_offsets.png'}   an image and SRM's offset field (hue: direction, brightness: length)")
+    print(f"  {out / 'srm_offsets.png'}   a prediction and SRM's offset field (hue: direction, brightness: length)")
     print(f"  {out / 'training_curve.png'}   loss and validation mIoU over iterations")
     print("next:")
     print(f"  scrnet predict {checkpoint} YOUR_IMAGES --out predictions")

@@ -1,0 +1,139 @@
+"""Every command shown in README.md runs: cheap ones for real (tiny sizes, fixtures in a temporary working folder),
+GPU, multi-process and benchmark ones parsed only. Synopsis lines (with [options], placeholders, ...) are skipped."""
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from data_fixtures import make_cityscapes
+
+import scrnet
+from scrnet.cli import build_parser
+from scrnet.config import Config, DataConfig
+from scrnet.data.cityscapes import CLASSES, PALETTE
+
+ROOT = Path(__file__).parents[2]
+TINY_TRAIN = ["train.max_iters=2", "train.batch_size=2", "train.num_workers=0", "train.val_interval=0",
+              "train.checkpoint_interval=2", "train.log_interval=1", "model.backbone_weights=null",
+              "model.channels=16", "data.train.crop_size=[64,64]", "data.train.scale=[128,64]",
+              "train.tensorboard=false"]
+PLACEHOLDER = re.compile(r"\[|\]|\.\.\.|\||\b(CONFIG|CHECKPOINT|MODEL|INPUT|OUT|DIR|YOUR_IMAGES|HOST0|N)\b")
+
+
+def readme_commands() -> list[str]:
+    """Commands in the README's bash blocks: continuation lines joined, comments dropped."""
+    text = (ROOT / "README.md").read_text()
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        joined = block.replace("\\\n", " ")
+        for line in joined.splitlines():
+            line = re.sub(r"\s+#\s.*$", "", line).strip()
+            if line and not line.startswith("#"):
+                commands.append(line)
+    return commands
+
+
+def scrnet_argv(command: str) -> list[str] | None:
+    """The scrnet arguments of a command (also inside torchrun/srun), or None for other commands."""
+    words = shlex.split(command.replace('"$head:29500"', "head:29500"))
+    if words[0] == "scrnet":
+        return words[1:]
+    if "-m" in words and words[words.index("-m") + 1] == "scrnet":
+        return words[words.index("-m") + 2:]
+    return None
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A working folder holding what the README's commands name: configs, data, checkpoints, images, a video."""
+    ws = tmp_path_factory.mktemp("readme")
+    shutil.copytree(ROOT / "configs", ws / "configs")
+    for split in ("train", "val"):
+        make_cityscapes(ws / "data" / "cityscapes", split, n=2, size=(64, 128))
+    make_cityscapes(ws / "data" / "cityscapes", "test", n=1, size=(64, 128))
+    torch.manual_seed(0)
+    model = scrnet.create_model("scrnet_r18", num_classes=19, channels=16)
+    config = Config(model=model.cfg, data=DataConfig(type="cityscapes", root="data/cityscapes"))
+    for path in ("best.pth", "runs/r18/checkpoints/best.pth"):
+        (ws / path).parent.mkdir(parents=True, exist_ok=True)
+        scrnet.save_checkpoint(model, ws / path, CLASSES, PALETTE, config)
+    rgb = np.random.default_rng(0).integers(0, 256, (48, 80, 3), dtype=np.uint8)
+    cv2.imwrite(str(ws / "street.jpg"), rgb)
+    (ws / "photos").mkdir()
+    cv2.imwrite(str(ws / "photos" / "p.png"), rgb)
+    (ws / "more" / "deep").mkdir(parents=True)
+    cv2.imwrite(str(ws / "more" / "deep" / "m.png"), rgb)
+    writer = cv2.VideoWriter(str(ws / "drive.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 5, (80, 48))
+    for _ in range(3):
+        writer.write(rgb)
+    writer.release()
+    (ws / "my_run.yaml").write_text("model:\n  name: scrnet_r18\n  channels: 64\n")
+    return ws
+
+
+def adapt(argv: list[str]) -> list[str]:
+    """The same command at a tiny scale: real data roots to the fixtures, sizes and budgets to the minimum."""
+    argv = [a.replace("/data/cityscapes", "data/cityscapes").replace("/shared/", "") for a in argv]
+    command = argv[0]
+    if command in ("export", "benchmark") and "--size" in argv:
+        i = argv.index("--size")
+        argv[i + 1:i + 3] = ["64", "128"]
+    if command == "benchmark":
+        argv += ["--rounds", "1", "--warmup", "0"] + ([] if "--size" in argv else ["--size", "64", "64"])
+    if command == "train":
+        argv += TINY_TRAIN + (["data.root=data/cityscapes"] if "cityscapes" in argv[1] else [])
+        if "synthetic" in argv[1]:
+            argv += ["data.train.scale=[128,64]"]
+    if command == "demo":
+        argv += ["--quick"]
+    if command == "eval" and "--tta" in argv and not any(a.startswith("eval.scales") for a in argv):
+        argv += ["eval.scales=[0.75,1.0]"]
+    return argv
+
+
+def parses(argv: list[str]) -> bool:
+    try:
+        build_parser().parse_known_args(argv)
+    except SystemExit as exc:
+        return exc.code == 0
+    return True
+
+
+def test_every_readme_command_runs(workspace):
+    commands = readme_commands()
+    ran, parsed, skipped = [], [], []
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    for command in commands:
+        argv = scrnet_argv(command)
+        if argv is None:
+            if command.startswith("python benchmarks/"):  # slow by design: check the script and its options
+                script = shlex.split(command)
+                result = subprocess.run([sys.executable, str(ROOT / script[1]), "--help"], capture_output=True,
+                                        text=True, timeout=120)
+                assert result.returncode == 0, (command, result.stderr)
+                parsed.append(command)
+            else:
+                skipped.append(command)
+            continue
+        if PLACEHOLDER.search(" ".join(argv)) and not command.startswith(("torchrun", "srun")):
+            skipped.append(command)  # a synopsis line
+            continue
+        if command.startswith(("torchrun", "srun")) or "cuda" in argv:
+            assert parses(argv), command
+            parsed.append(command)
+            continue
+        result = subprocess.run([sys.executable, "-m", "scrnet", *adapt(argv)], cwd=workspace, capture_output=True,
+                                text=True, timeout=600, env=env)
+        assert result.returncode == 0, (command, adapt(argv), result.stdout[-1500:], result.stderr[-1500:])
+        ran.append(command)
+    assert len(ran) >= 20 and len(parsed) >= 4, (ran, parsed)
+    assert all(c.startswith(("make", "python3 -m venv", ".venv/", "#!", "head=")) or PLACEHOLDER.search(c)
+               for c in skipped), [c for c in skipped if not PLACEHOLDER.search(c)]
