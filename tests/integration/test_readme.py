@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from data_fixtures import make_cityscapes
+from data_fixtures import make_ade20k, make_bdd100k, make_cityscapes
 
 import scrnet
 from scrnet.cli import build_parser
@@ -59,6 +59,10 @@ def workspace(tmp_path_factory):
     for split in ("train", "val"):
         make_cityscapes(ws / "data" / "cityscapes", split, n=2, size=(64, 128))
     make_cityscapes(ws / "data" / "cityscapes", "test", n=1, size=(64, 128))
+    for split in ("train", "val"):
+        make_bdd100k(ws / "data" / "bdd100k", split, n=2, size=(64, 128))
+    for split in ("training", "validation"):
+        make_ade20k(ws / "data" / "ade", split, n=2, size=(64, 96))
     torch.manual_seed(0)
     model = scrnet.create_model("scrnet_r18", num_classes=19, channels=16)
     config = Config(model=model.cfg, data=DataConfig(type="cityscapes", root="data/cityscapes"))
@@ -81,7 +85,7 @@ def workspace(tmp_path_factory):
 
 def adapt(argv: list[str]) -> list[str]:
     """The same command at a tiny scale: real data roots to the fixtures, sizes and budgets to the minimum."""
-    argv = [a.replace("/data/cityscapes", "data/cityscapes").replace("/shared/", "") for a in argv]
+    argv = [re.sub(r"(^|=)/data/", r"\1data/", a).replace("/shared/", "") for a in argv]
     command = argv[0]
     if command in ("export", "benchmark") and "--size" in argv:
         i = argv.index("--size")
