@@ -8,25 +8,8 @@ from pathlib import Path
 
 MODELS = ["scrnet_r18", "scrnet_r50", "scrnet_r101", "scrnet_van_b1", "scrnet_effl0", "fpn_r18", "sfnet_r18"]
 
-CITYSCAPES = """\
-# {model} on Cityscapes (19 classes): 1024x1024 crops of images resized 0.5-2.0x around 2048x1024, total batch 16,
-# OHEM, SGD lr 0.01 with poly 0.9, 80k iterations; whole-image validation at full resolution.
-model:
-  name: {model}
-  num_classes: 19
-  backbone_weights: imagenet
-data:
-  type: cityscapes
-  root: data/cityscapes
-  train_split: train
-  val_split: val
-  train:
-    scale: [2048, 1024]
-    ratio_range: [0.5, 2.0]
-    crop_size: [1024, 1024]
-    cat_max_ratio: 0.75
-  eval:
-    scale: null
+# the Cityscapes recipe's train section, shared by BDD100K
+STREET_TRAIN = """\
 train:
   max_iters: 80000
   batch_size: 16
@@ -46,6 +29,27 @@ train:
   checkpoint_interval: 4000
 """
 
+CITYSCAPES = """\
+# {model} on Cityscapes (19 classes): 1024x1024 crops of images resized 0.5-2.0x around 2048x1024, total batch 16,
+# OHEM, SGD lr 0.01 with poly 0.9, 80k iterations; whole-image validation at full resolution.
+model:
+  name: {model}
+  num_classes: 19
+  backbone_weights: imagenet
+data:
+  type: cityscapes
+  root: data/cityscapes
+  train_split: train
+  val_split: val
+  train:
+    scale: [2048, 1024]
+    ratio_range: [0.5, 2.0]
+    crop_size: [1024, 1024]
+    cat_max_ratio: 0.75
+  eval:
+    scale: null
+{street_train}"""
+
 BDD100K = """\
 # {model} on BDD100K (the 19 Cityscapes classes): the Cityscapes recipe at a 1280x720 base size with 512x1024 crops.
 model:
@@ -64,24 +68,7 @@ data:
     cat_max_ratio: 0.75
   eval:
     scale: null
-train:
-  max_iters: 80000
-  batch_size: 16
-  num_workers: 4
-  optim:
-    optimizer: sgd
-    lr: 0.01
-    momentum: 0.9
-    weight_decay: 0.0005
-    poly_power: 0.9
-    min_lr: 0.0001
-  loss:
-    ohem: true
-    ohem_thresh: 0.7
-    ohem_min_kept: 100000
-  val_interval: 8000
-  checkpoint_interval: 4000
-"""
+{street_train}"""
 
 ADE20K = """\
 # {model} on ADE20K (150 classes): 512x512 crops of images resized 0.5-2.0x around short side 512, total batch 16,
@@ -134,8 +121,8 @@ def main() -> None:
     for model in MODELS:
         van = "van" in model
         files = {
-            root / "cityscapes" / f"{model}.yaml": CITYSCAPES.format(model=model),
-            root / "bdd100k" / f"{model}.yaml": BDD100K.format(model=model),
+            root / "cityscapes" / f"{model}.yaml": CITYSCAPES.format(model=model, street_train=STREET_TRAIN),
+            root / "bdd100k" / f"{model}.yaml": BDD100K.format(model=model, street_train=STREET_TRAIN),
             root / "ade20k" / f"{model}.yaml": ADE20K.format(
                 model=model, optim=ADAMW if van else SGD,
                 optim_note="AdamW lr 6e-5 with warm-up (VAN backbone)" if van else "SGD lr 0.01 with poly 0.9"),
