@@ -68,7 +68,6 @@ def _build(name: str, device: str, channels_last: bool):
 def _peak_rss_child(name: str, runtime: str, size, batch: int, queue) -> None:
     import resource
 
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
     fn = _runner(name, runtime, size, batch, "cpu", "float32", False, False)
     for _ in range(2):
         fn()
