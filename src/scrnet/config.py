@@ -12,6 +12,7 @@ from .data.build import DataConfig
 from .engine.losses import LossConfig
 from .engine.schedule import OptimConfig
 from .models import ModelConfig, model_config
+from .overrides import apply_overrides, as_update, first_line
 
 AMP_MODES = ("none", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
@@ -86,36 +87,21 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-def _first_line(exc: Exception) -> str:
-    key = getattr(exc, "full_key", None)
-    msg = str(exc).splitlines()[0]
-    return f"{key}: {msg}" if key and key not in msg else msg
-
-
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
     """A YAML config (sections model/data/train/eval; ``model.name`` picks the zoo variant whose config the
     ``model`` section then overrides) with dotted ``key=value`` overrides applied last."""
-    overrides = list(overrides or [])
-    bad = [o for o in overrides if "=" not in o]
-    if bad:
-        raise ConfigError(f"override {bad[0]!r} is not of the form key=value")
     try:
         raw = OmegaConf.load(path) if path is not None else OmegaConf.create({})
-        cli = OmegaConf.from_dotlist(overrides)
+        cli = as_update(list(overrides or []))
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except Exception as exc:
-        raise ConfigError(f"cannot parse {path or 'overrides'}: {_first_line(exc)}") from None
+        raise ConfigError(f"cannot parse {path or 'overrides'}: {first_line(exc)}") from None
     name = OmegaConf.select(cli, "model.name") or OmegaConf.select(raw, "model.name") or "scrnet_r18"
     try:
-        base = OmegaConf.structured(Config(model=model_config(name)))
-        merged = OmegaConf.merge(base, raw, cli)
-        return OmegaConf.to_object(merged)
-    except ConfigError:
-        raise
-    except Exception as exc:  # omegaconf's validation errors and our __post_init__ checks
-        where = f" in {path}" if path else ""
-        raise ConfigError(f"bad config{where}: {_first_line(exc)}") from None
+        return apply_overrides(Config(model=model_config(name)), raw, cli)
+    except ValueError as exc:
+        raise ConfigError(f"bad config{f' in {path}' if path else ''}: {exc}") from None
 
 
 def config_to_yaml(cfg: Config) -> str:

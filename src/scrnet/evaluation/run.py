@@ -3,16 +3,16 @@
 from dataclasses import dataclass
 
 import torch
-from omegaconf import OmegaConf
 
 from ..checkpoints import load_checkpoint
-from ..config import Config, ConfigError, config_from_dict, config_to_dict
+from ..config import Config, ConfigError
 from ..data.build import open_source
 from ..data.dataset import SegmentationDataset
 from ..data.io import DataError
 from ..data.transforms import EvalTransform
 from ..engine.distributed import cleanup, init_distributed
 from ..engine.trainer import autocast_for, resolve_device
+from ..overrides import apply_overrides
 from .evaluate import EvalResult, evaluate
 
 
@@ -23,26 +23,13 @@ class EvalRun:
     is_main: bool
 
 
-def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
-    """``cfg`` with dotted ``key=value`` overrides (data.*, eval.*, ...), each checked like a config file's."""
-    if not overrides:
-        return cfg
-    bad = [o for o in overrides if "=" not in o]
-    if bad:
-        raise ConfigError(f"override {bad[0]!r} is not of the form key=value")
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(config_from_dict(config_to_dict(cfg))),
-                                 OmegaConf.from_dotlist(overrides))
-        return OmegaConf.to_object(merged)
-    except Exception as exc:
-        key = getattr(exc, "full_key", None)
-        raise ConfigError(f"bad override: {(key + ': ') if key else ''}{str(exc).splitlines()[0]}") from None
-
-
 def evaluate_checkpoint(path: str, overrides: list[str] | None = None, split: str | None = None,
                         device: str = "auto", progress: bool = False) -> EvalRun:
     loaded = load_checkpoint(path)
-    cfg = apply_overrides(loaded.config, overrides or [])
+    try:
+        cfg = apply_overrides(loaded.config, overrides)
+    except ValueError as exc:
+        raise ConfigError(f"bad override: {exc}") from None
     split = split or cfg.data.val_split
     source = open_source(cfg.data.type, cfg.data.root, split)
     try:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from omegaconf import OmegaConf
 
+from ..overrides import apply_overrides as override
 from .config import ContextConfig, ModelConfig, SRMConfig
 from .scrnet import SCRNet, build_model
 
@@ -61,25 +62,9 @@ def list_models() -> list[str]:
 def apply_overrides(cfg: ModelConfig, overrides: dict | list[str] | None) -> ModelConfig:
     """``cfg`` with ``overrides`` applied: a nested dict, or dotted ``key=value`` strings (``srm.mode=pixel``; a
     leading ``model.`` is accepted). Unknown keys, wrong types and bad choices raise one line naming them."""
-    base = OmegaConf.structured(cfg)
-    if overrides:
-        if isinstance(overrides, dict):
-            update = OmegaConf.create(overrides)
-        else:
-            bad = [o for o in overrides if "=" not in o]
-            if bad:
-                raise ValueError(f"override {bad[0]!r} is not of the form key=value")
-            update = OmegaConf.from_dotlist([o.removeprefix("model.") for o in overrides])
-        try:
-            base = OmegaConf.merge(base, update)
-        except Exception as exc:  # omegaconf's errors carry the key; keep their first line
-            key = getattr(exc, "full_key", None)
-            where = f"model.{key}" if key else "model override"
-            raise ValueError(f"bad {where}: {str(exc).splitlines()[0]}") from None
-    try:
-        return OmegaConf.to_object(base)
-    except Exception as exc:
-        raise ValueError(str(exc).splitlines()[0]) from None
+    if isinstance(overrides, list):
+        overrides = [o.removeprefix("model.") for o in overrides]
+    return override(cfg, overrides, key_prefix="model.")
 
 
 def model_config(name: str, overrides: dict | list[str] | None = None) -> ModelConfig:
