@@ -76,7 +76,7 @@ def _peak_rss_child(name: str, runtime: str, size, batch: int, queue) -> None:
 
 def cpu_peak_rss_mb(name: str, runtime: str, size, batch: int) -> float:
     """Peak resident memory of a process that builds the model and runs it twice (its own process, so the figure
-    is the model's alone)."""
+    is the model's alone), in eager float32 (or onnxruntime) whatever --dtype/--compile say."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
@@ -150,7 +150,8 @@ def benchmark(specs: list[tuple[str, str]], size=(512, 1024), batch: int = 1, de
             "conditions": {"machine": machine(), "device": device, "torch": torch.__version__,
                            "threads": torch.get_num_threads(), "size": list(size), "batch": batch, "dtype": dtype,
                            "channels_last": channels_last, "compile": compile_model,
-                           "peak_memory": "CUDA max allocated" if device == "cuda" else "CPU peak RSS, own process"}}
+                           "peak_memory": "CUDA max allocated" if device == "cuda"
+                           else "CPU peak RSS of an own process, eager float32 or onnxruntime"}}
 
 
 def format_benchmark(report: dict) -> str:
