@@ -45,6 +45,11 @@ def distinct_palette(n: int, seed: int = 7) -> list[tuple[int, int, int]]:
     return colours
 
 
+def palette_table(palette: list[tuple[int, int, int]]) -> np.ndarray:
+    """A ``256 x 3`` uint8 colour table: the palette, then black (so any uint8 label, 255 included, indexes it)."""
+    return np.array(list(palette) + [(0, 0, 0)] * (256 - len(palette)), np.uint8)
+
+
 @dataclass
 class DataSource:
     name: str  # layout type: cityscapes | bdd100k | ade20k | folder

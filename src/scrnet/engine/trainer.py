@@ -21,11 +21,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..config import Config, ConfigError, config_to_dict, config_to_yaml
+from ..checkpoints import inference_state
+from ..config import Config, ConfigError, config_to_yaml
 from ..data.build import open_source
 from ..data.dataset import SegmentationDataset
 from ..data.io import DataError
 from ..data.sampler import IterationBatchSampler
+from ..data.source import palette_table
 from ..data.transforms import EvalTransform, TrainTransform
 from ..evaluation.evaluate import evaluate
 from ..evaluation.inference import infer_whole
@@ -168,18 +170,13 @@ class Trainer:
 
     def state(self) -> dict:
         return {
-            "model": self.model.state_dict(),
-            "config": config_to_dict(self.cfg),
-            "class_names": list(self.class_names),
-            "palette": [list(c) for c in self.palette],
-            "normalization": {"mean": list(self.cfg.data.mean), "std": list(self.cfg.data.std)},
+            **inference_state(self.model, self.cfg, self.class_names, self.palette),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "iteration": self.iteration,
             "best": dict(self.best),
             "rng": ckpt.rng_state(),
-            "scrnet_version": __import__("scrnet").__version__,
         }
 
     def save(self, best: bool = False) -> Path | None:
@@ -241,7 +238,7 @@ class Trainer:
     @torch.no_grad()
     def _log_predictions(self, count: int = 2) -> None:
         """A few validation predictions next to their ground truth, in the data set's palette, to TensorBoard."""
-        palette = torch.tensor(self.palette + [(0, 0, 0)] * (256 - len(self.palette)), dtype=torch.uint8)
+        palette = torch.from_numpy(palette_table(self.palette))
         self.model.eval()
         for i in range(min(count, len(self.val_set))):
             item = self.val_set[i]

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from ..data.cityscapes import CLASSES as CITYSCAPES_CLASSES
 from ..data.cityscapes import TRAIN_TO_LABEL
 from ..data.io import IMAGE_SUFFIXES, DataError, read_image
+from ..data.source import palette_table
 from ..data.transforms import fit_size, normalize
 from ..evaluation.inference import infer, resize
 
@@ -68,7 +69,7 @@ class Predictor:
     def __init__(self, model, config, class_names: list[str], palette, device: torch.device):
         self.model, self.cfg, self.device = model.to(device).eval(), config, device
         self.class_names = class_names
-        self.palette = np.array(list(palette) + [(0, 0, 0)] * (256 - len(palette)), np.uint8)
+        self.palette = palette_table(palette)
         norm = model.normalization
         self.mean, self.std = config.data.mean or norm.mean, config.data.std or norm.std
 
