@@ -17,6 +17,7 @@ from common import write_cityscapes_tree
 
 from scrnet.config import EvalConfig
 from scrnet.data import EvalTransform, EvalTransformConfig, SegmentationDataset, open_source
+from scrnet.data.transforms import Normalize
 from scrnet.evaluation.evaluate import evaluate
 from scrnet.models import create_model
 from scrnet.tools.benchmark import conditions
@@ -31,13 +32,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = write_cityscapes_tree(Path(tmp), args.images, split="val")
         dataset = SegmentationDataset(open_source("cityscapes", root, "val"), EvalTransform(EvalTransformConfig()))
+        norm = Normalize(model.normalization.mean, model.normalization.std)
         print(f"scrnet eval loop, {args.model}, {args.images} synthetic 1024x2048 images, CPU float32, {conditions()}")
         print(f"{'mode':<8}{'img/s':>8}{'data':>8}{'network':>9}{'metric':>8}{'outside network':>17}")
         for mode in ("whole", "slide"):
             cfg = EvalConfig(mode=mode, crop_size=[1024, 1024], stride=[768, 768])
-            evaluate(model, dataset, torch.device("cpu"), cfg, limit=1)  # warm-up
+            evaluate(model, dataset, torch.device("cpu"), cfg, norm, limit=1)  # warm-up
             start = time.perf_counter()
-            result = evaluate(model, dataset, torch.device("cpu"), cfg)
+            result = evaluate(model, dataset, torch.device("cpu"), cfg, norm, timing=True)
             total = time.perf_counter() - start
             s = result.seconds
             outside = (s["data"] + s["metric"]) / total

@@ -182,7 +182,8 @@ def cmd_eval(args) -> None:
     if args.tta:
         overrides.append("eval.tta=true")
     try:
-        run = evaluate_checkpoint(args.checkpoint, overrides, args.split, args.device, sys.stderr.isatty())
+        run = evaluate_checkpoint(args.checkpoint, overrides, args.split, args.device, sys.stderr.isatty(),
+                                  args.workers)
     except (ConfigError, FileNotFoundError, ValueError) as exc:  # a checkpoint or request that does not fit
         raise UsageError(str(exc)) from None
     if not run.is_main:
@@ -200,7 +201,7 @@ def cmd_predict(args) -> None:
     import torch
 
     from .checkpoints import load_checkpoint
-    from .engine.trainer import resolve_device
+    from .runtime import resolve_device
     from .tools.predict import Predictor, collect_inputs, predict_inputs
 
     try:
@@ -326,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["whole", "slide"], help="inference mode (default: the config's eval.mode)")
     p.add_argument("--tta", action="store_true", help="multi-scale + flip (eval.scales, eval.flip)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="image-loading processes (default 4 on CUDA, 0 on the CPU)")
     p.add_argument("--json", metavar="OUT", help="write {miou, aacc, iou, num_images, mbiou, biou} to OUT")
     p.set_defaults(func=cmd_eval)
 

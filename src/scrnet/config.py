@@ -10,16 +10,13 @@ from omegaconf import OmegaConf
 
 from .data.build import DataConfig
 from .engine.losses import LossConfig
+from .errors import ConfigError  # noqa: F401  (re-exported: scrnet.config.ConfigError)
 from .engine.schedule import OptimConfig
 from .models import ModelConfig, model_config
 from .overrides import apply_overrides, as_update, first_line
 
 AMP_MODES = ("none", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
-
-
-class ConfigError(ValueError):
-    """A bad config: the message names the key (or file) and the value."""
 
 
 @dataclass
@@ -39,9 +36,13 @@ class TrainConfig:
     keep_last: int = 3  # periodic checkpoints kept, besides best.pth
     max_nonfinite: int = 5  # consecutive non-finite losses before the run aborts
     tensorboard: bool = True  # scalars and prediction images when tensorboard is installed
+    cudnn_benchmark: bool = True  # CUDA: let cuDNN pick the fastest kernels for the fixed crop size
+    tf32: bool = True  # CUDA: TF32 for float32 matrix products and convolutions (float32 matmul precision "high")
+    dist_timeout_s: int = 600  # torchrun: seconds a collective may wait before the process group gives up
 
     def __post_init__(self):
-        for key in ("max_iters", "batch_size", "log_interval", "checkpoint_interval", "keep_last", "max_nonfinite"):
+        for key in ("max_iters", "batch_size", "log_interval", "checkpoint_interval", "keep_last", "max_nonfinite",
+                    "dist_timeout_s"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"train.{key} must be positive, got {getattr(self, key)}")
         for key in ("num_workers", "val_interval"):

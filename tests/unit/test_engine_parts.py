@@ -108,6 +108,7 @@ def test_confusion_matrix_miou_by_hand():
     assert iou[0] == pytest.approx(1 / 3) and iou[1] == pytest.approx(2 / 3) and iou[2] == 0.0 and iou[3] is None
     assert cm.miou() == pytest.approx((1 / 3 + 2 / 3 + 0) / 3)
     assert cm.pixel_accuracy() == pytest.approx(3 / 5)
+    cm.update(torch.tensor([0]), torch.tensor([7]))  # recorded on the device, raised when the matrix is read
     with pytest.raises(ValueError, match=r"labels outside 0..3 .*\[7\]"):
-        cm.update(torch.tensor([0]), torch.tensor([7]))
+        cm.miou()
     assert math.isnan(ConfusionMatrix(2).miou())

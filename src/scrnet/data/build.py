@@ -12,14 +12,7 @@ from .dataset import SegmentationDataset
 from .folder import open_folder
 from .io import DataError
 from .source import DataSource
-from .transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    EvalTransform,
-    EvalTransformConfig,
-    TrainTransform,
-    TrainTransformConfig,
-)
+from .transforms import EvalTransform, EvalTransformConfig, TrainTransform, TrainTransformConfig
 
 OPENERS: dict[str, Callable[[str | Path, str], DataSource]] = {
     "cityscapes": open_cityscapes,
@@ -52,7 +45,9 @@ def open_source(data_type: str, root: str | Path, split: str) -> DataSource:
 
 
 def build_dataset(cfg: DataConfig, split: str, train: bool, seed: int = 0) -> SegmentationDataset:
-    """The dataset of ``split`` with the train or the eval pipeline; raises :class:`DataError` on layout problems."""
-    mean, std = cfg.mean or IMAGENET_MEAN, cfg.std or IMAGENET_STD
-    transform = TrainTransform(cfg.train, mean, std) if train else EvalTransform(cfg.eval, mean, std)
+    """The dataset of ``split`` with the train or the eval pipeline; raises :class:`DataError` on layout problems.
+
+    Items are uint8 (images ``3 x H x W``, masks ``H x W``): normalise on the device with
+    ``Normalize(cfg.mean, cfg.std)`` (the transforms do not normalise, so no default statistics can creep in)."""
+    transform = TrainTransform(cfg.train) if train else EvalTransform(cfg.eval)
     return SegmentationDataset(open_source(cfg.type, cfg.root, split), transform, seed)

@@ -31,6 +31,21 @@ def atomic_save(obj: dict, path: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (the directory entry itself is flushed); no-op where unsupported."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def rng_state() -> dict:
@@ -45,14 +60,25 @@ def rng_state() -> dict:
     return state
 
 
-def set_rng_state(state: dict) -> None:
+def own_cuda_rng_state(device: torch.device) -> torch.Tensor | None:
+    """The CUDA generator state of this process's own GPU (None on the CPU)."""
+    return torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+
+def set_rng_state(state: dict, rank: int = 0, device: torch.device | None = None) -> None:
+    """Restore the generators of :func:`rng_state`. With ``cuda_per_rank`` (one state per rank, written by a
+    multi-GPU run), this rank's own GPU gets its own rank's state, so dropout and drop-path draws continue exactly
+    on every GPU."""
     python = state["python"]
     random.setstate((python["version"], tuple(python["keys"]), python["gauss"]))
     n = state["numpy"]
     np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
                          n["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
+    per_rank = state.get("cuda_per_rank")
+    if per_rank and device is not None and device.type == "cuda" and rank < len(per_rank) and per_rank[rank] is not None:
+        torch.cuda.set_rng_state(per_rank[rank], device)
+    elif "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 

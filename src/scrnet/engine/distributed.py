@@ -2,9 +2,12 @@
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+from ..errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -22,16 +25,30 @@ class DistInfo:
         return self.world_size > 1
 
 
-def init_distributed(device_type: str) -> DistInfo:
-    """Join the process group torchrun describes in the environment (``WORLD_SIZE`` > 1), else a single process."""
+def init_distributed(device_type: str, timeout_s: float = 600.0) -> DistInfo:
+    """Join the process group torchrun describes in the environment (``WORLD_SIZE`` > 1), else a single process.
+
+    On CUDA each process takes the GPU of its ``LOCAL_RANK`` (more processes per node than visible GPUs is a
+    :class:`ConfigError` in one line) and binds the NCCL group to it (``device_id``: no guessing, eager connect);
+    ``timeout_s`` bounds how long a collective waits for a rank that died or hangs.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    device_id = None
     if device_type == "cuda":
+        visible = torch.cuda.device_count()
+        if local_rank >= visible:
+            local_world = os.environ.get("LOCAL_WORLD_SIZE", "?")
+            raise ConfigError(f"torchrun started {local_world} processes on this node but only {visible} CUDA "
+                              f"device(s) are visible (LOCAL_RANK {local_rank}); use --nproc_per_node {visible} "
+                              f"or train.device=cpu")
         torch.cuda.set_device(local_rank)
+        device_id = torch.device("cuda", local_rank)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo",
+                                timeout=timedelta(seconds=timeout_s), device_id=device_id)
     return DistInfo(rank, world, local_rank)
 
 
@@ -42,11 +59,15 @@ def barrier(info: DistInfo) -> None:
 
 def broadcast_flag(flag: bool, info: DistInfo, device: torch.device) -> bool:
     """True on every rank when ``flag`` is true on any rank (used to stop all ranks together)."""
-    if not info.enabled:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
+    return bool(any_flags(torch.tensor([float(flag)], device=device), info)[0])
+
+
+def any_flags(flags: torch.Tensor, info: DistInfo) -> list[bool]:
+    """Element-wise OR of a small float tensor of 0/1 flags over all ranks, read back to the host in one
+    transfer: the single synchronisation point a training step needs (one all-reduce, one ``tolist``)."""
+    if info.enabled:
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+    return [v > 0 for v in flags.tolist()]
 
 
 def all_gather_floats(values: list[float], info: DistInfo, device: torch.device) -> list[list[float]]:
@@ -56,6 +77,15 @@ def all_gather_floats(values: list[float], info: DistInfo, device: torch.device)
     out = [torch.zeros_like(t) for _ in range(info.world_size)]
     dist.all_gather(out, t)
     return [o.tolist() for o in out]
+
+
+def all_gather_objects(obj, info: DistInfo) -> list:
+    """Every rank's ``obj`` (picklable), in rank order, on every rank."""
+    if not info.enabled:
+        return [obj]
+    out = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def cleanup(info: DistInfo) -> None:

@@ -35,29 +35,41 @@ class SegmentationLoss(torch.nn.Module):
         self.register_buffer("weight", torch.tensor(weights, dtype=torch.float32) if weights else None)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """No host synchronisation: masks and sums stay on the device (no boolean indexing, no ``.item()``)."""
         logits = logits.float()
+        target = target.long()
         pixel_loss = F.cross_entropy(logits, target, weight=self.weight, ignore_index=IGNORE, reduction="none")
         valid = target != IGNORE
         if self.cfg.ohem:
             valid = valid & self._hard(logits, target, valid)
-        if not valid.any():
-            return logits.sum() * 0.0
+        kept = valid.to(pixel_loss.dtype)
         if self.weight is None:
-            return pixel_loss[valid].mean()
-        # weighted mean, as F.cross_entropy's: divide by the kept pixels' weights
-        return pixel_loss[valid].sum() / self.weight[target[valid]].sum()
+            denominator = kept.sum()
+        else:  # weighted mean, as F.cross_entropy's: divide by the kept pixels' weights
+            denominator = (self.weight[target.clamp(0, logits.shape[1] - 1)] * kept).sum()
+        # a batch with no kept pixel gives 0 (with a graph): the numerator is then 0 too
+        return (pixel_loss * kept).sum() / denominator.clamp(min=torch.finfo(pixel_loss.dtype).tiny)
 
     @torch.no_grad()
     def _hard(self, logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        prob = logits.softmax(1).gather(1, target.clamp(max=logits.shape[1] - 1).unsqueeze(1)).squeeze(1)
-        prob = prob.masked_fill(~valid, 1.0)
-        threshold = self.cfg.ohem_thresh
-        n_valid = int(valid.sum())
-        if 0 < self.cfg.ohem_min_kept and n_valid > 0:
-            k = min(self.cfg.ohem_min_kept, n_valid)
-            kth = prob[valid].kthvalue(k).values
-            threshold = max(threshold, float(kth))
-        return prob <= threshold  # at least the min_kept hardest pixels, and every pixel below ohem_thresh
+        """Pixels to keep: every valid pixel whose ground-truth probability is <= ``ohem_thresh``, and at least the
+        ``ohem_min_kept`` hardest valid pixels (all of them when fewer are valid).
+
+        The k-th smallest valid probability comes from one ``topk`` over the batch with invalid pixels set above
+        every probability, read at index ``min(k, n_valid) - 1`` on the device: no ``kthvalue`` (a single CUDA
+        block over the whole batch) and no host synchronisation.
+        """
+        prob = logits.softmax(1).gather(1, target.clamp(0, logits.shape[1] - 1).unsqueeze(1)).squeeze(1)
+        threshold = torch.full((), self.cfg.ohem_thresh, dtype=prob.dtype, device=prob.device)
+        k = min(self.cfg.ohem_min_kept, prob.numel())
+        if k > 0:
+            flat = prob.masked_fill(~valid, 2.0).flatten()  # invalid pixels sort after every probability
+            smallest = flat.topk(k, largest=False, sorted=True).values
+            n_valid = valid.sum()
+            index = (torch.clamp(n_valid, max=k) - 1).clamp(min=0)
+            kth = smallest.gather(0, index.reshape(1)).squeeze(0)
+            threshold = torch.where(n_valid > 0, torch.maximum(threshold, kth), threshold)
+        return prob <= threshold
 
 
 def total_loss(criterion: SegmentationLoss, outputs: dict, target: torch.Tensor, aux_weight: float) -> torch.Tensor:

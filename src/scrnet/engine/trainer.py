@@ -1,10 +1,16 @@
 """The training loop: one process (CPU or one GPU) or many under torchrun, iteration-based, exactly resumable.
 
-Order of one iteration: forward (autocast when asked) -> loss -> non-finite guard (agreed by all ranks) ->
-backward -> optimiser step -> scheduler step; then, at their intervals, a metric-log line, validation (best
-checkpoint kept) and a periodic checkpoint. SIGINT/SIGTERM finish the current iteration, write a checkpoint and
-stop all ranks; ``--resume`` continues from the newest checkpoint exactly (model, optimiser, scheduler, scaler,
-iteration, sampler position, RNG states).
+Order of one iteration: uint8 batch to the device (pinned, non-blocking) -> normalise there -> forward (autocast
+when asked) -> loss -> backward -> one combined check, agreed by all ranks in a single all-reduce and read back in a
+single host synchronisation: was the loss finite, and did any rank receive SIGINT/SIGTERM -> optimiser step (skipped
+when the loss was not finite) -> scheduler step; then, at their intervals, a metric-log line, validation (best
+checkpoint kept) and a periodic checkpoint. The running loss stays on the device until a log line needs it.
+
+SIGINT/SIGTERM: the current iteration finishes, validation and the best-checkpoint bookkeeping are skipped (a
+scheduler's kill follows ~30 s after SIGTERM), one checkpoint is written and all ranks stop. A checkpoint that
+cannot be written stops every rank within seconds, with one line naming the path. ``--resume`` continues from the
+newest checkpoint exactly (model, optimiser, scheduler, scaler, iteration, sampler position, RNG states, each
+rank's CUDA generator); ranks that would resume from different iterations abort.
 """
 
 import json
@@ -23,17 +29,26 @@ from tqdm import tqdm
 
 from ..checkpoints import inference_state
 from ..config import Config, ConfigError, config_to_yaml
+from ..runtime import autocast_for, configure_cuda, resolve_device
 from ..data.build import open_source
 from ..data.dataset import SegmentationDataset
 from ..data.io import DataError
 from ..data.sampler import IterationBatchSampler
 from ..data.source import palette_table
-from ..data.transforms import EvalTransform, TrainTransform
+from ..data.transforms import EvalTransform, Normalize, TrainTransform
 from ..evaluation.evaluate import evaluate
 from ..evaluation.inference import infer_whole
 from ..models import SCRNet, build_model
 from . import checkpoint as ckpt
-from .distributed import DistInfo, all_gather_floats, barrier, broadcast_flag, cleanup, init_distributed
+from .distributed import (
+    DistInfo,
+    all_gather_floats,
+    all_gather_objects,
+    any_flags,
+    barrier,
+    cleanup,
+    init_distributed,
+)
 from .losses import SegmentationLoss, total_loss
 from .schedule import build_optimizer, build_scheduler
 
@@ -52,20 +67,7 @@ class TrainResult:
     is_main: bool = True  # rank 0 (or a single process): the one that reports
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device is 'cuda' but no CUDA device is available")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
-def autocast_for(amp: str, device: torch.device):
-    if amp == "none":
-        return nullcontext()
-    if amp == "fp16" and device.type != "cuda":
-        raise ConfigError("train.amp=fp16 needs CUDA; on CPU use train.amp=bf16 or none")
-    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+__all__ = ["Trainer", "TrainingAborted", "TrainResult", "train", "resolve_device", "autocast_for"]
 
 
 def open_data(cfg: Config):
@@ -112,18 +114,21 @@ class Trainer:
         self.device = resolve_device(cfg.train.device)
         autocast_for(cfg.train.amp, self.device)  # checks train.amp against the device before anything runs
         train_source, val_source = open_data(cfg)
-        self.dist: DistInfo = init_distributed(self.device.type)
+        self.dist: DistInfo = init_distributed(self.device.type, cfg.train.dist_timeout_s)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
+        self.backend = configure_cuda(cfg.train.cudnn_benchmark, cfg.train.tf32) if self.device.type == "cuda" \
+            else None
         torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
         self.model: SCRNet = build_model(cfg.model)
         norm = self.model.normalization
         cfg.data.mean = cfg.data.mean or list(norm.mean)
         cfg.data.std = cfg.data.std or list(norm.std)
+        self.normalize = Normalize(cfg.data.mean, cfg.data.std)
+        self.memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
         self.class_names, self.palette = train_source.class_names, train_source.palette
-        self.train_set = SegmentationDataset(train_source, TrainTransform(cfg.data.train, cfg.data.mean, cfg.data.std),
-                                             seed=cfg.train.seed)
-        self.val_set = SegmentationDataset(val_source, EvalTransform(cfg.data.eval, cfg.data.mean, cfg.data.std))
+        self.train_set = SegmentationDataset(train_source, TrainTransform(cfg.data.train), seed=cfg.train.seed)
+        self.val_set = SegmentationDataset(val_source, EvalTransform(cfg.data.eval))
         if self.dist.is_main:
             self.work_dir.mkdir(parents=True, exist_ok=True)
             (self.work_dir / "config.yaml").write_text(config_to_yaml(cfg))  # before the first step
@@ -139,12 +144,16 @@ class Trainer:
         self.resumed_from: Path | None = None
         if resume:
             self._resume()
+        self._check_resume_agrees()
         self.net = self.model
         if self.dist.enabled:
-            if self.device.type == "cuda":
+            sync_bn = self.device.type == "cuda"
+            if sync_bn:
                 self.net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.net)
+            # SyncBN already keeps the running statistics equal on every rank: no per-step buffer broadcast
             self.net = torch.nn.parallel.DistributedDataParallel(
-                self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                broadcast_buffers=not sync_bn)
         self.progress = self.dist.is_main and progress is not False
         self.log_file = self.work_dir / "metrics.jsonl"
         self.tb = self._tensorboard()
@@ -160,15 +169,26 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        note = load_scaler_state(self.scaler, state["scaler"], self.cfg.train.amp)
+        if note and self.dist.is_main:
+            print(f"--resume: {note}", file=sys.stderr)
         self.iteration = state["iteration"]
         self.best = dict(state["best"])
-        ckpt.set_rng_state(state["rng"])
+        ckpt.set_rng_state(state["rng"], self.dist.rank, self.device)
         self.resumed_from = path
         if self.dist.is_main:
             print(f"resumed from {path} at iteration {self.iteration}")
 
-    def state(self) -> dict:
+    def _check_resume_agrees(self) -> None:
+        """Every rank must start from the same iteration (e.g. each read its own copy of the work dir)."""
+        starts = all_gather_objects((self.iteration, str(self.resumed_from) if self.resumed_from else None),
+                                    self.dist)
+        if len({it for it, _ in starts}) > 1:
+            detail = ", ".join(f"rank {r}: iteration {it} ({p or 'no checkpoint'})" for r, (it, p) in enumerate(starts))
+            raise TrainingAborted(f"ranks would resume from different iterations ({detail}); give every rank the "
+                                  f"same work dir")
+
+    def state(self, rng: dict | None = None) -> dict:
         return {
             **inference_state(self.model, self.cfg, self.class_names, self.palette),
             "optimizer": self.optimizer.state_dict(),
@@ -176,23 +196,45 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "iteration": self.iteration,
             "best": dict(self.best),
-            "rng": ckpt.rng_state(),
+            "rng": rng if rng is not None else ckpt.rng_state(),
         }
 
     def save(self, best: bool = False) -> Path | None:
-        """Checkpoint the current state (rank 0 only); refuses non-finite weights."""
-        if not self.dist.is_main:
-            return None
+        """Checkpoint the current state. Collective: every rank calls it (each rank's CUDA generator state is
+        gathered into the file); rank 0 writes. Refuses non-finite weights. When rank 0 cannot write (disk full,
+        permission), every rank raises :class:`TrainingAborted` at once, naming the path, instead of the others
+        waiting for a collective that never comes; earlier checkpoints are left as they were."""
+        rng = ckpt.rng_state()
+        cuda_states = all_gather_objects(ckpt.own_cuda_rng_state(self.device), self.dist)
+        if any(c is not None for c in cuda_states):
+            rng["cuda_per_rank"] = cuda_states
+        error, path = None, None
+        if self.dist.is_main:
+            try:
+                path = self._write(best, rng)
+            except TrainingAborted as exc:
+                error = str(exc)
+        errors = all_gather_objects(error, self.dist)
+        if errors[0] is not None:
+            raise TrainingAborted(errors[0] if self.dist.is_main else f"rank 0 failed to write a checkpoint: "
+                                                                     f"{errors[0]}")
+        return path
+
+    def _write(self, best: bool, rng: dict) -> Path:
         bad = [n for n, p in self.model.state_dict().items() if p.is_floating_point() and not torch.isfinite(p).all()]
         if bad:
             raise TrainingAborted(f"refusing to write a checkpoint with non-finite weights ({bad[:3]}) at iteration "
                                   f"{self.iteration}")
-        state = self.state()
+        state = self.state(rng)
         path = ckpt.checkpoint_path(self.work_dir, self.iteration)
-        ckpt.atomic_save(state, path)
-        ckpt.prune(self.work_dir, self.cfg.train.keep_last)
-        if best:
-            ckpt.atomic_save(state, self.work_dir / "checkpoints" / "best.pth")
+        try:
+            ckpt.atomic_save(state, path)
+            ckpt.prune(self.work_dir, self.cfg.train.keep_last)
+            if best:
+                ckpt.atomic_save(state, self.work_dir / "checkpoints" / "best.pth")
+        except OSError as exc:
+            raise TrainingAborted(f"cannot write checkpoint {exc.filename or path}: {exc.strerror or exc}; the "
+                                  f"earlier checkpoints in {path.parent} are intact") from None
         return path
 
     # --------------------------------------------------------------------------------------------- logging
@@ -225,9 +267,11 @@ class Trainer:
             persistent_workers=False, generator=torch.Generator())  # own generator: leaves the global RNG alone
 
     def validate(self) -> float:
-        result = evaluate(self.model, self.val_set, self.device, self.cfg.eval, tta=False, rank=self.dist.rank,
-                          world_size=self.dist.world_size, autocast=autocast_for(self.cfg.train.amp, self.device),
-                          channels_last=self.cfg.train.channels_last)
+        result = evaluate(self.model, self.val_set, self.device, self.cfg.eval, self.normalize, tta=False,
+                          rank=self.dist.rank, world_size=self.dist.world_size,
+                          autocast=autocast_for(self.cfg.train.amp, self.device),
+                          channels_last=self.cfg.train.channels_last,
+                          num_workers=min(self.cfg.train.num_workers, 4))
         summary = result.to_json()
         self.log({"iter": self.iteration, "val_miou": summary["miou"], "val_aacc": summary["aacc"],
                   "val_mbiou": summary["mbiou"], "val_iou": summary["iou"]})
@@ -242,31 +286,36 @@ class Trainer:
         self.model.eval()
         for i in range(min(count, len(self.val_set))):
             item = self.val_set[i]
-            target = item["mask"]
+            target = item["mask"].long()
             with autocast_for(self.cfg.train.amp, self.device):
-                logits = infer_whole(self.model, item["image"].unsqueeze(0).to(self.device), tuple(target.shape))
+                image = self.normalize(item["image"].to(self.device), self.memory_format)
+                logits = infer_whole(self.model, image, tuple(target.shape))
             pred = logits.argmax(1)[0].cpu()
             both = torch.cat([palette[target.clamp(0, 255)], palette[pred]], dim=1)  # ground truth | prediction
             self.tb.add_image(f"val/{i}", both.numpy(), self.iteration, dataformats="HWC")
         self.model.train()
 
-    def step(self, batch: dict) -> float | None:
-        """One iteration; returns the loss, or None when it was not finite (the update is skipped)."""
-        image = batch["image"].to(self.device, non_blocking=True)
-        if self.cfg.train.channels_last:
-            image = image.contiguous(memory_format=torch.channels_last)
+    def step(self, batch: dict, stop_requested: bool = False) -> tuple[torch.Tensor | None, bool]:
+        """One iteration: ``(loss, stopping)``. ``loss`` is the detached loss tensor on the device, or None when
+        it was not finite on some rank (the update is then skipped everywhere); ``stopping`` is true on every rank
+        when any rank was asked to stop. Both are agreed in one all-reduce and read in one host synchronisation,
+        after the backward pass has been queued."""
+        image = self.normalize(batch["image"].to(self.device, non_blocking=True), self.memory_format)
         target = batch["mask"].to(self.device, non_blocking=True)
         with autocast_for(self.cfg.train.amp, self.device):
             outputs = self.net(image)
             loss = total_loss(self.criterion, outputs, target, self.cfg.model.aux_weight)
-        nonfinite = broadcast_flag(not bool(torch.isfinite(loss.detach())), self.dist, self.device)
         self.optimizer.zero_grad(set_to_none=True)
-        if nonfinite:
-            return None
         self.scaler.scale(loss).backward()
+        loss = loss.detach()
+        flags = torch.stack([~torch.isfinite(loss), torch.tensor(stop_requested, device=self.device)]).float()
+        nonfinite, stopping = any_flags(flags, self.dist)
+        if nonfinite:
+            self.optimizer.zero_grad(set_to_none=True)
+            return None, stopping
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return float(loss.detach())
+        return loss, stopping
 
     def train(self, until: int | None = None) -> TrainResult:
         """Train to ``train.max_iters``; with ``until``, stop after that iteration with a checkpoint, as a
@@ -275,12 +324,12 @@ class Trainer:
         self.net.train()
         bar = tqdm(total=t.max_iters, initial=self.iteration, desc="train", unit="it", dynamic_ncols=True,
                    disable=None if self.progress else True)
-        nonfinite_run, window, start = 0, [], time.perf_counter()
+        nonfinite_run, loss_sum, loss_count, start = 0, None, 0, time.perf_counter()
         start_iter = self.iteration
         stop = _StopFlag()
         with stop:
             for batch in self.loader():
-                loss = self.step(batch)
+                loss, stopping = self.step(batch, stop.signum is not None)
                 self.iteration += 1
                 with warnings.catch_warnings():  # a skipped update still advances the schedule, which torch
                     warnings.filterwarnings("ignore", re.escape("Detected call of `lr_scheduler.step()` before"))
@@ -297,20 +346,23 @@ class Trainer:
                             f"checkpoint: {last or 'none'}; lower train.optim.lr or check the data")
                 else:
                     nonfinite_run = 0
-                    window.append(loss)
+                    loss_sum = loss if loss_sum is None else loss_sum + loss  # stays on the device
+                    loss_count += 1
                 lr = self.optimizer.param_groups[0]["lr"]
                 bar.update(1)
-                if loss is not None:
-                    bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
                 if self.iteration % t.log_interval == 0 or self.iteration == t.max_iters:
                     elapsed = time.perf_counter() - start
                     per_iter = elapsed / max(self.iteration - start_iter, 1)
-                    self.log({"iter": self.iteration, "loss": sum(window) / len(window) if window else None,
+                    mean_loss = float(loss_sum) / loss_count if loss_count else None
+                    self.log({"iter": self.iteration, "loss": mean_loss,
                               "lr": lr, "s_per_iter": per_iter, "eta_s": per_iter * (t.max_iters - self.iteration)})
-                    window = []
+                    if mean_loss is not None:
+                        bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", refresh=False)
+                    loss_sum, loss_count = None, 0
                 is_last = self.iteration == t.max_iters
                 improved = False
-                if (t.val_interval and self.iteration % t.val_interval == 0) or is_last:
+                # on a stop request: no validation and no best-checkpoint bookkeeping, just one checkpoint
+                if not stopping and ((t.val_interval and self.iteration % t.val_interval == 0) or is_last):
                     miou = self.validate()
                     improved = self.best["miou"] is None or miou > self.best["miou"]
                     if improved:
@@ -318,7 +370,6 @@ class Trainer:
                     if self.dist.is_main:
                         tqdm.write(f"iteration {self.iteration}: val mIoU {miou:.4f} (best {self.best['miou']:.4f} "
                                    f"at {self.best['iteration']})")
-                stopping = broadcast_flag(stop.signum is not None, self.dist, self.device)
                 stopping = stopping or self.iteration == until
                 if improved or is_last or stopping or self.iteration % t.checkpoint_interval == 0:
                     self.save(best=improved)
@@ -347,3 +398,16 @@ class Trainer:
 def train(cfg: Config, work_dir: str | Path, resume: bool = False, progress: bool | None = None,
           until: int | None = None) -> TrainResult:
     return Trainer(cfg, work_dir, resume, progress).train(until)
+
+
+def load_scaler_state(scaler: torch.amp.GradScaler, state: dict, amp: str) -> str | None:
+    """Restore the GradScaler of a checkpoint when it fits this run's ``train.amp``; returns a note when it does
+    not (a run resumed with another ``amp`` setting starts with a fresh scaler instead of crashing: a disabled
+    scaler saves ``{}``, which an enabled one refuses, and an enabled scaler's state means nothing to bf16/fp32)."""
+    if scaler.is_enabled() and state:
+        scaler.load_state_dict(state)
+        return None
+    if not scaler.is_enabled() and not state:
+        return None
+    return (f"the checkpoint was trained {'with' if state else 'without'} fp16 loss scaling and this run uses "
+            f"train.amp={amp}; the loss scaler starts afresh")

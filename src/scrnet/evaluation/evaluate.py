@@ -10,6 +10,8 @@ import torch
 from tqdm import tqdm
 
 from ..data.dataset import SegmentationDataset
+from ..data.transforms import Normalize
+from ..runtime import synchronize
 from .boundary import BoundaryIoU
 from .inference import infer
 from .metrics import ConfusionMatrix
@@ -21,7 +23,7 @@ class EvalResult:
     boundary: BoundaryIoU
     num_images: int
     class_names: list[str]
-    seconds: dict[str, float] = field(default_factory=dict)  # time spent in data, network and metrics (this rank)
+    seconds: dict[str, float] = field(default_factory=dict)  # total; with timing=True also data/network/metric
     per_image: list[tuple[torch.Tensor, np.ndarray, np.ndarray]] = field(default_factory=list)  # (cm, inter, union)
 
     def to_json(self) -> dict:
@@ -35,27 +37,36 @@ class EvalResult:
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, dataset: SegmentationDataset, device: torch.device, eval_cfg,
-             tta: bool | None = None, rank: int = 0, world_size: int = 1, autocast=None, progress: bool = False,
-             channels_last: bool = False, limit: int | None = None, keep_per_image: bool = False) -> EvalResult:
+             normalize: Normalize, tta: bool | None = None, rank: int = 0, world_size: int = 1, autocast=None,
+             progress: bool = False, channels_last: bool = False, limit: int | None = None,
+             keep_per_image: bool = False, num_workers: int = 0, timing: bool = False) -> EvalResult:
     """Inference (``eval_cfg.mode``, TTA when ``tta`` or ``eval_cfg.tta``) over this rank's share of ``dataset``
     (indices ``rank::world_size``); the returned counts are summed over ranks. ``keep_per_image`` also keeps each
-    image's confusion matrix and boundary counts (this rank's images), e.g. for bootstrap intervals."""
+    image's confusion matrix and boundary counts (this rank's images), e.g. for bootstrap intervals.
+
+    Images are decoded by ``num_workers`` loader processes (0: in this process) and cross to the device as uint8
+    (pinned, non-blocking on CUDA); ``normalize`` casts and normalises them there. Metrics accumulate on the device,
+    so the loop never waits for the GPU, unless ``timing`` asks for the data / network / metric split (one
+    synchronisation per image and stage, for benchmarks) or ``keep_per_image`` reads counts back per image.
+    """
     tta = eval_cfg.tta if tta is None else tta
     was_training = model.training
     model.eval()
     k = len(dataset.class_names)
     cm = ConfusionMatrix(k, device=device)
-    biou = BoundaryIoU(k, eval_cfg.boundary_width)
+    biou = BoundaryIoU(k, eval_cfg.boundary_width, device=device)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     indices = list(range(rank, len(dataset) if limit is None else min(limit, len(dataset)), world_size))
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=1,
+                                         num_workers=num_workers, pin_memory=device.type == "cuda")
     seconds = {"data": 0.0, "network": 0.0, "metric": 0.0}
     per_image: list = []
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for index in tqdm(indices, desc="eval", disable=not progress, leave=False):
-        t0 = time.perf_counter()
-        item = dataset[index]
-        image = item["image"].unsqueeze(0).to(device).contiguous(memory_format=memory_format)
-        target = item["mask"].to(device)
+    sync = (lambda: synchronize(device)) if timing else (lambda: None)
+    start = t0 = time.perf_counter()
+    for batch in tqdm(loader, desc="eval", disable=not progress, leave=False):
+        image = normalize(batch["image"].to(device, non_blocking=True), memory_format)
+        target = batch["mask"][0].to(device, non_blocking=True)
+        sync()
         t1 = time.perf_counter()
         with autocast or nullcontext():
             scores = infer(model, image, tuple(target.shape), eval_cfg.mode, tuple(eval_cfg.crop_size),
@@ -69,13 +80,21 @@ def evaluate(model: torch.nn.Module, dataset: SegmentationDataset, device: torch
         biou.update(pred, target)
         if keep_per_image:
             per_image.append(((cm.matrix - before[0]).cpu(), biou.inter - before[1], biou.union - before[2]))
+        sync()
+        t3 = time.perf_counter()
         seconds["data"] += t1 - t0
         seconds["network"] += t2 - t1
-        seconds["metric"] += time.perf_counter() - t2
+        seconds["metric"] += t3 - t2
+        t0 = time.perf_counter()
     cm.all_reduce()
-    biou.all_reduce(device)
+    biou.all_reduce()
     num = torch.tensor([len(indices)], device=device)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.all_reduce(num)
+    cm.check()
+    synchronize(device)
+    seconds["total"] = time.perf_counter() - start
+    if not timing:  # without per-stage synchronisation the split would be meaningless: only the total is kept
+        seconds = {"total": seconds["total"]}
     model.train(was_training)
     return EvalResult(cm, biou, int(num.item()), list(dataset.class_names), seconds, per_image)

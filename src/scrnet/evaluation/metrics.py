@@ -15,19 +15,34 @@ class ConfusionMatrix:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+        # labels outside 0..K-1 (other than ignore) seen so far, as counts per value 0..255 (others clamped): kept
+        # on the device and checked when the matrix is read, so update() never waits for the device
+        self._bad = torch.zeros(256, dtype=torch.int64, device=device)
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        """Add predictions and labels of the same shape (any batch layout); labels outside 0..K-1 other than the
-        ignore index raise, since they would silently bias the metric."""
+        """Add predictions and labels of the same shape (any batch layout). Labels outside 0..K-1 other than the
+        ignore index make every later read of the matrix raise, since they would silently bias the metric. No host
+        synchronisation: one ``index_add_`` on the matrix's device."""
         if pred.shape != target.shape:
             raise ValueError(f"prediction shape {tuple(pred.shape)} differs from label shape {tuple(target.shape)}")
-        keep = target != self.ignore_index
-        t, p = target[keep].long(), pred[keep].long()
-        if t.numel() and (t.min() < 0 or t.max() >= self.num_classes):
-            raise ValueError(f"labels outside 0..{self.num_classes - 1} (and {self.ignore_index} ignored): "
-                             f"{sorted(set(t[(t < 0) | (t >= self.num_classes)].unique().tolist()))[:10]}")
         k = self.num_classes
-        self.matrix += torch.bincount(t * k + p, minlength=k * k).view(k, k).to(self.matrix.device)
+        dev = self.matrix.device
+        t, p = target.reshape(-1).to(dev).long(), pred.reshape(-1).to(dev).long()
+        labelled = t != self.ignore_index
+        good = labelled & (t >= 0) & (t < k)
+        bad = labelled & ~good
+        self._bad.index_add_(0, t.clamp(0, 255), bad.long())
+        cell = torch.where(good, t * k + p.clamp(0, k - 1), k * k)  # k*k: a bin for pixels that do not count
+        counts = torch.zeros(k * k + 1, dtype=torch.int64, device=dev)
+        counts.index_add_(0, cell, torch.ones_like(cell))
+        self.matrix += counts[:-1].view(k, k)
+
+    def check(self) -> None:
+        """Raise if any label outside 0..K-1 (other than the ignore index) was seen."""
+        if int(self._bad.sum()):
+            values = self._bad.nonzero().flatten().tolist()
+            raise ValueError(f"labels outside 0..{self.num_classes - 1} (and {self.ignore_index} ignored): "
+                             f"{values[:10]}")
 
     def all_reduce(self) -> None:
         """Sum the matrix over processes (no-op when not distributed)."""
@@ -35,6 +50,7 @@ class ConfusionMatrix:
             torch.distributed.all_reduce(self.matrix)
 
     def iou(self) -> list[float | None]:
+        self.check()
         m = self.matrix.double()
         tp = m.diag()
         denom = m.sum(0) + m.sum(1) - tp

@@ -9,10 +9,10 @@ from ..config import Config, ConfigError
 from ..data.build import open_source
 from ..data.dataset import SegmentationDataset
 from ..data.io import DataError
-from ..data.transforms import EvalTransform
+from ..data.transforms import EvalTransform, Normalize
 from ..engine.distributed import cleanup, init_distributed
-from ..engine.trainer import autocast_for, resolve_device
 from ..overrides import apply_overrides
+from ..runtime import autocast_for, resolve_device
 from .evaluate import EvalResult, evaluate
 
 
@@ -24,7 +24,9 @@ class EvalRun:
 
 
 def evaluate_checkpoint(path: str, overrides: list[str] | None = None, split: str | None = None,
-                        device: str = "auto", progress: bool = False) -> EvalRun:
+                        device: str = "auto", progress: bool = False, num_workers: int | None = None) -> EvalRun:
+    """``num_workers``: image-loading processes (default 4 on CUDA, 0 on the CPU, where they would compete with
+    the network for the same cores)."""
     loaded = load_checkpoint(path)
     try:
         cfg = apply_overrides(loaded.config, overrides)
@@ -45,11 +47,13 @@ def evaluate_checkpoint(path: str, overrides: list[str] | None = None, split: st
     if dist.enabled and dev.type == "cuda":
         dev = torch.device("cuda", dist.local_rank)
     norm = loaded.model.normalization
-    dataset = SegmentationDataset(source, EvalTransform(cfg.data.eval, cfg.data.mean or norm.mean,
-                                                        cfg.data.std or norm.std))
-    result = evaluate(loaded.model.to(dev), dataset, dev, cfg.eval, rank=dist.rank, world_size=dist.world_size,
+    dataset = SegmentationDataset(source, EvalTransform(cfg.data.eval))
+    normalize = Normalize(cfg.data.mean or norm.mean, cfg.data.std or norm.std)
+    result = evaluate(loaded.model.to(dev), dataset, dev, cfg.eval, normalize, rank=dist.rank,
+                      world_size=dist.world_size,
                       autocast=autocast_for(cfg.train.amp, dev) if dev.type == "cuda" else None,
-                      progress=progress and dist.is_main)
+                      progress=progress and dist.is_main,
+                      num_workers=(4 if dev.type == "cuda" else 0) if num_workers is None else num_workers)
     cleanup(dist)
     return EvalRun(result, cfg, dist.is_main)
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import ConvBNReLU
+from .layers import ConvBNReLU, autocast_off
 
 ContextType = Literal["crm", "ppm", "none"]
 AttentionType = Literal["danet", "cbam"]
@@ -40,12 +40,18 @@ class ChannelAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         flat = x.reshape(b, c, h * w)
-        energy = torch.bmm(flat, flat.transpose(1, 2))  # B x C x C
-        # DANet subtracts the energy from its row maximum before the softmax (softmax is shift-invariant, so this
-        # is softmax(-energy): channels that respond differently attend to each other).
-        attn = (energy.amax(dim=-1, keepdim=True) - energy).softmax(dim=-1)
-        out = torch.bmm(attn, flat).reshape(b, c, h, w)
-        return x + self.gamma * out
+        # The C x C energy sums over every position, so it grows with the image area (~7e4 at 1024x2048 with the
+        # shipped EfficientNet-Lite0 weights): above float16's 65504. It is computed, and softmaxed, in float32
+        # whatever autocast or the module's dtype say; the weights then go back to the input's dtype (a softmax
+        # row sums to 1, so attn @ flat is bounded by max |flat| and cannot overflow).
+        with autocast_off(x):
+            f32 = flat.float()
+            energy = torch.bmm(f32, f32.transpose(1, 2))  # B x C x C
+            # DANet subtracts the energy from its row maximum before the softmax (softmax is shift-invariant, so
+            # this is softmax(-energy): channels that respond differently attend to each other).
+            attn = (energy.amax(dim=-1, keepdim=True) - energy).softmax(dim=-1)
+        out = torch.bmm(attn.to(flat.dtype), flat).reshape(b, c, h, w)
+        return x + self.gamma.to(out.dtype) * out
 
 
 class PositionAttention(nn.Module):
@@ -63,10 +69,11 @@ class PositionAttention(nn.Module):
         b, c, h, w = x.shape
         q = self.query(x).reshape(b, -1, h * w).transpose(1, 2)  # B x N x c'
         k = self.key(x).reshape(b, -1, h * w)  # B x c' x N
-        attn = torch.bmm(q, k).softmax(dim=-1)  # B x N x N
+        with autocast_off(x):  # logits in float32, as in ChannelAttention
+            attn = torch.bmm(q.float(), k.float()).softmax(dim=-1)  # B x N x N
         v = self.value(x).reshape(b, c, h * w)
-        out = torch.bmm(v, attn.transpose(1, 2)).reshape(b, c, h, w)
-        return x + self.gamma * out
+        out = torch.bmm(v, attn.to(v.dtype).transpose(1, 2)).reshape(b, c, h, w)
+        return x + self.gamma.to(out.dtype) * out
 
 
 class CBAMChannelGate(nn.Module):

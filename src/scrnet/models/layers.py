@@ -1,5 +1,8 @@
 """Small building blocks shared by the decoder modules."""
 
+from contextlib import nullcontext
+
+import torch
 from torch import nn
 
 
@@ -12,3 +15,10 @@ class ConvBNReLU(nn.Sequential):
             nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True),
         )
+
+
+def autocast_off(x: torch.Tensor):
+    """A context in which autocast is off on ``x``'s device (for maths that must run in float32: SRM's sampling
+    grid, CRM's affinities); a no-op on devices without autocast (``meta``, used to count compute)."""
+    device = x.device.type
+    return torch.autocast(device, enabled=False) if torch.amp.is_autocast_available(device) else nullcontext()

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import ConvBNReLU
+from .layers import ConvBNReLU, autocast_off
 
 SRMMode = Literal["neighbor", "pixel", "bilinear"]
 SRM_MODES = ("neighbor", "pixel", "bilinear")
@@ -44,22 +44,30 @@ def base_grid(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Pixel-centre x and y coordinates (0.5, 1.5, ...) of ``x``'s grid, shapes ``1 x 1 x 1 x W`` and ``1 x 1 x H x 1``.
 
     Built by cumulative sums over tensors derived from ``x`` (no Python ints baked in), so an exported graph stays
-    correct at input sizes other than the export size.
+    correct at input sizes other than the export size. Always float32, whatever ``x``'s dtype: a cumulative sum in
+    bfloat16 is off by 1.5 pixels at width 512 and 4.5 at 2048, and float16 cannot hold every integer above 2048.
     """
-    ones_row = torch.ones_like(x[:1, :1, :1, :])
-    ones_col = torch.ones_like(x[:1, :1, :, :1])
+    ones_row = torch.ones_like(x[:1, :1, :1, :], dtype=torch.float32)
+    ones_col = torch.ones_like(x[:1, :1, :, :1], dtype=torch.float32)
     return ones_row.cumsum(3) - 0.5, ones_col.cumsum(2) - 0.5
 
 
 def warp(u: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    """Sample ``u`` at each pixel centre shifted by ``offsets`` (``B x 2 x H x W``, dx then dy, in pixels of u)."""
-    xs, ys = base_grid(u)
-    width = xs[..., -1:] + 0.5  # 1 x 1 x 1 x 1 tensors holding W and H
-    height = ys[..., -1:, :] + 0.5
-    gx = 2.0 * (xs + offsets[:, :1]) / width - 1.0
-    gy = 2.0 * (ys + offsets[:, 1:]) / height - 1.0
-    grid = torch.cat([gx, gy], dim=1).permute(0, 2, 3, 1)
-    return F.grid_sample(u, grid.to(u.dtype), mode="bilinear", padding_mode="border", align_corners=False)
+    """Sample ``u`` at each pixel centre shifted by ``offsets`` (``B x 2 x H x W``, dx then dy, in pixels of u).
+
+    The grid maths and the sampling run in float32 whatever autocast or ``u``'s dtype say (reduced-precision
+    coordinates move pixels by whole pixels at Cityscapes sizes); the result is returned in ``u``'s dtype.
+    """
+    with autocast_off(u):
+        xs, ys = base_grid(u)
+        width = xs[..., -1:] + 0.5  # 1 x 1 x 1 x 1 tensors holding W and H
+        height = ys[..., -1:, :] + 0.5
+        off = offsets.float()
+        gx = 2.0 * (xs + off[:, :1]) / width - 1.0
+        gy = 2.0 * (ys + off[:, 1:]) / height - 1.0
+        grid = torch.cat([gx, gy], dim=1).permute(0, 2, 3, 1)
+        out = F.grid_sample(u.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out.to(u.dtype)
 
 
 def neighbor_offsets(d0: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
@@ -69,9 +77,10 @@ def neighbor_offsets(d0: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tenso
     row-major order (the ``unfold`` order); neighbours outside the map contribute zero offsets.
     """
     b, _, h, w = d0.shape
-    weights = mask_logits.softmax(dim=1).unsqueeze(1)  # B x 1 x 9 x H x W
-    neighbours = F.unfold(d0, kernel_size=3, padding=1).view(b, 2, 9, h, w)
-    return (neighbours * weights).sum(dim=2)
+    with autocast_off(d0):  # offsets are coordinates: float32 (see warp)
+        weights = mask_logits.float().softmax(dim=1).unsqueeze(1)  # B x 1 x 9 x H x W
+        neighbours = F.unfold(d0.float(), kernel_size=3, padding=1).view(b, 2, 9, h, w)
+        return (neighbours * weights).sum(dim=2)
 
 
 class SRM(nn.Module):

@@ -23,7 +23,7 @@ from ..data.build import open_source
 from ..data.dataset import SegmentationDataset
 from ..data.io import read_image
 from ..data.synthetic import generate_synthetic
-from ..data.transforms import EvalTransform
+from ..data.transforms import EvalTransform, Normalize
 from ..engine.trainer import train
 from ..evaluation.evaluate import EvalResult, evaluate
 from ..evaluation.run import format_table
@@ -140,9 +140,10 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, progress: bool
         train(cfg, run_dir, progress=progress)
         loaded = load_checkpoint(run_dir / "checkpoints" / "best.pth")
         source = open_source("folder", data, "val")
-        dataset = SegmentationDataset(source, EvalTransform(loaded.config.data.eval, loaded.config.data.mean,
-                                                            loaded.config.data.std))
-        results[name] = evaluate(loaded.model, dataset, torch.device("cpu"), loaded.config.eval, keep_per_image=True)
+        dataset = SegmentationDataset(source, EvalTransform(loaded.config.data.eval))
+        norm = Normalize(loaded.config.data.mean, loaded.config.data.std)
+        results[name] = evaluate(loaded.model, dataset, torch.device("cpu"), loaded.config.eval, norm,
+                                 keep_per_image=True)
         logs[name] = run_dir / "metrics.jsonl"
     checkpoint = out / "scrnet_effl0_synthetic.pth"
     shutil.copy(out / "runs" / "scrnet" / "checkpoints" / "best.pth", checkpoint)

@@ -19,7 +19,7 @@ from ..data.cityscapes import CLASSES as CITYSCAPES_CLASSES
 from ..data.cityscapes import TRAIN_TO_LABEL
 from ..data.io import IMAGE_SUFFIXES, DataError, read_image
 from ..data.source import palette_table
-from ..data.transforms import fit_size, normalize
+from ..data.transforms import Normalize, fit_size, to_chw_uint8
 from ..evaluation.inference import infer, resize
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -71,14 +71,14 @@ class Predictor:
         self.class_names = class_names
         self.palette = palette_table(palette)
         norm = model.normalization
-        self.mean, self.std = config.data.mean or norm.mean, config.data.std or norm.std
+        self.normalize = Normalize(config.data.mean or norm.mean, config.data.std or norm.std)
 
     def _input(self, rgb: np.ndarray) -> torch.Tensor:
         scale = self.cfg.data.eval.scale
         if scale is not None:
             nh, nw = fit_size(*rgb.shape[:2], *scale)
             rgb = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_LINEAR)
-        return normalize(rgb, self.mean, self.std).unsqueeze(0).to(self.device)
+        return self.normalize(to_chw_uint8(rgb).unsqueeze(0).to(self.device))
 
     @torch.no_grad()
     def predict(self, rgb: np.ndarray) -> np.ndarray:

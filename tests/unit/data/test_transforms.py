@@ -18,7 +18,9 @@ MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
 
 def unnormalize(image: torch.Tensor) -> np.ndarray:
-    return np.round((image.numpy().transpose(1, 2, 0) * 0.25 + 0.5) * 255).astype(np.int64)
+    """The transforms hand out uint8 ``3 x H x W``: back to ``H x W x 3`` integers."""
+    assert image.dtype == torch.uint8
+    return image.numpy().transpose(1, 2, 0).astype(np.int64)
 
 
 def encoded_pair(h=96, w=160, block=12):
@@ -33,9 +35,9 @@ def test_image_and_mask_stay_aligned_through_every_random_transform(seed):
     image, mask = encoded_pair()
     cfg = TrainTransformConfig(scale=[160, 96], ratio_range=[0.5, 2.0], crop_size=[64, 80], cat_max_ratio=0.75,
                                flip_prob=0.5, photometric=False)
-    img_t, mask_t = TrainTransform(cfg, MEAN, STD)(image, mask, np.random.default_rng(seed))
-    assert img_t.shape == (3, 64, 80) and img_t.dtype == torch.float32
-    assert mask_t.shape == (64, 80) and mask_t.dtype == torch.int64
+    img_t, mask_t = TrainTransform(cfg)(image, mask, np.random.default_rng(seed))
+    assert img_t.shape == (3, 64, 80) and img_t.dtype == torch.uint8  # uint8 crosses the workers' shared memory
+    assert mask_t.shape == (64, 80) and mask_t.dtype == torch.uint8
     decoded = unnormalize(img_t)
     m = mask_t.numpy()
     # compare where the 5x5 neighbourhood has one label (bilinear blends colours only across tile edges)
@@ -45,24 +47,24 @@ def test_image_and_mask_stay_aligned_through_every_random_transform(seed):
     assert interior.sum() > 500
     assert np.abs(decoded[..., 0][interior] - 20 * m[interior]).max() <= 2
     padded = m == 255  # the source mask has no 255: these pixels are padding
-    assert np.allclose(img_t.numpy().transpose(1, 2, 0)[padded], -2.0)  # image pad 0 normalised: (0 - 0.5) / 0.25
+    assert (img_t.numpy().transpose(1, 2, 0)[padded] == 0).all()  # the image is padded with 0
 
 
 def test_padding_is_zero_for_the_image_and_255_for_the_mask():
     image, mask = encoded_pair(40, 50)
     cfg = TrainTransformConfig(scale=[50, 40], ratio_range=[1.0, 1.0], crop_size=[64, 80], cat_max_ratio=1.0,
                                flip_prob=0.0, photometric=False)
-    img_t, mask_t = TrainTransform(cfg, MEAN, STD)(image, mask, np.random.default_rng(0))
+    img_t, mask_t = TrainTransform(cfg)(image, mask, np.random.default_rng(0))
     assert torch.all(mask_t[40:] == 255) and torch.all(mask_t[:, 50:] == 255)
-    assert torch.equal(mask_t[:40, :50], torch.from_numpy(mask).long())
-    assert torch.allclose(img_t[:, 40:], torch.tensor(-2.0))
+    assert torch.equal(mask_t[:40, :50], torch.from_numpy(mask))
+    assert torch.all(img_t[:, 40:] == 0)
 
 
 def test_flip_moves_image_and_mask_together():
     image, mask = encoded_pair(40, 50)
     cfg = TrainTransformConfig(scale=[50, 40], ratio_range=[1.0, 1.0], crop_size=[40, 50], cat_max_ratio=1.0,
                                flip_prob=1.0, photometric=False)
-    img_t, mask_t = TrainTransform(cfg, MEAN, STD)(image, mask, np.random.default_rng(0))
+    img_t, mask_t = TrainTransform(cfg)(image, mask, np.random.default_rng(0))
     assert np.array_equal(mask_t.numpy(), mask[:, ::-1])
     assert np.array_equal(unnormalize(img_t), image[:, ::-1].astype(np.int64))
 
@@ -132,9 +134,9 @@ def test_fit_size_keeps_the_aspect_ratio():
 
 def test_eval_keeps_the_ground_truth_at_original_resolution():
     image, mask = encoded_pair(96, 160)
-    img_t, mask_t = EvalTransform(EvalTransformConfig(scale=[80, 48]), MEAN, STD)(image, mask)
+    img_t, mask_t = EvalTransform(EvalTransformConfig(scale=[80, 48]))(image, mask)
     assert img_t.shape == (3, 48, 80) and mask_t.shape == (96, 160)
-    img_t, _ = EvalTransform(EvalTransformConfig(), MEAN, STD)(image, mask)
+    img_t, _ = EvalTransform(EvalTransformConfig())(image, mask)
     assert np.array_equal(unnormalize(img_t), image.astype(np.int64))
 
 
@@ -149,7 +151,8 @@ def test_dataset_samples_are_deterministic_per_seed_and_epoch(tmp_path):
     other = SegmentationDataset(open_source("folder", tmp_path, "train"), TrainTransform(cfg), seed=4)
     assert not torch.equal(first["image"], other[1]["image"])
     batch = torch.utils.data.default_collate([ds[0], ds[1]])
-    assert batch["image"].shape == (2, 3, 32, 32) and batch["mask"].dtype == torch.int64
+    assert batch["image"].shape == (2, 3, 32, 32) and batch["image"].dtype == torch.uint8
+    assert batch["mask"].dtype == torch.uint8
 
 
 @pytest.mark.parametrize("kwargs,message", [
@@ -161,3 +164,21 @@ def test_dataset_samples_are_deterministic_per_seed_and_epoch(tmp_path):
 def test_bad_transform_config_names_the_key(kwargs, message):
     with pytest.raises(ValueError, match=message):
         TrainTransformConfig(**kwargs)
+
+
+def test_normalize_on_the_device_matches_the_formula_and_needs_statistics():
+    from scrnet.data import Normalize
+
+    image = np.random.default_rng(0).integers(0, 256, (17, 23, 3), dtype=np.uint8)
+    x = torch.from_numpy(image.transpose(2, 0, 1).copy())[None]
+    out = Normalize(MEAN, STD)(x)
+    expected = (image.transpose(2, 0, 1).astype(np.float64) / 255 - 0.5) / 0.25
+    assert out.dtype == torch.float32 and out.shape == (1, 3, 17, 23)
+    assert np.abs(out[0].numpy() - expected).max() < 1e-5
+    cl = Normalize(MEAN, STD)(x, torch.channels_last)
+    assert cl.is_contiguous(memory_format=torch.channels_last) and torch.equal(cl, out)
+    assert torch.equal(Normalize(MEAN, STD).numpy(image), out)
+    with pytest.raises(ValueError, match="input normalisation needs 3 means and 3 positive stds"):
+        Normalize(None, STD)
+    with pytest.raises(ValueError, match="expected uint8 images B x 3 x H x W"):
+        Normalize(MEAN, STD)(torch.zeros(1, 1, 4, 4, dtype=torch.uint8))

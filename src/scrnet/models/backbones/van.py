@@ -131,13 +131,16 @@ class VAN(Backbone):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         outs = []
+        fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] > 1 \
+            else torch.contiguous_format
         for i in range(1, len(self.channels) + 1):
             x = getattr(self, f"patch_embed{i}")(x)
             for blk in getattr(self, f"block{i}"):
                 x = blk(x)
             norm = getattr(self, f"norm{i}")
             x = F.layer_norm(x.permute(0, 2, 3, 1), norm.normalized_shape, norm.weight, norm.bias, norm.eps)
-            x = x.permute(0, 3, 1, 2).contiguous()
+            # back to the input's memory format: a plain .contiguous() would silently undo channels_last
+            x = x.permute(0, 3, 1, 2).contiguous(memory_format=fmt)
             outs.append(x)
         return outs
 
