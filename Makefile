@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: test test-slow demo install clean
+.PHONY: test test-slow test-gpu demo install clean
 
 # Created on first use; constraints.txt pins torch to the CPU build so no CUDA packages are pulled.
 $(BIN)/scrnet: pyproject.toml constraints.txt
@@ -23,6 +23,10 @@ demo: $(BIN)/scrnet
 
 test-slow: $(BIN)/scrnet
 	$(BIN)/python -m pytest -q -m slow
+
+# On a machine with CUDA: the GPU tests (CUDA vs CPU, AMP, OHEM) and the full benchmarks/gpu_check.py report.
+test-gpu: $(BIN)/scrnet
+	$(BIN)/python -m pytest -q -m gpu
 
 clean:
 	rm -rf $(VENV) .pytest_cache

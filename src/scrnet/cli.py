@@ -247,9 +247,12 @@ def cmd_export(args) -> None:
     cfg = loaded.config
     meta = checkpoint_metadata(loaded.class_names, cfg.data.mean or norm.mean, cfg.data.std or norm.std,
                                model.palette)
+    if not args.no_fuse:
+        model.fuse()
     path = export_onnx(model, args.onnx, tuple(args.size), args.opset, meta)
     size_mb = Path(path).stat().st_size / 2**20
-    print(f"wrote {path} ({size_mb:.1f} MB, opset {args.opset}, dynamic batch/height/width)")
+    folded = "BatchNorm kept separate" if args.no_fuse else f"BatchNorm folded into {model.fused_pairs} convs"
+    print(f"wrote {path} ({size_mb:.1f} MB, opset {args.opset}, dynamic batch/height/width, {folded})")
     if args.check:
         h, w = args.size
         results = check_onnx(model, path, [(h, w), (h // 2 + 17, w // 2 + 31)])
@@ -274,9 +277,17 @@ def cmd_benchmark(args) -> None:
 
         if not torch.cuda.is_available():
             raise UsageError("--device cuda: no CUDA device is available")
+    if min(args.size) < 1 or args.batch < 1:
+        raise UsageError(f"--size and --batch must be positive, got --size {args.size[0]} {args.size[1]} "
+                         f"--batch {args.batch}")
     specs = [(m, r) for m in args.models for r in args.runtime]
-    report = benchmark(specs, tuple(args.size), args.batch, args.device, args.dtype, args.channels_last,
-                       args.compile, args.warmup, args.rounds, args.min_time)
+    try:
+        report = benchmark(specs, tuple(args.size), args.batch, args.device, args.dtype, args.channels_last,
+                           args.compile, args.warmup, args.rounds, args.min_time, fuse=not args.no_fuse)
+    except RuntimeError as exc:
+        if "onnxruntime" not in str(exc):
+            raise
+        raise UsageError(str(exc)) from None
     print(format_benchmark(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
@@ -346,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=fmt)
     p.add_argument("checkpoint")
     p.add_argument("--onnx", required=True, metavar="OUT", help="output .onnx file")
+    p.add_argument("--no-fuse", action="store_true", help="keep BatchNorm separate (default: folded into convs)")
     p.add_argument("--size", nargs=2, type=int, default=[512, 1024], metavar=("H", "W"), help="export size")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset: 16, 17 (default) or 18")
     p.add_argument("--check", action="store_true", help="compare onnxruntime with PyTorch at two sizes")
@@ -362,9 +374,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--runtime", nargs="+", choices=["torch", "onnxruntime"], default=["torch"])
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--rounds", type=int, default=10, help="timed calls per model (at least)")
-    p.add_argument("--min-time", type=float, default=0.0, help="keep timing until this many seconds have passed")
+    p.add_argument("--warmup", type=int, help="untimed calls first (default 10 on CUDA, 3 on the CPU)")
+    p.add_argument("--rounds", type=int, help="timed calls per model, at least (default 100 on CUDA, 10 on the CPU)")
+    p.add_argument("--min-time", type=float,
+                   help="keep timing until this many seconds have passed (default 5 on CUDA, 0 on the CPU)")
+    p.add_argument("--no-fuse", action="store_true", help="keep BatchNorm separate (default: folded into convs)")
     p.add_argument("--json", metavar="OUT")
     p.set_defaults(func=cmd_benchmark)
 

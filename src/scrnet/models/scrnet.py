@@ -55,6 +55,19 @@ class SCRNet(nn.Module):
             result["offsets"] = out["offsets"]
         return result
 
+    def fuse(self, example: torch.Tensor | None = None) -> "SCRNet":
+        """Fold every Conv-BN pair for inference, in place (eval mode; returns ``self``). Logits equal the unfused
+        model's within 1e-4 of their range (checked on ``example``, default a 1 x 3 x 64 x 128 random input).
+        Export and the benchmark do this by default. The number of folded pairs is kept in ``fused_pairs``."""
+        from .fuse import fuse_conv_bn
+
+        self.eval()
+        if example is None:
+            p = next(self.parameters())
+            example = torch.randn(1, 3, 64, 128, generator=torch.Generator().manual_seed(0)).to(p.device, p.dtype)
+        self.fused_pairs = fuse_conv_bn(self, example)
+        return self
+
     def num_params(self, include_aux: bool = False) -> int:
         """Parameters of the eval-mode network (auxiliary heads excluded unless asked)."""
         aux = self.decoder.aux_heads

@@ -58,40 +58,55 @@ def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
-def _build(name: str, device: str, channels_last: bool):
+def _build(name: str, device: str, channels_last: bool, fuse: bool = True):
     from ..models import create_model
 
-    model = create_model(name, num_classes=19).eval().to(device)
+    model = create_model(name, num_classes=19).eval()
+    if fuse:
+        model.fuse()
+    model = model.to(device)
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
-def _peak_rss_child(name: str, runtime: str, size, batch: int, queue) -> None:
+def _peak_rss_child(name: str, runtime: str, size, batch: int, fuse: bool, queue) -> None:
     import resource
 
-    fn = _runner(name, runtime, size, batch, "cpu", "float32", False, False)
+    fn = _runner(name, runtime, size, batch, "cpu", "float32", False, False, fuse)
     for _ in range(2):
         fn()
     queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
-def cpu_peak_rss_mb(name: str, runtime: str, size, batch: int) -> float:
+def cpu_peak_rss_mb(name: str, runtime: str, size, batch: int, fuse: bool = True) -> float:
     """Peak resident memory of a process that builds the model and runs it twice (its own process, so the figure
     is the model's alone), in eager float32 (or onnxruntime) whatever --dtype/--compile say."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_peak_rss_child, args=(name, runtime, tuple(size), batch, queue))
+    proc = ctx.Process(target=_peak_rss_child, args=(name, runtime, tuple(size), batch, fuse, queue))
     proc.start()
     value = queue.get()
     proc.join()
     return value
 
 
+class Runner:
+    """One forward pass of a model on a fixed random batch, as a no-argument callable; ``model`` is the torch
+    module (None for onnxruntime) and ``provider`` the onnxruntime execution provider actually in use."""
+
+    def __init__(self, fn, model=None, provider: str | None = None):
+        self.fn, self.model, self.provider = fn, model, provider
+
+    def __call__(self):
+        return self.fn()
+
+
 def _runner(name: str, runtime: str, size, batch: int, device: str, dtype: str, channels_last: bool,
-            compile_model: bool):
-    """A no-argument function running one forward pass of model ``name`` on a fixed random batch."""
-    model = _build(name, device, channels_last and runtime == "torch")
+            compile_model: bool, fuse: bool = True) -> Runner:
+    """A no-argument callable running one forward pass of model ``name`` on a fixed random batch: the eval-mode
+    network (auxiliary heads off) including the final upsampling to the input size."""
+    model = _build(name, device, channels_last and runtime == "torch", fuse)
     x = torch.randn(batch, 3, *size, device=device)
     if runtime == "onnxruntime":
         import tempfile
@@ -104,12 +119,19 @@ def _runner(name: str, runtime: str, size, batch: int, device: str, dtype: str, 
         path = export_onnx(model.cpu(), os.path.join(folder, f"{name}.onnx"), size=tuple(size))
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
-        providers = ["CUDAExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
-        session = ort.InferenceSession(str(path), options, providers=providers)
+        wanted = "CUDAExecutionProvider" if device == "cuda" else "CPUExecutionProvider"
+        if wanted not in ort.get_available_providers():
+            raise RuntimeError(f"onnxruntime {ort.__version__} has no {wanted} here (available: "
+                               f"{ort.get_available_providers()}); install onnxruntime-gpu for --device cuda")
+        session = ort.InferenceSession(str(path), options, providers=[wanted])
+        used = session.get_providers()[0]
+        if used != wanted:  # onnxruntime falls back to the CPU silently when the CUDA provider fails to load
+            raise RuntimeError(f"onnxruntime fell back to {used} instead of {wanted}")
         feed = {"image": x.cpu().numpy()}
-        return lambda: session.run(["logits"], feed)
+        return Runner(lambda: session.run(["logits"], feed), None, used)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
+    module = model
     if compile_model:
         model = torch.compile(model)
     amp = torch.autocast(device, dtype=DTYPES[dtype], enabled=dtype != "float32")
@@ -118,47 +140,101 @@ def _runner(name: str, runtime: str, size, batch: int, device: str, dtype: str, 
         with torch.inference_mode(), amp:
             return model(x)
 
-    return fn
+    return Runner(fn, module)
+
+
+def cuda_peak_mb(runner: Runner) -> float:
+    """Peak CUDA memory of one call of ``runner``: its model's weights plus what the call allocates beyond what
+    was already allocated (other models' weights and inputs excluded)."""
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    runner()
+    torch.cuda.synchronize()
+    weights = sum(t.numel() * t.element_size() for t in
+                  [*runner.model.parameters(), *runner.model.buffers()]) if runner.model is not None else 0
+    return (torch.cuda.max_memory_allocated() - base + weights) / 2**20
+
+
+def versions() -> dict:
+    """Device, driver, CUDA, cuDNN, torch and onnxruntime versions, printed with every table."""
+    out = {"torch": torch.__version__}
+    try:
+        import onnxruntime
+
+        out["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        out["onnxruntime"] = None
+    if torch.cuda.is_available():
+        out["cuda"] = torch.version.cuda
+        out["cudnn"] = torch.backends.cudnn.version()
+        out["device_name"] = torch.cuda.get_device_name()
+        try:
+            import subprocess
+
+            out["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                           capture_output=True, text=True, timeout=10).stdout.strip() or None
+        except (OSError, subprocess.SubprocessError):
+            out["driver"] = None
+    return out
 
 
 def benchmark(specs: list[tuple[str, str]], size=(512, 1024), batch: int = 1, device: str = "cpu",
-              dtype: str = "float32", channels_last: bool = False, compile_model: bool = False, warmup: int = 3,
-              rounds: int = 10, min_time_s: float = 0.0, measure_memory: bool = True) -> dict:
-    """Latency of each ``(model, runtime)`` spec, timed interleaved in one run; ratios are to the first spec."""
-    fns = [_runner(n, r, size, batch, device, dtype, channels_last, compile_model) for n, r in specs]
-    sync = torch.cuda.synchronize if device == "cuda" else None
+              dtype: str = "float32", channels_last: bool = False, compile_model: bool = False,
+              warmup: int | None = None, rounds: int | None = None, min_time_s: float | None = None,
+              measure_memory: bool = True, fuse: bool = True) -> dict:
+    """Latency of each ``(model, runtime)`` spec, timed interleaved in one run; ratios are to the first spec.
+
+    Defaults follow real-time segmentation papers on CUDA: 10 warm-up calls, then at least 100 timed calls and at
+    least 5 s, ``torch.cuda.synchronize()`` around each call, cuDNN autotuning and TF32 on (see
+    :func:`scrnet.runtime.configure_cuda`); on the CPU 3 warm-up calls and 10 timed calls. BatchNorm is folded into
+    the convolutions (``fuse``) unless asked otherwise.
+    """
+    cuda = device == "cuda"
+    warmup = (10 if cuda else 3) if warmup is None else warmup
+    rounds = (100 if cuda else 10) if rounds is None else rounds
+    min_time_s = (5.0 if cuda else 0.0) if min_time_s is None else min_time_s
+    backend = None
+    if cuda:
+        from ..runtime import configure_cuda
+
+        backend = configure_cuda(benchmark=True, tf32=True).describe()
+    runners = [_runner(n, r, size, batch, device, dtype, channels_last, compile_model, fuse) for n, r in specs]
+    sync = torch.cuda.synchronize if cuda else None
     peaks: list[float] = [0.0] * len(specs)
-    if device == "cuda":  # CUDA: max allocated per spec, reset around each spec's calls
-        wrapped = []
-        for i, fn in enumerate(fns):
-            def run(fn=fn, i=i):
-                torch.cuda.reset_peak_memory_stats()
-                fn()
-                peaks[i] = max(peaks[i], torch.cuda.max_memory_allocated() / 2**20)
-            wrapped.append(run)
-        fns = wrapped
-    times = time_interleaved(fns, warmup=warmup, rounds=rounds, min_time_s=min_time_s, sync=sync)
-    if device == "cpu" and measure_memory:
-        peaks = [cpu_peak_rss_mb(n, r, size, batch) for n, r in specs]
+    times = time_interleaved(runners, warmup=warmup, rounds=rounds, min_time_s=min_time_s, sync=sync)
+    if cuda:
+        peaks = [cuda_peak_mb(r) for r in runners]
+    elif measure_memory:
+        peaks = [cpu_peak_rss_mb(n, r, size, batch, fuse) for n, r in specs]
     results = []
-    for (name, runtime), ms, peak in zip(specs, times, peaks):
+    for (name, runtime), runner, ms, peak in zip(specs, runners, times, peaks):
         s = summarize(ms)
-        results.append({"model": name, "runtime": runtime, "ms_median": s["ms_median"], "ms_p90": s["ms_p90"],
-                        "fps": 1000.0 * batch / s["ms_median"], "peak_mem_mb": peak, "runs": s["runs"],
-                        "ratio_to_first": s["ms_median"] / summarize(times[0])["ms_median"]})
+        results.append({"model": name, "runtime": runtime, "provider": runner.provider, "ms_median": s["ms_median"],
+                        "ms_p90": s["ms_p90"], "fps": 1000.0 * batch / s["ms_median"], "peak_mem_mb": peak,
+                        "runs": s["runs"], "ratio_to_first": s["ms_median"] / summarize(times[0])["ms_median"]})
     return {"results": results,
-            "conditions": {"machine": machine(), "device": device, "torch": torch.__version__,
+            "conditions": {"machine": machine(), "device": device, **versions(),
                            "threads": torch.get_num_threads(), "size": list(size), "batch": batch, "dtype": dtype,
-                           "channels_last": channels_last, "compile": compile_model,
-                           "peak_memory": "CUDA max allocated" if device == "cuda"
+                           "channels_last": channels_last, "compile": compile_model, "bn_folded": fuse,
+                           "final_upsample_included": True, "warmup": warmup, "min_rounds": rounds,
+                           "min_time_s": min_time_s, "backend": backend,
+                           "peak_memory": "CUDA: own weights + max allocated during one call beyond what was allocated "
+                                          "before it" if cuda
                            else "CPU peak RSS of an own process, eager float32 or onnxruntime"}}
 
 
 def format_benchmark(report: dict) -> str:
     c = report["conditions"]
-    lines = [f"{c['machine']}, {c['device']}, torch {c['torch']}, {c['threads']} threads, batch {c['batch']}, "
-             f"{c['size'][0]}x{c['size'][1]}, {c['dtype']}, channels_last={c['channels_last']}, "
-             f"compile={c['compile']}",
+    extra = ""
+    if c["device"] == "cuda":
+        extra = (f", driver {c.get('driver')}, CUDA {c.get('cuda')}, cuDNN {c.get('cudnn')}, "
+                 f"{c.get('backend')}")
+    lines = [f"{c['machine']}, {c['device']}, torch {c['torch']}, onnxruntime {c.get('onnxruntime')}{extra}, "
+             f"{c['threads']} threads, batch {c['batch']}, {c['size'][0]}x{c['size'][1]}, {c['dtype']}, "
+             f"channels_last={c['channels_last']}, compile={c['compile']}, BN folded={c.get('bn_folded')}, "
+             f"final upsample to the input size included, {c['warmup']} warm-up calls, >= {c['min_rounds']} timed "
+             f"calls and >= {c['min_time_s']:g} s",
              f"{'model':<16}{'runtime':<13}{'ms median':>10}{'ms p90':>9}{'FPS':>8}{'peak MB':>9}{'ratio':>7}"]
     for r in report["results"]:
         peak = f"{r['peak_mem_mb']:>9.0f}" if r["peak_mem_mb"] else f"{'-':>9}"
