@@ -176,7 +176,7 @@ def check_syncbn(device, size) -> dict | str:
         target = torch.randint(0, 19, (2, *size), device=device)
         loss = total_loss(SegmentationLoss(LossConfig(), 19).to(device), net(x), target, 0.4)
         loss.backward()
-        return {"loss": float(loss), "finite": bool(torch.isfinite(loss))}
+        return {"loss": float(loss.detach()), "finite": bool(torch.isfinite(loss))}
     finally:
         dist.destroy_process_group()
 
@@ -264,6 +264,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--models", nargs="*", default=None)
     parser.add_argument("--skip", nargs="*", default=[], help="sections to leave out")
+    parser.add_argument("--only", nargs="*", default=None, help="run only these sections")
     parser.add_argument("--json", metavar="OUT")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -275,7 +276,7 @@ def main() -> None:
         report["backend"] = configure_cuda().describe()
 
     def section(name, fn):
-        if name in args.skip:
+        if name in args.skip or (args.only is not None and name not in args.only):
             return
         t0 = time.perf_counter()
         try:

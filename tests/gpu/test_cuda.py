@@ -16,14 +16,18 @@ pytestmark = [pytest.mark.gpu,
 
 
 @pytest.mark.parametrize("name", ["scrnet_r18", "scrnet_van_b1", "scrnet_effl0", "fpn_r18", "sfnet_r18"])
-def test_cuda_logits_match_cpu(name):
+def test_cuda_logits_match_cpu(name, monkeypatch):
+    # cuDNN convolutions default to TF32 (torch.backends.cudnn.allow_tf32), which alone differs from the CPU by
+    # ~1.6e-3 of the logits' range at this size (measured on an H100): compare true float32 here
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     torch.manual_seed(0)
     model = create_model(name, num_classes=19).eval()
     x = torch.randn(1, 3, 256, 512)
     with torch.no_grad():
         ref = model(x)
         got = model.cuda()(x.cuda()).cpu()
-    assert (got - ref).abs().max() <= 1e-3 * ref.abs().max()
+    assert (got - ref).abs().max() <= 1e-4 * ref.abs().max()
 
 
 def test_crm_channel_attention_is_finite_under_fp16_autocast():
