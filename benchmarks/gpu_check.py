@@ -55,8 +55,9 @@ def check_logits(models, device, size) -> dict:
     return out
 
 
-def train_step(model, x, target, amp: str, device, scaler=None) -> tuple[float, torch.Tensor]:
-    """One SGD step's loss and the logits of that step's forward."""
+def train_step(model, x, target, amp: str, device, scaler=None):
+    """One SGD step: its loss, the logits of its forward, whether everything was finite (gradients may overflow
+    only in a step the GradScaler skips), and whether the scaler skipped it."""
     criterion = SegmentationLoss(LossConfig(ohem=True), 19).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     ctx = torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16,
@@ -66,14 +67,19 @@ def train_step(model, x, target, amp: str, device, scaler=None) -> tuple[float, 
         loss = total_loss(criterion, outputs, target, 0.4)
     opt.zero_grad()
     if scaler is not None:
+        scale = scaler.get_scale()
         scaler.scale(loss).backward()
+        scaler.unscale_(opt)
         scaler.step(opt)
         scaler.update()
+        # a first step whose scaled gradients overflow is skipped and the scale lowered: GradScaler's design
+        skipped = scaler.get_scale() < scale
     else:
         loss.backward()
         opt.step()
+        skipped = False
     grads_finite = all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
-    return float(loss.detach()), outputs["out"].detach(), bool(grads_finite)
+    return float(loss.detach()), outputs["out"].detach(), bool(grads_finite or skipped), skipped
 
 
 def check_amp(models, device, size) -> dict:
@@ -86,15 +92,15 @@ def check_amp(models, device, size) -> dict:
         state = {k: v.clone() for k, v in base.state_dict().items()}
         x = torch.randn(2, 3, *size, device=device)
         target = torch.randint(0, 19, (2, *size), device=device)
-        ref_loss, ref_logits, _ = train_step(base, x, target, "none", device)
+        ref_loss, ref_logits, _, _ = train_step(base, x, target, "none", device)
         row = {"fp32_loss": ref_loss}
         for amp in amps:
             base.load_state_dict(state)
             scaler = torch.amp.GradScaler(device.type) if amp == "fp16" else None
-            loss, logits, finite = train_step(base, x, target, amp, device, scaler)
+            loss, logits, finite, skipped = train_step(base, x, target, amp, device, scaler)
             row[amp] = {"loss": loss, "loss_rel_diff": abs(loss - ref_loss) / abs(ref_loss),
                         "logits_rel_err": rel_err(logits, ref_logits),
-                        "finite": bool(torch.isfinite(logits).all()) and finite}
+                        "finite": bool(torch.isfinite(logits).all()) and finite, "scaler_skipped_step": skipped}
         out[name] = row
         del base
     return out

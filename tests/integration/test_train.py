@@ -213,3 +213,43 @@ def test_bf16_autocast_and_channels_last_on_cpu(synth, tmp_path):
     assert result.iteration == 3 and result.best_miou is not None
     weights = load(tmp_path / "checkpoints" / "iter_00000003.pth")["model"]
     assert all(v.dtype != torch.bfloat16 for v in weights.values())  # autocast leaves the weights in float32
+
+
+def test_failed_checkpoint_write_stops_with_one_line_and_keeps_earlier_ones(synth, tmp_path, monkeypatch):
+    import errno
+
+    trainer = Trainer(load_config(None, small(synth, "train.max_iters=10")), tmp_path, progress=False)
+    trainer.train(until=5)
+    assert [i for i, _ in list_checkpoints(tmp_path)] == [5]
+    before = (tmp_path / "checkpoints" / "iter_00000005.pth").read_bytes()
+
+    def full_disk(obj, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(trainer_module.ckpt, "atomic_save", full_disk)
+    trainer.iteration = 6
+    with pytest.raises(TrainingAborted, match=r"cannot write checkpoint .*iter_00000006\.pth: No space left on "
+                                              r"device; the earlier checkpoints in .* are intact"):
+        trainer.save()
+    assert (tmp_path / "checkpoints" / "iter_00000005.pth").read_bytes() == before
+
+
+def test_sigterm_skips_validation_and_saves_once(synth, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    real_step = Trainer.step
+
+    def step(self, batch, stop_requested=False):
+        if self.iteration == 2:  # SIGTERM arrives during iteration 3
+            os.kill(os.getpid(), signal.SIGTERM)
+            stop_requested = True
+        return real_step(self, batch, stop_requested)
+
+    monkeypatch.setattr(Trainer, "step", step)
+    result = train(load_config(None, small(synth, "train.max_iters=8", "train.val_interval=1")), tmp_path,
+                   progress=False)
+    assert result.stopped_by_signal == signal.SIGTERM and result.iteration == 3
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in records if "val_miou" in r] == [1, 2]  # none at the stopping iteration
+    assert [i for i, _ in list_checkpoints(tmp_path)] == [1, 2, 3][-3:]
