@@ -10,8 +10,8 @@ from omegaconf import OmegaConf
 
 from .data.build import DataConfig
 from .engine.losses import LossConfig
-from .errors import ConfigError  # noqa: F401  (re-exported: scrnet.config.ConfigError)
 from .engine.schedule import OptimConfig
+from .errors import ConfigError  # noqa: F401  (re-exported: scrnet.config.ConfigError)
 from .models import ModelConfig, model_config
 from .overrides import apply_overrides, as_update, first_line
 

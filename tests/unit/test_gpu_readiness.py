@@ -25,9 +25,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_crm_channel_attention_does_not_overflow_in_fp16():
-    # the reproduction from the issue: the C x C energy reaches ~1e5 > float16's 65504
+    # the issue's reproduction at 64 channels instead of 960 (same overflow: the energy's diagonal sums over the
+    # 2048 positions, 2048 * 68 * E[relu(z)^2] ~ 7e4 > float16's 65504), fast enough for the default suite
     torch.manual_seed(0)
-    x = (68 ** 0.5) * torch.relu(torch.randn(1, 960, 32, 64))
+    x = (68 ** 0.5) * torch.relu(torch.randn(1, 64, 32, 64))
     module = ChannelAttention()
     with torch.no_grad():
         ref = module(x)

@@ -4,8 +4,15 @@ from .build import OPENERS, DataConfig, build_dataset, open_source
 from .dataset import SegmentationDataset
 from .io import DataError, read_image, read_mask
 from .source import IGNORE, DataSource
-from .transforms import EvalTransform, EvalTransformConfig, Normalize, TrainTransform, TrainTransformConfig
+from .transforms import (
+    EvalTransform,
+    EvalTransformConfig,
+    Normalize,
+    TrainTransform,
+    TrainTransformConfig,
+)
 
-__all__ = ["IGNORE", "OPENERS", "DataConfig", "DataError", "DataSource", "EvalTransform", "EvalTransformConfig", "Normalize",
+__all__ = ["IGNORE", "OPENERS", "DataConfig", "DataError", "DataSource", "EvalTransform", "EvalTransformConfig",
+           "Normalize",
            "SegmentationDataset", "TrainTransform", "TrainTransformConfig", "build_dataset", "open_source",
            "read_image", "read_mask"]

@@ -22,6 +22,7 @@ import torch
 
 from .source import IGNORE
 
+
 @dataclass
 class TrainTransformConfig:
     scale: list[int] = field(default_factory=lambda: [2048, 1024])  # base size as (long side, short side)

@@ -76,8 +76,9 @@ def set_rng_state(state: dict, rank: int = 0, device: torch.device | None = None
                          n["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     per_rank = state.get("cuda_per_rank")
-    if per_rank and device is not None and device.type == "cuda" and rank < len(per_rank) and per_rank[rank] is not None:
-        torch.cuda.set_rng_state(per_rank[rank], device)
+    own = per_rank[rank] if per_rank and rank < len(per_rank) else None
+    if own is not None and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(own, device)
     elif "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
 

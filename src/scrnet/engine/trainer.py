@@ -20,7 +20,6 @@ import signal
 import sys
 import time
 import warnings
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +28,6 @@ from tqdm import tqdm
 
 from ..checkpoints import inference_state
 from ..config import Config, ConfigError, config_to_yaml
-from ..runtime import autocast_for, configure_cuda, resolve_device
 from ..data.build import open_source
 from ..data.dataset import SegmentationDataset
 from ..data.io import DataError
@@ -39,6 +37,7 @@ from ..data.transforms import EvalTransform, Normalize, TrainTransform
 from ..evaluation.evaluate import evaluate
 from ..evaluation.inference import infer_whole
 from ..models import SCRNet, build_model
+from ..runtime import autocast_for, configure_cuda, resolve_device
 from . import checkpoint as ckpt
 from .distributed import (
     DistInfo,
