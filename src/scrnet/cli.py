@@ -267,7 +267,7 @@ def cmd_export(args) -> None:
 
 def cmd_benchmark(args) -> None:
     from .models import list_models
-    from .tools.benchmark import benchmark, format_benchmark
+    from .tools.benchmark import ProviderUnavailable, benchmark, format_benchmark
 
     unknown = [m for m in args.models if m not in list_models()]
     if unknown:
@@ -284,9 +284,7 @@ def cmd_benchmark(args) -> None:
     try:
         report = benchmark(specs, tuple(args.size), args.batch, args.device, args.dtype, args.channels_last,
                            args.compile, args.warmup, args.rounds, args.min_time, fuse=not args.no_fuse)
-    except RuntimeError as exc:
-        if "onnxruntime" not in str(exc):
-            raise
+    except ProviderUnavailable as exc:
         raise UsageError(str(exc)) from None
     print(format_benchmark(report))
     if args.json:

@@ -57,11 +57,6 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def broadcast_flag(flag: bool, info: DistInfo, device: torch.device) -> bool:
-    """True on every rank when ``flag`` is true on any rank (used to stop all ranks together)."""
-    return bool(any_flags(torch.tensor([float(flag)], device=device), info)[0])
-
-
 def any_flags(flags: torch.Tensor, info: DistInfo) -> list[bool]:
     """Element-wise OR of a small float tensor of 0/1 flags over all ranks, read back to the host in one
     transfer: the single synchronisation point a training step needs (one all-reduce, one ``tolist``)."""

@@ -116,8 +116,8 @@ class Trainer:
         self.dist: DistInfo = init_distributed(self.device.type, cfg.train.dist_timeout_s)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
-        self.backend = configure_cuda(cfg.train.cudnn_benchmark, cfg.train.tf32) if self.device.type == "cuda" \
-            else None
+        if self.device.type == "cuda":
+            configure_cuda(cfg.train.cudnn_benchmark, cfg.train.tf32)
         torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
         self.model: SCRNet = build_model(cfg.model)
         norm = self.model.normalization

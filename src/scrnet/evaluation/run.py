@@ -1,4 +1,5 @@
-"""``scrnet eval``: score a checkpoint on a split, print the per-class table, return the JSON of GUIDE section 2."""
+"""``scrnet eval``: score a checkpoint on a split, print the per-class table, and return the eval JSON
+(``{"miou", "aacc", "iou", "num_images", "mbiou", "biou"}``, fractions in 0..1)."""
 
 from dataclasses import dataclass
 

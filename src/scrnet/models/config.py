@@ -27,7 +27,7 @@ def _check_positive(key: str, value) -> None:
 class SRMConfig:
     mode: str = "neighbor"  # neighbor (the paper's design) | pixel (SFNet-like) | bilinear (plain FPN)
     hidden_channels: Optional[int] = None  # width of the offset branch's 1x1 conv; None means channels // 2
-    mask_input: str = "guide"  # what the neighbour mask conv reads: guide (cat[u, f'], GUIDE) | hidden (cheaper)
+    mask_input: str = "guide"  # what the neighbour mask conv reads: guide (cat[u, f'], default) | hidden (cheaper)
 
     def __post_init__(self):
         _check_choice("model.srm.mode", self.mode, SRM_MODES)

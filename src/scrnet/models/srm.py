@@ -16,9 +16,9 @@ upsampled map at the shifted positions. Everything below that sentence is our re
 (``a = u``: a plain FPN top-down step). ``hidden_channels`` (default C/2) is the width of the offset branch's
 1x1 conv, a choice the paper does not pin down.
 
-``mask_input="hidden"`` is a cheaper alternative to step 3 (not the GUIDE's design, not the default): the mask conv
-reads the offset branch's C/2-channel hidden map instead of the 2C-channel ``cat[u, f']``, so the offset and mask
-convs share their input and run as one 3x3 conv with 11 outputs.
+``mask_input="hidden"`` is a cheaper alternative to step 3, not the default: the mask conv reads the offset
+branch's C/2-channel hidden map instead of the 2C-channel ``cat[u, f']``, so the offset and mask convs share their
+input and run as one 3x3 conv with 11 outputs.
 """
 
 from typing import Literal

@@ -91,6 +91,10 @@ def cpu_peak_rss_mb(name: str, runtime: str, size, batch: int, fuse: bool = True
     return value
 
 
+class ProviderUnavailable(RuntimeError):
+    """onnxruntime cannot run on the requested device here (provider missing, or it fell back to another)."""
+
+
 class Runner:
     """One forward pass of a model on a fixed random batch, as a no-argument callable; ``model`` is the torch
     module (None for onnxruntime) and ``provider`` the onnxruntime execution provider actually in use."""
@@ -121,12 +125,12 @@ def _runner(name: str, runtime: str, size, batch: int, device: str, dtype: str, 
         options.intra_op_num_threads = torch.get_num_threads()
         wanted = "CUDAExecutionProvider" if device == "cuda" else "CPUExecutionProvider"
         if wanted not in ort.get_available_providers():
-            raise RuntimeError(f"onnxruntime {ort.__version__} has no {wanted} here (available: "
+            raise ProviderUnavailable(f"onnxruntime {ort.__version__} has no {wanted} here (available: "
                                f"{ort.get_available_providers()}); install onnxruntime-gpu for --device cuda")
         session = ort.InferenceSession(str(path), options, providers=[wanted])
         used = session.get_providers()[0]
         if used != wanted:  # onnxruntime falls back to the CPU silently when the CUDA provider fails to load
-            raise RuntimeError(f"onnxruntime fell back to {used} instead of {wanted}")
+            raise ProviderUnavailable(f"onnxruntime fell back to {used} instead of {wanted}")
         feed = {"image": x.cpu().numpy()}
         return Runner(lambda: session.run(["logits"], feed), None, used)
     if channels_last:
