@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from scrnet import create_model, list_models
-from scrnet.engine.losses import LossConfig, SegmentationLoss, total_loss
+from scrnet.config import LossConfig
+from scrnet.engine.losses import SegmentationLoss, total_loss
 from scrnet.runtime import configure_cuda, synchronize
 from scrnet.tools.benchmark import benchmark, format_benchmark, versions
 
@@ -59,7 +60,7 @@ def train_step(model, x, target, amp: str, device, scaler=None):
                          enabled=amp != "none")
     with ctx:
         outputs = model(x)
-        loss = total_loss(criterion, outputs, target, 0.4)
+        loss = total_loss(criterion, outputs, target)
     opt.zero_grad()
     if scaler is not None:
         scale = scaler.get_scale()
@@ -74,7 +75,7 @@ def train_step(model, x, target, amp: str, device, scaler=None):
         opt.step()
         skipped = False
     grads_finite = all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
-    return float(loss.detach()), outputs["out"].detach(), bool(grads_finite or skipped), skipped
+    return float(loss.detach()), outputs.out.detach(), bool(grads_finite or skipped), skipped
 
 
 def check_amp(models, device, size) -> dict:
@@ -150,12 +151,12 @@ def check_compile(name, device, size) -> dict:
     m.train()
     target = torch.randint(0, 19, (1, *size), device=device)
     criterion = SegmentationLoss(LossConfig(), 19).to(device)
-    loss_eager = total_loss(criterion, m(x), target, 0.4)  # (train-mode BN: both see the same batch statistics)
+    loss_eager = total_loss(criterion, m(x), target)  # (train-mode BN: both see the same batch statistics)
     loss_eager.backward()
     g_ref = [p.grad.clone() for p in m.parameters() if p.grad is not None]
     m.zero_grad()
     t0 = time.perf_counter()
-    loss_c = total_loss(criterion, compiled(x), target, 0.4)
+    loss_c = total_loss(criterion, compiled(x), target)
     loss_c.backward()
     synchronize(device)
     g = [p.grad for p in m.parameters() if p.grad is not None]
@@ -180,7 +181,7 @@ def check_syncbn(device, size) -> dict | str:
                                                         device_ids=[device.index or 0], broadcast_buffers=False)
         x = torch.randn(2, 3, *size, device=device)
         target = torch.randint(0, 19, (2, *size), device=device)
-        loss = total_loss(SegmentationLoss(LossConfig(), 19).to(device), net(x), target, 0.4)
+        loss = total_loss(SegmentationLoss(LossConfig(), 19).to(device), net(x), target)
         loss.backward()
         return {"loss": float(loss.detach()), "finite": bool(torch.isfinite(loss))}
     finally:
@@ -200,7 +201,7 @@ def train_peak_memory(name, device, batch, size) -> dict | str:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp != "none"):
-            loss = total_loss(criterion, m(x), target, 0.4)
+            loss = total_loss(criterion, m(x), target)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -16,7 +16,8 @@ import time
 
 import torch
 
-from scrnet.engine.losses import LossConfig, SegmentationLoss, total_loss
+from scrnet.config import LossConfig
+from scrnet.engine.losses import SegmentationLoss, total_loss
 from scrnet.models import create_model
 
 
@@ -35,7 +36,7 @@ def measure(spec: dict, queue) -> None:
 
     def step():
         with autocast:
-            loss = total_loss(crit, model(x), y, 0.4)
+            loss = total_loss(crit, model(x), y)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)

@@ -1,8 +1,8 @@
 """SCRNet: semantic segmentation with semantic (SRM) and contextual (CRM) refinement."""
 
 from ._version import __version__
-from .checkpoints import load_checkpoint, save_checkpoint
+from .loading import LoadedCheckpoint, load_checkpoint, save_checkpoint
 from .models import ModelConfig, SCRNet, build_model, create_model, list_models, model_config
 
-__all__ = ["ModelConfig", "SCRNet", "__version__", "build_model", "create_model", "list_models", "load_checkpoint",
-           "model_config", "save_checkpoint"]
+__all__ = ["LoadedCheckpoint", "ModelConfig", "SCRNet", "__version__", "build_model", "create_model", "list_models",
+           "load_checkpoint", "model_config", "save_checkpoint"]

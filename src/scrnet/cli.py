@@ -200,7 +200,7 @@ def cmd_eval(args) -> None:
 def cmd_predict(args) -> None:
     import torch
 
-    from .checkpoints import load_checkpoint
+    from .loading import load_checkpoint
     from .runtime import resolve_device
     from .tools.predict import Predictor, collect_inputs, predict_inputs
 
@@ -214,7 +214,7 @@ def cmd_predict(args) -> None:
     if not inputs:
         raise UsageError("no image or video found in the inputs")
     device = resolve_device(args.device)
-    predictor = Predictor(loaded.model, loaded.config, loaded.class_names, loaded.model.palette, device)
+    predictor = Predictor(loaded, device)
     if args.show_offsets and loaded.config.model.srm.mode == "bilinear":
         raise UsageError("--show-offsets: this model has no SRM offsets (model.srm.mode=bilinear)")
     try:
@@ -231,7 +231,7 @@ def cmd_predict(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from .checkpoints import load_checkpoint
+    from .loading import load_checkpoint
     from .tools.export import OPSETS, check_onnx, checkpoint_metadata, export_onnx
 
     if args.opset not in OPSETS:
@@ -243,10 +243,7 @@ def cmd_export(args) -> None:
     except (FileNotFoundError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     model = loaded.model
-    norm = model.normalization
-    cfg = loaded.config
-    meta = checkpoint_metadata(loaded.class_names, cfg.data.mean or norm.mean, cfg.data.std or norm.std,
-                               model.palette)
+    meta = checkpoint_metadata(loaded.class_names, loaded.normalization, loaded.palette)
     if not args.no_fuse:
         model.fuse()
     path = export_onnx(model, args.onnx, tuple(args.size), args.opset, meta)

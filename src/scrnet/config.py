@@ -1,22 +1,74 @@
 """The run configuration: ``model``, ``data``, ``train`` and ``eval`` sections, typed, with every default written
-here. :func:`load_config` reads a YAML file and ``key=value`` overrides; an unknown key, a wrong type or a bad value
-fails at once with one line naming the key. Each run writes its fully resolved config next to its outputs.
+here (the schemas of the training loss and optimiser too, so that the engine imports them from here and never the
+other way round). :func:`load_config` reads a YAML file and ``key=value`` overrides; an unknown key, a wrong type
+or a bad value fails at once with one line naming the key. Each run writes its fully resolved config next to its
+outputs.
+
+A resolved config owns the facts that defaults leave open: ``data.mean``/``data.std`` come from the backbone's
+weights description (:func:`resolve`) and from then on are read from the config (or the checkpoint that stores
+it), never worked out again. Configs carry ``format_version``; :func:`upgrade_config` maps older ones.
 """
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 from omegaconf import OmegaConf
 
 from .data.build import DataConfig
-from .engine.losses import LossConfig
-from .engine.schedule import OptimConfig
-from .errors import ConfigError  # noqa: F401  (re-exported: scrnet.config.ConfigError)
+from .data.transforms import Normalize
+from .errors import ConfigError
 from .models import ModelConfig, model_config
+from .models.backbones import BACKBONES
 from .overrides import apply_overrides, as_update, first_line
 
+__all__ = ["CONFIG_FORMAT", "Config", "ConfigError", "DataConfig", "EvalConfig", "LossConfig", "ModelConfig",
+           "OptimConfig", "TrainConfig", "config_from_dict", "config_to_dict", "config_to_yaml", "load_config",
+           "normalization", "resolve", "upgrade_config"]
+
+CONFIG_FORMAT = 2
 AMP_MODES = ("none", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
+OPTIMIZERS = ("sgd", "adamw")
+
+
+@dataclass
+class LossConfig:
+    ohem: bool = False  # online hard example mining (PSPNet/SFNet style)
+    ohem_thresh: float = 0.7  # keep pixels whose ground-truth probability is below this ...
+    ohem_min_kept: int = 100000  # ... and at least this many of the hardest pixels per process and batch
+    class_weights: Optional[list[float]] = None  # per-class weights of the cross-entropy
+    aux_weight: float = 0.4  # weight of each deep-supervision head's loss (model.deep_supervision)
+
+    def __post_init__(self):
+        if not 0 < self.ohem_thresh <= 1:
+            raise ValueError(f"train.loss.ohem_thresh must be in (0, 1], got {self.ohem_thresh}")
+        if self.ohem_min_kept < 0:
+            raise ValueError(f"train.loss.ohem_min_kept must be >= 0, got {self.ohem_min_kept}")
+        if self.aux_weight < 0:
+            raise ValueError(f"train.loss.aux_weight must be >= 0, got {self.aux_weight}")
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = "sgd"  # sgd | adamw
+    lr: float = 0.01
+    momentum: float = 0.9  # SGD only
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # AdamW only
+    weight_decay: float = 5e-4
+    head_lr_mult: float = 1.0  # learning-rate multiplier for the decoder (everything but the backbone)
+    no_decay_norm_bias: bool = True  # no weight decay on 1-D parameters (norm weights, biases, scales)
+    poly_power: float = 0.9
+    min_lr: float = 0.0  # poly decays to this
+    warmup_iters: int = 0
+    warmup_ratio: float = 1e-6  # warm-up starts at lr * warmup_ratio
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"train.optim.optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.lr <= 0:
+            raise ValueError(f"train.optim.lr must be positive, got {self.lr}")
 
 
 @dataclass
@@ -86,11 +138,94 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    format_version: int = CONFIG_FORMAT  # of this schema; older configs are upgraded on loading
+
+
+def resolve(cfg: Config) -> Config:
+    """Fill, in place, what the config leaves to the model: ``data.mean``/``data.std`` from the backbone's weights
+    description when unset. Idempotent; :func:`load_config`, :func:`config_from_dict`, the trainer and
+    ``save_checkpoint`` call it, so every config that reaches data or a checkpoint is resolved."""
+    norm = BACKBONES[cfg.model.backbone].normalization
+    if cfg.data.mean is None:
+        cfg.data.mean = list(norm.mean)
+    if cfg.data.std is None:
+        cfg.data.std = list(norm.std)
+    return cfg
+
+
+def normalization(cfg: Config) -> Normalize:
+    """The input normalisation of a run: the one place that turns the config's mean/std into the transform."""
+    return Normalize(resolve(cfg).data.mean, cfg.data.std)
+
+
+# Keys renamed or re-scoped by each format version: {version that changed them: {old dotted key: new dotted key}}.
+RENAMED: dict[int, dict[str, str]] = {2: {"model.aux_weight": "train.loss.aux_weight"}}
+
+
+def _flat_keys(d: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in d.items():
+        keys += _flat_keys(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"]
+    return keys
+
+
+def _pop(d: dict, dotted: str):
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        d = d.get(p)
+        if not isinstance(d, dict):
+            return None, False
+    return (d.pop(leaf), True) if leaf in d else (None, False)
+
+
+def _put(d: dict, dotted: str, value) -> None:
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        d = d.setdefault(p, {})
+    d.setdefault(leaf, value)  # a value already given under the new key wins
+
+
+def _rename(d: dict, first_step: int, origin: str, quiet: bool) -> None:
+    for step in range(first_step, CONFIG_FORMAT + 1):
+        for old, new in RENAMED.get(step, {}).items():
+            value, found = _pop(d, old)
+            if found:
+                if not quiet:
+                    warnings.warn(f"{origin}: {old} is now {new} (config format {step}); read as {new}={value}",
+                                  FutureWarning, stacklevel=3)
+                _put(d, new, value)
+
+
+def upgrade_config(d: dict, origin: str = "config", quiet: bool = False) -> dict:
+    """A plain config dict of any format version as the current one (a new dict; ``format_version`` set).
+
+    Version 1 (no ``format_version``): ``model.aux_weight`` becomes ``train.loss.aux_weight`` and
+    ``model.drop_path_rate`` is dropped for backbones other than VAN (it never applied to them). A newer version
+    raises :class:`ConfigError` naming ``origin``, both versions and the keys this version does not know. Renamed
+    keys in a file written by hand are upgraded with a warning (unless ``quiet``, as for stored checkpoints).
+    """
+    import copy
+
+    d = copy.deepcopy(dict(d))
+    version = d.pop("format_version", 1)
+    if not isinstance(version, int) or version > CONFIG_FORMAT:
+        known = set(_flat_keys(OmegaConf.to_container(OmegaConf.structured(Config))))
+        unknown = [k for k in _flat_keys(d) if k not in known]
+        raise ConfigError(f"{origin} has config format version {version}, newer than this scrnet's {CONFIG_FORMAT} "
+                          f"(unknown keys: {unknown or 'none'}); upgrade scrnet to read it")
+    _rename(d, version + 1, origin, quiet)
+    if version < 2:
+        model = d.get("model") if isinstance(d.get("model"), dict) else {}
+        backbone = model.get("backbone")
+        if backbone in BACKBONES and "drop_path_rate" not in BACKBONES[backbone].options:
+            model.pop("drop_path_rate", None)
+    d["format_version"] = CONFIG_FORMAT
+    return d
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
     """A YAML config (sections model/data/train/eval; ``model.name`` picks the zoo variant whose config the
-    ``model`` section then overrides) with dotted ``key=value`` overrides applied last."""
+    ``model`` section then overrides) with dotted ``key=value`` overrides applied last; resolved."""
     try:
         raw = OmegaConf.load(path) if path is not None else OmegaConf.create({})
         cli = as_update(list(overrides or []))
@@ -98,9 +233,12 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         raise ConfigError(f"config file not found: {path}") from None
     except Exception as exc:
         raise ConfigError(f"cannot parse {path or 'overrides'}: {first_line(exc)}") from None
-    name = OmegaConf.select(cli, "model.name") or OmegaConf.select(raw, "model.name") or "scrnet_r18"
+    raw = upgrade_config(OmegaConf.to_container(raw) or {}, str(path or "config"))
+    cli = OmegaConf.to_container(cli)
+    _rename(cli, 2, "override", quiet=False)  # overrides are read at the current format; old names still work
+    name = cli.get("model", {}).get("name") or raw.get("model", {}).get("name") or "scrnet_r18"
     try:
-        return apply_overrides(Config(model=model_config(name)), raw, cli)
+        return resolve(apply_overrides(Config(model=model_config(name)), raw, cli))
     except ValueError as exc:
         raise ConfigError(f"bad config{f' in {path}' if path else ''}: {exc}") from None
 
@@ -113,6 +251,8 @@ def config_to_dict(cfg: Config) -> dict:
     return OmegaConf.to_container(OmegaConf.structured(cfg))
 
 
-def config_from_dict(d: dict) -> Config:
-    """The inverse of :func:`config_to_dict` (for configs stored in checkpoints)."""
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), d))
+def config_from_dict(d: dict, origin: str = "stored config") -> Config:
+    """The inverse of :func:`config_to_dict` (for configs stored in checkpoints), upgraded from older format
+    versions and resolved."""
+    d = upgrade_config(d, origin, quiet=True)
+    return resolve(OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), d)))

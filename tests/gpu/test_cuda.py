@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from scrnet import create_model
-from scrnet.engine.losses import LossConfig, SegmentationLoss
+from scrnet.config import LossConfig
+from scrnet.engine.losses import SegmentationLoss
 from scrnet.evaluation.boundary import BoundaryIoU
 from scrnet.evaluation.metrics import ConfusionMatrix
 from scrnet.models.crm import ChannelAttention

@@ -16,7 +16,7 @@ import scrnet
 from scrnet.config import load_config
 from scrnet.data.synthetic import generate_synthetic
 from scrnet.engine import trainer as trainer_module
-from scrnet.engine.checkpoint import list_checkpoints, load
+from scrnet.checkpoint_io import list_checkpoints, load
 from scrnet.engine.trainer import Trainer, TrainingAborted, train
 
 
@@ -58,8 +58,11 @@ def test_checkpoint_contents_and_load_checkpoint(synth, tmp_path):
     state = torch.load(tmp_path / "checkpoints" / "best.pth", weights_only=True)  # never runs code
     assert {"model", "config", "class_names", "palette", "normalization", "optimizer", "scheduler", "scaler",
             "iteration", "rng", "best"} <= set(state)
-    model, cfg, names = scrnet.load_checkpoint(tmp_path / "checkpoints" / "best.pth")
-    assert names[0] == "road" and cfg.model.channels == 32 and not model.training
+    loaded = scrnet.load_checkpoint(tmp_path / "checkpoints" / "best.pth")
+    model, cfg = loaded.model, loaded.config
+    assert loaded.class_names[0] == "road" and cfg.model.channels == 32 and not model.training
+    assert loaded.palette == [tuple(c) for c in state["palette"]] and not hasattr(model, "palette")
+    assert loaded.normalization.mean == (0.485, 0.456, 0.406) and state["format_version"] == 2
     x = torch.randn(1, 3, 50, 70)
     reference = scrnet.build_model(cfg.model).eval()
     reference.load_state_dict(state["model"])

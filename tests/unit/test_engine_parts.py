@@ -5,11 +5,12 @@ import math
 import pytest
 import torch
 
+from scrnet.config import LossConfig, OptimConfig
 from scrnet.data.sampler import IterationBatchSampler
-from scrnet.engine.losses import LossConfig, SegmentationLoss, total_loss
-from scrnet.engine.schedule import OptimConfig, PolyWarmup, build_optimizer, build_scheduler, param_groups
+from scrnet.engine.losses import SegmentationLoss, total_loss
+from scrnet.engine.schedule import PolyWarmup, build_optimizer, build_scheduler, param_groups
 from scrnet.evaluation.metrics import ConfusionMatrix
-from scrnet.models import create_model
+from scrnet.models import SegmentationOutput, create_model
 
 
 def test_cross_entropy_ignores_255():
@@ -50,7 +51,7 @@ def test_class_weights_and_deep_supervision():
     loss = SegmentationLoss(LossConfig(class_weights=weights), 3)(logits, target)
     torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(logits, target, weight=torch.tensor(weights)))
     crit = SegmentationLoss(LossConfig(), 3)
-    combined = total_loss(crit, {"out": logits, "aux": [logits, logits]}, target, 0.4)
+    combined = total_loss(crit, SegmentationOutput(logits, [logits, logits]), target)
     torch.testing.assert_close(combined, crit(logits, target) * 1.8)
     with pytest.raises(ValueError, match="class_weights has 2 values for 3 classes"):
         SegmentationLoss(LossConfig(class_weights=[1.0, 2.0]), 3)

@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from scrnet import create_model
-from scrnet.engine.distributed import init_distributed
-from scrnet.engine.losses import LossConfig, SegmentationLoss
+from scrnet.config import LossConfig
+from scrnet.distributed import init_distributed
+from scrnet.engine.losses import SegmentationLoss
 from scrnet.engine.trainer import load_scaler_state
 from scrnet.errors import ConfigError
 from scrnet.evaluation.boundary import BoundaryIoU

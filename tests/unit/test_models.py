@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import scrnet
-from scrnet.models import apply_overrides, model_config
+from scrnet.models import SegmentationOutput, apply_overrides, model_config
 
 # (eval-mode params without auxiliary heads, all params) at 19 classes: a change here must be deliberate
 PARAMS = {
@@ -34,9 +34,9 @@ def test_forward_and_backward_at_an_odd_size(name):
     model = scrnet.create_model(name, num_classes=5)
     x = torch.randn(2, 3, *ODD)
     out = model.train()(x)
-    assert set(out) == {"out", "aux"} and out["out"].shape == (2, 5, *ODD)
-    assert len(out["aux"]) == 3 and all(a.shape == (2, 5, *ODD) for a in out["aux"])
-    (out["out"].logsumexp(1).mean() + sum(a.logsumexp(1).mean() for a in out["aux"])).backward()
+    assert isinstance(out, SegmentationOutput) and out.out.shape == (2, 5, *ODD) and out.offsets is None
+    assert len(out.aux) == 3 and all(a.shape == (2, 5, *ODD) for a in out.aux)
+    (out.out.logsumexp(1).mean() + sum(a.logsumexp(1).mean() for a in out.aux)).backward()
     for pname, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), pname
     with torch.no_grad():
@@ -55,15 +55,15 @@ def test_eval_mode_treats_batch_elements_independently():
 def test_deep_supervision_off_gives_no_aux_heads():
     model = scrnet.create_model("scrnet_r18", deep_supervision=False).train()
     assert model.decoder.aux_heads is None
-    assert set(model(torch.randn(2, 3, 64, 64))) == {"out"}
+    assert model(torch.randn(2, 3, 64, 64)).aux == []
 
 
 def test_offsets_are_returned_on_request():
     model = scrnet.create_model("scrnet_r18").eval()
     with torch.no_grad():
         out = model(torch.randn(1, 3, 64, 96), return_offsets=True)
-    assert [tuple(o.shape) for o in out["offsets"]] == [(1, 2, 4, 6), (1, 2, 8, 12), (1, 2, 16, 24)]
-    assert out["out"].shape == (1, 19, 64, 96)
+    assert [tuple(o.shape) for o in out.offsets] == [(1, 2, 4, 6), (1, 2, 8, 12), (1, 2, 16, 24)]
+    assert out.out.shape == (1, 19, 64, 96) and out.aux == []
 
 
 def test_state_dict_round_trip(tmp_path):

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from ..errors import ConfigError
 from .ade20k import open_ade20k
 from .bdd100k import open_bdd100k
 from .cityscapes import open_cityscapes
@@ -12,7 +13,7 @@ from .dataset import SegmentationDataset
 from .folder import open_folder
 from .io import DataError
 from .source import DataSource
-from .transforms import EvalTransform, EvalTransformConfig, TrainTransform, TrainTransformConfig
+from .transforms import EvalTransform, EvalTransformConfig, Normalize, TrainTransform, TrainTransformConfig
 
 OPENERS: dict[str, Callable[[str | Path, str], DataSource]] = {
     "cityscapes": open_cityscapes,
@@ -30,7 +31,8 @@ class DataConfig:
     val_split: str = "val"
     train: TrainTransformConfig = field(default_factory=TrainTransformConfig)
     eval: EvalTransformConfig = field(default_factory=EvalTransformConfig)
-    mean: Optional[list[float]] = None  # input normalisation (0..1 RGB); None: what the backbone's weights expect
+    # input normalisation (0..1 RGB); None: filled by scrnet.config.resolve from the backbone's weights description
+    mean: Optional[list[float]] = None
     std: Optional[list[float]] = None
 
     def __post_init__(self):
@@ -47,7 +49,12 @@ def open_source(data_type: str, root: str | Path, split: str) -> DataSource:
 def build_dataset(cfg: DataConfig, split: str, train: bool, seed: int = 0) -> SegmentationDataset:
     """The dataset of ``split`` with the train or the eval pipeline; raises :class:`DataError` on layout problems.
 
-    Items are uint8 (images ``3 x H x W``, masks ``H x W``): normalise on the device with
-    ``Normalize(cfg.mean, cfg.std)`` (the transforms do not normalise, so no default statistics can creep in)."""
+    Items are uint8 (images ``3 x H x W``, masks ``H x W``); the dataset's ``normalize`` (the config's mean/std)
+    turns a batch of images into the model's input on the device: ``dataset.normalize(batch["image"].to(dev))``.
+    ``cfg`` must be resolved (its ``mean``/``std`` set, as in any config from ``scrnet.config.load_config`` or
+    ``scrnet.load_checkpoint(...).config``): no statistics are guessed here."""
+    if cfg.mean is None or cfg.std is None:
+        raise ConfigError("build_dataset: data.mean/data.std are unset; pass the data section of a resolved config "
+                          "(scrnet.config.load_config, or scrnet.load_checkpoint(path).config.data) or set them")
     transform = TrainTransform(cfg.train) if train else EvalTransform(cfg.eval)
-    return SegmentationDataset(open_source(cfg.type, cfg.root, split), transform, seed)
+    return SegmentationDataset(open_source(cfg.type, cfg.root, split), transform, seed, Normalize(cfg.mean, cfg.std))

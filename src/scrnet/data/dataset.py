@@ -7,21 +7,26 @@ import torch
 
 from .io import DataError, read_image, read_mask
 from .source import DataSource
+from .transforms import Normalize
 
 
 class SegmentationDataset(torch.utils.data.Dataset):
-    """Items are ``{"image": 3 x H x W float32, "mask": H x W int64 train ids, "index": int}``.
+    """Items are ``{"image": 3 x H x W uint8 RGB, "mask": H x W uint8 train ids, "index": int}`` with the train or
+    eval transform (without one: the raw ``H x W x 3`` image and an int64 mask). Images are not normalised here:
+    ``normalize`` (set by :func:`scrnet.data.build_dataset` from the config's mean/std) does it on the device.
 
     Random transforms draw from a generator seeded with ``(seed, epoch, index)``: a sample is the same whichever
     worker loads it, and :meth:`set_epoch` gives each epoch new draws.
     """
 
-    def __init__(self, source: DataSource, transform: Callable | None = None, seed: int = 0):
+    def __init__(self, source: DataSource, transform: Callable | None = None, seed: int = 0,
+                 normalize: Normalize | None = None):
         source.raise_problems()
         self.source = source
         self.transform = transform
         self.seed = seed
         self.epoch = 0
+        self.normalize = normalize
 
     def __len__(self) -> int:
         return len(self.source.pairs)

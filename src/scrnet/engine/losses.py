@@ -1,26 +1,12 @@
 """Training losses: cross-entropy with ignore label, optional OHEM and class weights, deep supervision."""
 
-from dataclasses import dataclass
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 
+from ..config import LossConfig
+from ..models import SegmentationOutput
+
 IGNORE = 255
-
-
-@dataclass
-class LossConfig:
-    ohem: bool = False  # online hard example mining (PSPNet/SFNet style)
-    ohem_thresh: float = 0.7  # keep pixels whose ground-truth probability is below this ...
-    ohem_min_kept: int = 100000  # ... and at least this many of the hardest pixels per process and batch
-    class_weights: Optional[list[float]] = None  # per-class weights of the cross-entropy
-
-    def __post_init__(self):
-        if not 0 < self.ohem_thresh <= 1:
-            raise ValueError(f"train.loss.ohem_thresh must be in (0, 1], got {self.ohem_thresh}")
-        if self.ohem_min_kept < 0:
-            raise ValueError(f"train.loss.ohem_min_kept must be >= 0, got {self.ohem_min_kept}")
 
 
 class SegmentationLoss(torch.nn.Module):
@@ -72,9 +58,9 @@ class SegmentationLoss(torch.nn.Module):
         return prob <= threshold
 
 
-def total_loss(criterion: SegmentationLoss, outputs: dict, target: torch.Tensor, aux_weight: float) -> torch.Tensor:
-    """Main loss plus ``aux_weight`` times each deep-supervision loss."""
-    loss = criterion(outputs["out"], target)
-    for aux in outputs.get("aux", []):
-        loss = loss + aux_weight * criterion(aux, target)
+def total_loss(criterion: SegmentationLoss, outputs: SegmentationOutput, target: torch.Tensor) -> torch.Tensor:
+    """Main loss plus ``train.loss.aux_weight`` times each deep-supervision loss."""
+    loss = criterion(outputs.out, target)
+    for aux in outputs.aux:
+        loss = loss + criterion.cfg.aux_weight * criterion(aux, target)
     return loss

@@ -1,32 +1,9 @@
 """Optimiser and learning-rate schedule: SGD or AdamW, per-group head multiplier and no weight decay on
 normalisation weights and biases, poly decay with linear warm-up."""
 
-from dataclasses import dataclass, field
-
 import torch
 
-OPTIMIZERS = ("sgd", "adamw")
-
-
-@dataclass
-class OptimConfig:
-    optimizer: str = "sgd"  # sgd | adamw
-    lr: float = 0.01
-    momentum: float = 0.9  # SGD only
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # AdamW only
-    weight_decay: float = 5e-4
-    head_lr_mult: float = 1.0  # learning-rate multiplier for the decoder (everything but the backbone)
-    no_decay_norm_bias: bool = True  # no weight decay on 1-D parameters (norm weights, biases, scales)
-    poly_power: float = 0.9
-    min_lr: float = 0.0  # poly decays to this
-    warmup_iters: int = 0
-    warmup_ratio: float = 1e-6  # warm-up starts at lr * warmup_ratio
-
-    def __post_init__(self):
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"train.optim.optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.lr <= 0:
-            raise ValueError(f"train.optim.lr must be positive, got {self.lr}")
+from ..config import OptimConfig
 
 
 def param_groups(model: torch.nn.Module, cfg: OptimConfig) -> list[dict]:

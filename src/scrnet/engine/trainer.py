@@ -26,20 +26,15 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..checkpoints import inference_state
-from ..config import Config, ConfigError, config_to_yaml
+from .. import checkpoint_io as ckpt
+from ..config import Config, ConfigError, config_to_yaml, normalization, resolve
 from ..data.build import open_source
 from ..data.dataset import SegmentationDataset
 from ..data.io import DataError
 from ..data.sampler import IterationBatchSampler
 from ..data.source import palette_table
-from ..data.transforms import EvalTransform, Normalize, TrainTransform
-from ..evaluation.evaluate import evaluate
-from ..evaluation.inference import infer_whole
-from ..models import SCRNet, build_model
-from ..runtime import autocast_for, configure_cuda, resolve_device
-from . import checkpoint as ckpt
-from .distributed import (
+from ..data.transforms import EvalTransform, TrainTransform
+from ..distributed import (
     DistInfo,
     all_gather_floats,
     all_gather_objects,
@@ -48,7 +43,13 @@ from .distributed import (
     cleanup,
     init_distributed,
 )
+from ..evaluation.evaluate import evaluate
+from ..evaluation.inference import infer_whole
+from ..loading import inference_state
+from ..models import SCRNet, build_model
+from ..runtime import autocast_for, configure_cuda, resolve_device
 from .losses import SegmentationLoss, total_loss
+from .rng import own_cuda_rng_state, rng_state, set_rng_state
 from .schedule import build_optimizer, build_scheduler
 
 
@@ -66,7 +67,7 @@ class TrainResult:
     is_main: bool = True  # rank 0 (or a single process): the one that reports
 
 
-__all__ = ["Trainer", "TrainingAborted", "TrainResult", "train", "resolve_device", "autocast_for"]
+__all__ = ["Trainer", "TrainingAborted", "TrainResult", "train"]
 
 
 def open_data(cfg: Config):
@@ -120,10 +121,7 @@ class Trainer:
             configure_cuda(cfg.train.cudnn_benchmark, cfg.train.tf32)
         torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
         self.model: SCRNet = build_model(cfg.model)
-        norm = self.model.normalization
-        cfg.data.mean = cfg.data.mean or list(norm.mean)
-        cfg.data.std = cfg.data.std or list(norm.std)
-        self.normalize = Normalize(cfg.data.mean, cfg.data.std)
+        self.normalize = normalization(resolve(cfg))  # stored in config.yaml and every checkpoint
         self.memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
         self.class_names, self.palette = train_source.class_names, train_source.palette
         self.train_set = SegmentationDataset(train_source, TrainTransform(cfg.data.train), seed=cfg.train.seed)
@@ -159,12 +157,22 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------------------- state
     def _resume(self) -> None:
-        path = ckpt.latest_checkpoint(self.work_dir)
-        if path is None:
+        """Continue from the newest checkpoint that loads: a newer one that is torn, empty or corrupted (a crash
+        mid-write on a file system without atomic rename, a full disk) is skipped with a warning naming it."""
+        with warnings.catch_warnings(record=True) as skipped:
+            warnings.simplefilter("always")
+            try:
+                found = ckpt.newest_readable(self.work_dir)
+            except ckpt.CheckpointError as exc:
+                raise TrainingAborted(f"--resume: {exc}") from None
+        if self.dist.is_main:
+            for w in skipped:
+                print(f"--resume: warning: {w.message}", file=sys.stderr)
+        if found is None:
             if self.dist.is_main:
                 print(f"--resume: no checkpoint in {self.work_dir / 'checkpoints'}; starting from iteration 0")
             return
-        state = ckpt.load(path)
+        path, state = found
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -173,7 +181,7 @@ class Trainer:
             print(f"--resume: {note}", file=sys.stderr)
         self.iteration = state["iteration"]
         self.best = dict(state["best"])
-        ckpt.set_rng_state(state["rng"], self.dist.rank, self.device)
+        set_rng_state(state["rng"], self.dist.rank, self.device)
         self.resumed_from = path
         if self.dist.is_main:
             print(f"resumed from {path} at iteration {self.iteration}")
@@ -195,7 +203,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "iteration": self.iteration,
             "best": dict(self.best),
-            "rng": rng if rng is not None else ckpt.rng_state(),
+            "rng": rng if rng is not None else rng_state(),
         }
 
     def save(self, best: bool = False) -> Path | None:
@@ -203,8 +211,8 @@ class Trainer:
         gathered into the file); rank 0 writes. Refuses non-finite weights. When rank 0 cannot write (disk full,
         permission), every rank raises :class:`TrainingAborted` at once, naming the path, instead of the others
         waiting for a collective that never comes; earlier checkpoints are left as they were."""
-        rng = ckpt.rng_state()
-        cuda_states = all_gather_objects(ckpt.own_cuda_rng_state(self.device), self.dist)
+        rng = rng_state()
+        cuda_states = all_gather_objects(own_cuda_rng_state(self.device), self.dist)
         if any(c is not None for c in cuda_states):
             rng["cuda_per_rank"] = cuda_states
         error, path = None, None
@@ -303,7 +311,7 @@ class Trainer:
         target = batch["mask"].to(self.device, non_blocking=True)
         with autocast_for(self.cfg.train.amp, self.device):
             outputs = self.net(image)
-            loss = total_loss(self.criterion, outputs, target, self.cfg.model.aux_weight)
+            loss = total_loss(self.criterion, outputs, target)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         loss = loss.detach()

@@ -5,13 +5,13 @@ from dataclasses import dataclass
 
 import torch
 
-from ..checkpoints import load_checkpoint
-from ..config import Config, ConfigError
+from ..config import Config, ConfigError, normalization
 from ..data.build import open_source
 from ..data.dataset import SegmentationDataset
 from ..data.io import DataError
-from ..data.transforms import EvalTransform, Normalize
-from ..engine.distributed import cleanup, init_distributed
+from ..data.transforms import EvalTransform
+from ..distributed import cleanup, init_distributed
+from ..loading import load_checkpoint
 from ..overrides import apply_overrides
 from ..runtime import autocast_for, resolve_device
 from .evaluate import EvalResult, evaluate
@@ -47,9 +47,8 @@ def evaluate_checkpoint(path: str, overrides: list[str] | None = None, split: st
     dist = init_distributed(dev.type)
     if dist.enabled and dev.type == "cuda":
         dev = torch.device("cuda", dist.local_rank)
-    norm = loaded.model.normalization
     dataset = SegmentationDataset(source, EvalTransform(cfg.data.eval))
-    normalize = Normalize(cfg.data.mean or norm.mean, cfg.data.std or norm.std)
+    normalize = normalization(cfg)  # the checkpoint's, unless an override set data.mean/std explicitly
     result = evaluate(loaded.model.to(dev), dataset, dev, cfg.eval, normalize, rank=dist.rank,
                       world_size=dist.world_size,
                       autocast=autocast_for(cfg.train.amp, dev) if dev.type == "cuda" else None,

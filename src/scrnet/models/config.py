@@ -59,18 +59,24 @@ class ModelConfig:
     backbone: str = "resnet18"
     backbone_weights: Optional[str] = None  # None | "imagenet" | path to a state dict (.pth/.safetensors)
     deep_stem: bool = False  # ResNet only: V1c deep stem (3 convs) instead of the 7x7 conv
-    drop_path_rate: float = 0.1  # VAN only: stochastic depth rate
+    drop_path_rate: Optional[float] = None  # VAN only: stochastic depth rate; None: the backbone's default (0.1)
     num_classes: int = 19
     channels: int = 128  # decoder width C
     srm: SRMConfig = field(default_factory=SRMConfig)
     context: ContextConfig = field(default_factory=ContextConfig)
     deep_supervision: bool = True  # auxiliary heads on G2, G3, G4 (train mode only)
-    aux_weight: float = 0.4  # loss weight of each auxiliary head (read by the trainer)
     pad_to: int = 32  # inputs are zero-padded to a multiple of this (the output stride), logits cropped back
 
     def __post_init__(self):
         _check_choice("model.backbone", self.backbone, BACKBONES)
         for key in ("num_classes", "channels", "pad_to"):
             _check_positive(f"model.{key}", getattr(self, key))
+        options = BACKBONES[self.backbone].options
+        for key, unset in (("deep_stem", False), ("drop_path_rate", None)):
+            if getattr(self, key) != unset and key not in options:
+                raise ValueError(f"model.{key} does not apply to backbone {self.backbone} (it takes "
+                                 f"{', '.join(f'model.{o}' for o in options) or 'no options'})")
+        if self.drop_path_rate is not None and not 0 <= self.drop_path_rate < 1:
+            raise ValueError(f"model.drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
         if self.pad_to % 32:
             raise ValueError(f"model.pad_to must be a multiple of 32 (the output stride), got {self.pad_to}")

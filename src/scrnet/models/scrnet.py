@@ -1,16 +1,31 @@
 """SCRNet: backbone + decoder, taking any input size and returning logits at that size."""
 
+from dataclasses import dataclass, field
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import build_backbone
+from .backbones import BACKBONES, Normalization, build_backbone
 from .config import ModelConfig
 from .decoder import Decoder
 
 
+@dataclass
+class SegmentationOutput:
+    """What SCRNet returns in train mode, or when asked for its offsets: the logits ``out`` (``B x K x H x W``),
+    the deep-supervision logits ``aux`` (one per head, at the input size; empty in eval mode or without deep
+    supervision), and with ``return_offsets`` the SRM offsets of each top-down step, coarse to fine (``B x 2 x h
+    x w`` in pixels of that step's map, None for a bilinear step)."""
+
+    out: torch.Tensor
+    aux: list[torch.Tensor] = field(default_factory=list)
+    offsets: list[torch.Tensor | None] | None = None
+
+
 class SCRNet(nn.Module):
-    """``B x 3 x H x W`` -> logits ``B x K x H x W`` in eval mode; ``{"out", "aux"}`` in train mode.
+    """``B x 3 x H x W`` -> logits ``B x K x H x W`` (a tensor) in eval mode; a :class:`SegmentationOutput` in
+    train mode or with ``return_offsets=True``.
 
     Inputs are zero-padded at the bottom/right to a multiple of ``cfg.pad_to`` (so every stage has an exact stride)
     and the logits are cropped back, so any H and W work.
@@ -19,22 +34,25 @@ class SCRNet(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.backbone = build_backbone(cfg.backbone, cfg.backbone_weights, deep_stem=cfg.deep_stem,
-                                       drop_path_rate=cfg.drop_path_rate)
+        options = {"deep_stem": True} if cfg.deep_stem else {}
+        if cfg.drop_path_rate is not None:
+            options["drop_path_rate"] = cfg.drop_path_rate
+        self.backbone = build_backbone(cfg.backbone, cfg.backbone_weights, **options)
         self.decoder = Decoder(self.backbone.channels, self.backbone.strides, cfg.channels, cfg.num_classes,
                                cfg.srm, cfg.context, cfg.deep_supervision)
 
     @property
-    def normalization(self):
-        """Input normalisation (mean/std on 0..1 RGB) that the backbone's weights expect."""
-        return self.backbone.normalization
+    def normalization(self) -> Normalization:
+        """Input normalisation (mean/std on 0..1 RGB) that the backbone's weights expect. A trained model's own
+        normalisation is the one its checkpoint stores (``load_checkpoint(...).normalization``)."""
+        return BACKBONES[self.cfg.backbone].normalization
 
     def _check_input(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3:
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"SCRNet expects a 4-D tensor B x 3 x H x W (normalised RGB), got {got}")
 
-    def forward(self, x: torch.Tensor, return_offsets: bool = False):
+    def forward(self, x: torch.Tensor, return_offsets: bool = False) -> torch.Tensor | SegmentationOutput:
         self._check_input(x)
         h, w = x.shape[-2:]
         m = self.cfg.pad_to
@@ -48,12 +66,8 @@ class SCRNet(nn.Module):
         logits = to_input(out["logits"])
         if not self.training and not return_offsets:
             return logits
-        result = {"out": logits}
-        if "aux" in out:
-            result["aux"] = [to_input(a) for a in out["aux"]]
-        if return_offsets:
-            result["offsets"] = out["offsets"]
-        return result
+        return SegmentationOutput(logits, [to_input(a) for a in out.get("aux", [])],
+                                  out["offsets"] if return_offsets else None)
 
     def fuse(self, example: torch.Tensor | None = None) -> "SCRNet":
         """Fold every Conv-BN pair for inference, in place (eval mode; returns ``self``). Logits equal the unfused

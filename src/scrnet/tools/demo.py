@@ -17,16 +17,16 @@ import cv2
 import numpy as np
 import torch
 
-from ..checkpoints import load_checkpoint
 from ..config import load_config
 from ..data.build import open_source
 from ..data.dataset import SegmentationDataset
 from ..data.io import read_image
 from ..data.synthetic import generate_synthetic
-from ..data.transforms import EvalTransform, Normalize
+from ..data.transforms import EvalTransform
 from ..engine.trainer import train
 from ..evaluation.evaluate import EvalResult, evaluate
 from ..evaluation.run import format_table
+from ..loading import load_checkpoint
 from .predict import Predictor, flow_to_color
 
 
@@ -141,15 +141,14 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, progress: bool
         loaded = load_checkpoint(run_dir / "checkpoints" / "best.pth")
         source = open_source("folder", data, "val")
         dataset = SegmentationDataset(source, EvalTransform(loaded.config.data.eval))
-        norm = Normalize(loaded.config.data.mean, loaded.config.data.std)
-        results[name] = evaluate(loaded.model, dataset, torch.device("cpu"), loaded.config.eval, norm,
+        results[name] = evaluate(loaded.model, dataset, torch.device("cpu"), loaded.config.eval, loaded.normalization,
                                  keep_per_image=True)
         logs[name] = run_dir / "metrics.jsonl"
     checkpoint = out / "scrnet_effl0_synthetic.pth"
     shutil.copy(out / "runs" / "scrnet" / "checkpoints" / "best.pth", checkpoint)
     # images: overlays, the SRM offset field, the training curves
     loaded = load_checkpoint(checkpoint)
-    predictor = Predictor(loaded.model, loaded.config, loaded.class_names, loaded.model.palette, torch.device("cpu"))
+    predictor = Predictor(loaded, torch.device("cpu"))
     pred_dir = out / "predictions"
     pred_dir.mkdir(exist_ok=True)
     val_images = sorted((data / "val" / "images").iterdir())[:4]

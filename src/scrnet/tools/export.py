@@ -102,7 +102,9 @@ def check_onnx(model: torch.nn.Module, path: str | Path, sizes: list[tuple[int, 
     return results
 
 
-def checkpoint_metadata(class_names: list[str], mean, std, palette) -> dict[str, str]:
-    """What a deployment needs next to the graph: classes, palette and the input normalisation."""
+def checkpoint_metadata(class_names: list[str], normalize, palette) -> dict[str, str]:
+    """What a deployment needs next to the graph: classes, palette and the input normalisation (a
+    :class:`scrnet.data.Normalize`, the checkpoint's)."""
     return {"scrnet.class_names": json.dumps(class_names), "scrnet.palette": json.dumps([list(c) for c in palette]),
-            "scrnet.normalization": json.dumps({"mean": list(mean), "std": list(std), "input": "RGB in 0..1"})}
+            "scrnet.normalization": json.dumps({"mean": list(normalize.mean), "std": list(normalize.std),
+                                                "input": "RGB in 0..1"})}

@@ -19,8 +19,9 @@ from ..data.cityscapes import CLASSES as CITYSCAPES_CLASSES
 from ..data.cityscapes import TRAIN_TO_LABEL
 from ..data.io import IMAGE_SUFFIXES, DataError, read_image
 from ..data.source import palette_table
-from ..data.transforms import Normalize, fit_size, to_chw_uint8
+from ..data.transforms import fit_size, to_chw_uint8
 from ..evaluation.inference import infer, resize
+from ..loading import LoadedCheckpoint
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 FORMATS = ("color", "overlay", "trainid", "labelid")
@@ -64,14 +65,14 @@ def flow_to_color(offsets: np.ndarray, max_magnitude: float | None = None) -> np
 
 
 class Predictor:
-    """Runs a loaded checkpoint on RGB uint8 images at their own resolution."""
+    """Runs a loaded checkpoint on RGB uint8 images at their own resolution, with the normalisation and eval
+    protocol it was trained with."""
 
-    def __init__(self, model, config, class_names: list[str], palette, device: torch.device):
-        self.model, self.cfg, self.device = model.to(device).eval(), config, device
-        self.class_names = class_names
-        self.palette = palette_table(palette)
-        norm = model.normalization
-        self.normalize = Normalize(config.data.mean or norm.mean, config.data.std or norm.std)
+    def __init__(self, loaded: LoadedCheckpoint, device: torch.device):
+        self.model, self.cfg, self.device = loaded.model.to(device).eval(), loaded.config, device
+        self.class_names = loaded.class_names
+        self.palette = palette_table(loaded.palette)
+        self.normalize = loaded.normalization
 
     def _input(self, rgb: np.ndarray) -> torch.Tensor:
         scale = self.cfg.data.eval.scale
@@ -92,7 +93,7 @@ class Predictor:
     def offsets(self, rgb: np.ndarray) -> np.ndarray:
         """The finest SRM step's offsets (``2 x H x W``, in pixels of the input) at the image's resolution."""
         out = self.model(self._input(rgb), return_offsets=True)
-        finest = out["offsets"][-1]
+        finest = out.offsets[-1]
         if finest is None:
             raise ValueError("this model has no SRM offsets (model.srm.mode=bilinear)")
         h, w = rgb.shape[:2]

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from .base import Backbone, Normalization
-from .efficientnet_lite import efficientnet_lite0, lite0_imagenet_path
+from .efficientnet_lite import LITE_NORMALIZATION, efficientnet_lite0, lite0_imagenet_path
 from .resnet import resnet18, resnet50, resnet101
 from .van import van_b0, van_b1, van_b2
 
@@ -17,10 +17,15 @@ _VAN = "https://huggingface.co/Visual-Attention-Network/"
 
 @dataclass(frozen=True)
 class BackboneSpec:
+    """What SCRNet knows about a backbone before building it: how to build it, where its ImageNet weights are,
+    which keyword options it takes, and the input normalisation those weights expect (the one source of a run's
+    ``data.mean``/``data.std`` when the config sets none)."""
+
     build: Callable[..., Backbone]
     imagenet: str | Callable[[], str] | None  # URL (needs internet once), or a function returning a local file
     classifier_prefixes: tuple[str, ...]  # keys of ImageNet checkpoints that the segmentation backbone drops
     options: tuple[str, ...] = ()  # keyword options of `build` that configs may set
+    normalization: Normalization = Normalization()  # mean/std on 0..1 RGB that the weights were trained with
 
 
 BACKBONES: dict[str, BackboneSpec] = {
@@ -33,16 +38,22 @@ BACKBONES: dict[str, BackboneSpec] = {
                            ("drop_path_rate",)),
     "van_b2": BackboneSpec(van_b2, _VAN + "VAN-Base-original/resolve/main/van_base_828.pth.tar", ("head.",),
                            ("drop_path_rate",)),
-    "efficientnet_lite0": BackboneSpec(efficientnet_lite0, lite0_imagenet_path, ("_conv_head.", "_bn1.", "_fc.")),
+    "efficientnet_lite0": BackboneSpec(efficientnet_lite0, lite0_imagenet_path, ("_conv_head.", "_bn1.", "_fc."),
+                                       normalization=LITE_NORMALIZATION),
 }
 
 
 def build_backbone(name: str, weights: str | None = None, **options) -> Backbone:
-    """Build backbone ``name``; ``weights`` is None, ``"imagenet"`` or a path to a state dict file."""
+    """Build backbone ``name``; ``weights`` is None, ``"imagenet"`` or a path to a state dict file. ``options``
+    are the backbone's own keyword options (``BackboneSpec.options``); one it does not take is an error."""
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; expected one of {sorted(BACKBONES)}")
     spec = BACKBONES[name]
-    backbone = spec.build(**{k: v for k, v in options.items() if k in spec.options})
+    foreign = sorted(set(options) - set(spec.options))
+    if foreign:
+        raise ValueError(f"backbone {name} does not take {', '.join(foreign)} (it takes "
+                         f"{', '.join(spec.options) or 'no options'})")
+    backbone = spec.build(**options)
     if weights is not None:
         load_backbone_weights(backbone, name, weights)
     return backbone
@@ -101,4 +112,4 @@ def _strip_prefix(key: str) -> str:
     return key
 
 
-__all__ = ["BACKBONES", "Backbone", "Normalization", "build_backbone", "load_backbone_weights"]
+__all__ = ["BACKBONES", "Backbone", "BackboneSpec", "Normalization", "build_backbone", "load_backbone_weights"]

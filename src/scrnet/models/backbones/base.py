@@ -1,8 +1,8 @@
 """The backbone contract every encoder in SCRNet follows.
 
 A backbone maps ``B x 3 x H x W`` (H and W multiples of 32) to a list of four feature maps at strides 4, 8, 16
-and 32, whose channel counts it declares in ``channels``. It also declares the input normalisation its weights
-expect (``mean``/``std`` on 0..1 RGB), so data pipelines and checkpoints carry the right transform.
+and 32, whose channel counts it declares in ``channels``. The input normalisation its weights expect
+(``mean``/``std`` on 0..1 RGB) is declared next to the weights, in ``BackboneSpec.normalization``.
 """
 
 from dataclasses import dataclass
@@ -26,7 +26,6 @@ class Backbone(nn.Module):
 
     channels: tuple[int, int, int, int]
     strides: tuple[int, int, int, int] = STRIDES
-    normalization: Normalization = Normalization()
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # pragma: no cover - interface
         raise NotImplementedError

@@ -15,6 +15,8 @@ from torch import nn
 from .base import STRIDES, Backbone, Normalization
 
 BN_EPS = 1e-3
+# The EfficientNet-Lite weights take (x - 127) / 128 on 0..255 RGB, i.e. mean 127/255 and std 128/255 on 0..1.
+LITE_NORMALIZATION = Normalization(mean=(0.498, 0.498, 0.498), std=(0.502, 0.502, 0.502))
 # (repeats, kernel, stride, expansion, in, out) of EfficientNet-Lite0 (width and depth multipliers 1.0).
 LITE0_STAGES = [
     (1, 3, 1, 1, 32, 16),
@@ -61,7 +63,6 @@ class MBConv(nn.Module):
 
 
 class EfficientNetLite0(Backbone):
-    normalization = Normalization(mean=(0.498, 0.498, 0.498), std=(0.502, 0.502, 0.502))
 
     def __init__(self, num_classes: int | None = None):
         super().__init__()

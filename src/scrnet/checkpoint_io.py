@@ -1,0 +1,132 @@
+"""Checkpoint files: the format version, atomic writes, safe reads, and the periodic checkpoints of a work dir.
+
+This module knows files, not models: :mod:`scrnet.loading` turns a checkpoint into a ready model, and the trainer
+adds its resume state. A checkpoint is a dict of plain containers and tensors, loadable with
+``torch.load(weights_only=True)`` (loading never runs code): ``format_version``, ``model`` (state dict), ``config``
+(the resolved config as plain data, itself carrying ``format_version``), ``class_names``, ``palette``,
+``normalization``, ``scrnet_version``, and for an exact resume ``optimizer``, ``scheduler``, ``scaler``,
+``iteration``, ``rng`` and ``best``. Periodic checkpoints are ``iter_XXXXXXXX.pth``; the last ``keep_last`` are
+kept, plus ``best.pth``.
+
+Format versions: 1 is every checkpoint written before versions existed (no ``format_version`` key); 2 moved
+``model.aux_weight`` to ``train.loss.aux_weight`` and made ``model.drop_path_rate`` apply to VAN only (see
+:func:`scrnet.config.upgrade_config`).
+"""
+
+import os
+import re
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+FORMAT_VERSION = 2
+PATTERN = re.compile(r"iter_(\d+)\.pth$")
+# Top-level keys this version writes or reads; a newer checkpoint may hold others.
+KNOWN_KEYS = frozenset({"format_version", "model", "config", "class_names", "palette", "normalization",
+                        "scrnet_version", "optimizer", "scheduler", "scaler", "iteration", "rng", "best"})
+
+
+class CheckpointError(ValueError):
+    """A file that is not a readable checkpoint of a version this scrnet understands; the message names it."""
+
+
+class NewerFormatError(CheckpointError):
+    """A checkpoint written by a newer scrnet: readable, but not by this version (never skipped silently)."""
+
+
+def atomic_save(obj: dict, path: Path) -> None:
+    """Write to a temporary file in the same folder, flush it to disk, rename it over ``path`` and flush the
+    folder, so a crash at any point leaves either the old file or the complete new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (the directory entry itself is flushed); no-op where unsupported."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load(path: str | Path) -> dict:
+    """Read a checkpoint safely (``weights_only=True``) and check its format version. Raises
+    :class:`FileNotFoundError` for a missing file and :class:`CheckpointError` (one line naming the file) for a
+    torn, empty or foreign file, or one written by a newer scrnet (naming both versions and the unknown keys)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"cannot load checkpoint {path}: the file is empty")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"cannot load checkpoint {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(f"{path} is not an SCRNet checkpoint (no model weights in it)")
+    version = state.get("format_version", 1)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        unknown = sorted(set(state) - KNOWN_KEYS)
+        raise NewerFormatError(f"{path} has checkpoint format version {version}, newer than this scrnet's "
+                              f"{FORMAT_VERSION} (unknown keys: {unknown or 'none at the top level'}); upgrade "
+                              f"scrnet to load it")
+    return state
+
+
+def checkpoint_path(work_dir: Path, iteration: int) -> Path:
+    return work_dir / "checkpoints" / f"iter_{iteration:08d}.pth"
+
+
+def list_checkpoints(work_dir: Path) -> list[tuple[int, Path]]:
+    folder = work_dir / "checkpoints"
+    found = [(int(m.group(1)), p) for p in folder.glob("iter_*.pth") if (m := PATTERN.search(p.name))]
+    return sorted(found)
+
+
+def latest_checkpoint(work_dir: Path) -> Path | None:
+    found = list_checkpoints(work_dir)
+    return found[-1][1] if found else None
+
+
+def newest_readable(work_dir: Path) -> tuple[Path, dict] | None:
+    """The newest periodic checkpoint that loads, with its contents; each newer one that does not (torn by a
+    crash, zero bytes, corrupted) is skipped with a warning naming it. None when there are no checkpoints; a
+    :class:`CheckpointError` naming every file when none of them is readable."""
+    found = list_checkpoints(work_dir)
+    failures = []
+    for _, path in reversed(found):
+        try:
+            state = load(path)
+        except NewerFormatError:
+            raise
+        except (CheckpointError, OSError) as exc:
+            failures.append(str(exc))
+            warnings.warn(f"skipping unreadable checkpoint: {exc}", stacklevel=2)
+            continue
+        return path, state
+    if failures:
+        raise CheckpointError(f"no readable checkpoint in {work_dir / 'checkpoints'}: " + "; ".join(failures))
+    return None
+
+
+def prune(work_dir: Path, keep_last: int) -> None:
+    for _, path in list_checkpoints(work_dir)[:-keep_last]:
+        path.unlink(missing_ok=True)

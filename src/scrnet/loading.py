@@ -1,0 +1,83 @@
+"""The public way in and out of a trained model: ``scrnet.load_checkpoint(path)`` and ``scrnet.save_checkpoint``.
+
+:func:`load_checkpoint` returns a :class:`LoadedCheckpoint`: the model (eval mode) and everything needed to use it
+as it was trained: the resolved config, class names, palette and the input normalisation. Every consumer (eval,
+predict, export, the Python API) reads these from here; nothing is attached to the module. The file format and
+its versions are :mod:`scrnet.checkpoint_io`'s.
+"""
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ._version import __version__
+from .checkpoint_io import FORMAT_VERSION, CheckpointError, atomic_save, load
+from .config import Config, config_from_dict, config_to_dict, normalization, resolve
+from .data.transforms import Normalize
+from .errors import ConfigError
+from .models import SCRNet, build_model
+
+__all__ = ["CheckpointError", "LoadedCheckpoint", "inference_state", "load_checkpoint", "read_checkpoint",
+           "save_checkpoint"]
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A trained model and what it was trained with."""
+
+    model: SCRNet  # eval mode
+    config: Config  # the resolved run config (data.mean/std set), upgraded to this version's format
+    class_names: list[str]
+    palette: list[tuple[int, int, int]]
+    normalization: Normalize  # the input normalisation the model was trained with (config.data.mean/std)
+    path: Path | None = None
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict, Config]:
+    """A checkpoint's contents and its config, upgraded to the current format (see :mod:`scrnet.checkpoint_io`);
+    :class:`CheckpointError` in one line naming the file when it is not a usable SCRNet checkpoint."""
+    state = load(path)
+    missing = [k for k in ("config", "class_names") if k not in state]
+    if missing:
+        raise CheckpointError(f"{path} is not an SCRNet checkpoint: no {', '.join(missing)}")
+    try:
+        cfg = config_from_dict(state["config"], origin=f"checkpoint {path}")
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None
+    except Exception as exc:  # edited, or written by a scrnet that never existed
+        raise CheckpointError(f"{path}: its config does not fit this scrnet version: {str(exc).splitlines()[0]}") \
+            from None
+    return state, cfg
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedCheckpoint:
+    """A ready model (eval mode) plus its resolved config, classes, palette and normalisation. Loading never runs
+    code; older checkpoint formats are upgraded, newer ones refused naming both versions."""
+    state, cfg = read_checkpoint(path)
+    model = build_model(replace(cfg.model, backbone_weights=None))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: the weights do not fit its own config: {str(exc).splitlines()[0]}") from None
+    return LoadedCheckpoint(model.to(device).eval(), cfg, list(state["class_names"]),
+                            [tuple(c) for c in state.get("palette", [])], normalization(cfg), Path(path))
+
+
+def inference_state(model: SCRNet, config: Config, class_names: list[str],
+                    palette: list[tuple[int, int, int]]) -> dict:
+    """The part of a checkpoint that inference needs: format version, weights, resolved config, classes, palette,
+    normalisation (the config's, which :func:`scrnet.config.resolve` fills from the backbone where unset)."""
+    config = resolve(config)
+    return {"format_version": FORMAT_VERSION, "model": model.state_dict(), "config": config_to_dict(config),
+            "class_names": list(class_names), "palette": [list(c) for c in palette],
+            "normalization": {"mean": list(config.data.mean), "std": list(config.data.std)},
+            "scrnet_version": __version__}
+
+
+def save_checkpoint(model: SCRNet, path: str | Path, class_names: list[str], palette: list[tuple[int, int, int]],
+                    config: Config | None = None) -> Path:
+    """Write an inference checkpoint (weights, config, classes, palette) for a model built in Python."""
+    if len(class_names) != model.cfg.num_classes:
+        raise ValueError(f"{len(class_names)} class names for a model with {model.cfg.num_classes} classes")
+    path = Path(path)
+    atomic_save(inference_state(model, config or Config(model=model.cfg), class_names, palette), path)
+    return path
