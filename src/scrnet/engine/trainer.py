@@ -139,9 +139,14 @@ class Trainer:
         self.iteration = 0
         self.best: dict = {"miou": None, "iteration": None}
         self.resumed_from: Path | None = None
+        self._unreadable: list[Path] = []
         if resume:
             self._resume()
-        self._check_resume_agrees()
+        self._check_resume_agrees()  # every rank has read its checkpoint: the unreadable ones can move aside
+        if self.dist.is_main:
+            for path in self._unreadable:
+                path.rename(path.with_name(path.name + ".unreadable"))
+                print(f"--resume: moved the unreadable {path.name} aside as {path.name}.unreadable", file=sys.stderr)
         self.net = self.model
         if self.dist.enabled:
             sync_bn = self.device.type == "cuda"
@@ -158,13 +163,18 @@ class Trainer:
     # ----------------------------------------------------------------------------------------------- state
     def _resume(self) -> None:
         """Continue from the newest checkpoint that loads: a newer one that is torn, empty or corrupted (a crash
-        mid-write on a file system without atomic rename, a full disk) is skipped with a warning naming it."""
+        mid-write on a file system without atomic rename, a full disk) is skipped with a warning naming it, and
+        later renamed to ``*.pth.unreadable`` (kept, but no longer counted as a checkpoint by pruning)."""
         with warnings.catch_warnings(record=True) as skipped:
             warnings.simplefilter("always")
             try:
                 found = ckpt.newest_readable(self.work_dir)
             except ckpt.CheckpointError as exc:
                 raise TrainingAborted(f"--resume: {exc}") from None
+        if found is not None:  # every checkpoint newer than the one that loaded was skipped as unreadable
+            listed = ckpt.list_checkpoints(self.work_dir)
+            start = next(it for it, p in listed if p == found[0])
+            self._unreadable = [p for it, p in listed if it > start]
         if self.dist.is_main:
             for w in skipped:
                 print(f"--resume: warning: {w.message}", file=sys.stderr)

@@ -2,7 +2,6 @@ import hashlib
 import json
 import subprocess
 import sys
-import time
 
 import numpy as np
 from data_fixtures import make_cityscapes, make_folder, write_mask
@@ -41,12 +40,6 @@ def test_synthetic_scenes_have_thin_structures():
         for row in np.where((mask == POLE).any(axis=1))[0][-3:]:  # bottom rows of the poles: the pole itself
             widths.append(int((mask[row] == POLE).sum()))
     assert widths and min(widths) >= 2 and np.median(widths) <= 4
-
-
-def test_synthetic_speed_200_images_256x512_under_a_minute(tmp_path):
-    start = time.perf_counter()
-    generate_synthetic(tmp_path, num_train=200, num_val=0, size=(256, 512), seed=1)
-    assert time.perf_counter() - start < 60
 
 
 def test_check_counts_pixels_and_lists_every_problem(tmp_path):

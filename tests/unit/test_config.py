@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from scrnet.config import config_to_yaml, load_config
+from scrnet.config import EvalConfig, config_to_yaml, load_config
 from scrnet.models import list_models
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").rglob("*.yaml"))
@@ -32,3 +32,10 @@ def test_cityscapes_recipe():
     assert cfg.train.loss.ohem and cfg.train.optim.optimizer == "sgd" and cfg.train.optim.lr == 0.01
     ade = load_config(Path(__file__).parents[2] / "configs" / "ade20k" / "scrnet_van_b1.yaml")
     assert ade.train.optim.optimizer == "adamw" and ade.train.max_iters == 160000
+
+
+def test_eval_config_checks():
+    with pytest.raises(ValueError, match="eval.mode must be one of"):
+        EvalConfig(mode="tiles")
+    with pytest.raises(ValueError, match=r"eval.stride must be two positive sizes"):
+        EvalConfig(stride=[0, 10])

@@ -9,8 +9,12 @@ from scrnet.models.backbones.efficientnet_lite import efficientnet_lite0, lite0_
 from scrnet.models.backbones.resnet import resnet18, resnet50, resnet101
 from scrnet.models.backbones.van import van_b0, van_b1, van_b2
 
-REFERENCE = json.loads((Path(__file__).parents[1] / "fixtures" / "reference_keys.json").read_text())
+REFERENCE = json.loads((Path(__file__).parents[2] / "fixtures" / "reference_keys.json").read_text())
+
+
 IMAGENET_CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+
+
 IMAGENET_COFFEE_CLASSES = {504, 967, 968}  # coffee mug, espresso, cup
 
 

@@ -1,12 +1,13 @@
 """Every named variant goes through the same checks (forward, backward, modes, save/load, bad input)."""
 
+
 import pytest
 import torch
 
 import scrnet
+from scrnet import create_model
 from scrnet.models import SegmentationOutput, apply_overrides, model_config
 
-# (eval-mode params without auxiliary heads, all params) at 19 classes: a change here must be deliberate
 PARAMS = {
     "scrnet_r18": (14644902, 15095391),
     "scrnet_r50": (36038774, 37824431),
@@ -16,6 +17,8 @@ PARAMS = {
     "fpn_r18": (13713363, 14163852),
     "sfnet_r18": (13766361, 14216850),
 }
+
+
 ODD = (97, 131)
 
 
@@ -127,3 +130,24 @@ def test_yaml_model_section(tmp_path):
     (tmp_path / "bad.yaml").write_text("train: {}\n")
     with pytest.raises(ValueError, match="bad.yaml: expected a 'model' section"):
         scrnet.models.load_model_config(str(tmp_path / "bad.yaml"))
+
+
+def test_fresh_scrnet_under_bf16_autocast_stays_close_to_float32():
+    torch.manual_seed(0)
+    model = create_model("scrnet_r18", num_classes=5, channels=32).eval()
+    x = torch.randn(1, 3, 64, 512)
+    with torch.no_grad():
+        ref = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = model(x)
+    assert torch.isfinite(got).all() and (got.float() - ref).abs().max() <= 0.1 * ref.abs().max()
+
+
+def test_van_keeps_channels_last():
+    model = create_model("scrnet_van_b1", num_classes=5, channels=32).eval().to(memory_format=torch.channels_last)
+    x = torch.randn(1, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        feats = model.backbone(x)
+        assert all(f.is_contiguous(memory_format=torch.channels_last) for f in feats)
+        plain = model.backbone(torch.randn(1, 3, 64, 64))
+    assert all(f.is_contiguous() for f in plain)

@@ -1,9 +1,7 @@
-import numpy as np
-import pytest
+"""Whole, slide and multi-scale + flip inference."""
+
 import torch
 
-from scrnet.config import EvalConfig
-from scrnet.evaluation.boundary import BoundaryIoU
 from scrnet.evaluation.inference import infer, infer_slide, infer_whole, window_starts
 
 
@@ -77,39 +75,3 @@ def test_multiscale_averages_probabilities_at_the_output_size():
         expected = (up(model(half)).softmax(1) + up(model(x)).softmax(1)) / 2
     torch.testing.assert_close(got, expected)
     assert torch.allclose(got.sum(1), torch.ones(1, 64, 96))
-
-
-def test_boundary_iou_by_hand():
-    target = np.zeros((10, 10), np.uint8)
-    target[2:8, 2:8] = 1  # a 6x6 square: with width 1 its boundary band is the 20-pixel ring
-    pred = np.zeros((10, 10), np.uint8)
-    pred[2:8, 3:9] = 1  # the same square one pixel to the right
-    b = BoundaryIoU(2, width=1)
-    b.update(pred, target)
-    ring_t = {(y, x) for y in range(2, 8) for x in range(2, 8) if y in (2, 7) or x in (2, 7)}
-    ring_p = {(y, x + 1) for y, x in ring_t}
-    assert b.inter[1] == len(ring_t & ring_p) and b.union[1] == len(ring_t | ring_p)
-    # class 0: the image edge is not a contour, so its band is the ring just outside each square
-    assert b.per_class()[1] == pytest.approx(len(ring_t & ring_p) / len(ring_t | ring_p))
-    b2 = BoundaryIoU(2, width=1)
-    b2.update(target, target)
-    assert b2.per_class() == [1.0, 1.0]
-
-
-def test_boundary_iou_ignores_255_and_skips_absent_classes():
-    target = np.zeros((6, 6), np.uint8)
-    target[:, 3:] = 1
-    target[0] = 255  # an ignored row: its edge with the labelled rows is not a contour
-    pred = target.copy()
-    pred[0] = np.array([1, 1, 1, 0, 0, 0])  # anything may be predicted under ignored pixels
-    b = BoundaryIoU(3, width=1)
-    b.update(pred, target)
-    assert b.per_class() == [1.0, 1.0, None]
-    assert b.union[0] == 5  # column 2, rows 1-5: the only real contour of class 0
-
-
-def test_eval_config_checks():
-    with pytest.raises(ValueError, match="eval.mode must be one of"):
-        EvalConfig(mode="tiles")
-    with pytest.raises(ValueError, match=r"eval.stride must be two positive sizes"):
-        EvalConfig(stride=[0, 10])

@@ -8,7 +8,8 @@ from scrnet.models.srm import SRM
 from scrnet.tools.flops import compute_report, count_macs
 
 SIZE = (64, 128)
-# fvcore's names for the ops we count; fvcore also counts norms and pooling, which we (and most papers) leave out
+
+
 FVCORE_TO_OURS = {"conv": "convolution", "bmm": "bmm", "upsample_bilinear2d": "upsample_bilinear2d",
                   "grid_sampler": "grid_sampler_2d", "linear": "addmm"}
 

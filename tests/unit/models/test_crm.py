@@ -1,3 +1,4 @@
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -5,6 +6,8 @@ import torch.nn.functional as F
 from scrnet.models.crm import CRM, PPM, ChannelAttention, NoContext, PositionAttention
 
 CHANNELS = (8, 16, 24, 32)
+
+
 STRIDES = (4, 8, 16, 32)
 
 
@@ -82,3 +85,20 @@ def test_bad_choices_name_the_value():
         CRM(CHANNELS, STRIDES, 16, attention="se")
     with pytest.raises(ValueError, match="'first'"):
         CRM(CHANNELS, STRIDES, 16, stages="first")
+
+
+def test_crm_channel_attention_does_not_overflow_in_fp16():
+    # the issue's reproduction at 64 channels instead of 960 (same overflow: the energy's diagonal sums over the
+    # 2048 positions, 2048 * 68 * E[relu(z)^2] ~ 7e4 > float16's 65504), fast enough for the default suite
+    torch.manual_seed(0)
+    x = (68 ** 0.5) * torch.relu(torch.randn(1, 64, 32, 64))
+    module = ChannelAttention()
+    with torch.no_grad():
+        ref = module(x)
+        with torch.autocast("cpu", dtype=torch.float16):
+            out = module(x)
+    assert torch.isfinite(out).all()
+    assert (out.float() - ref).abs().max() <= 1e-2 * ref.abs().max()  # gamma = 0: the residual, in fp16
+    module.gamma.data.fill_(0.5)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.float16):
+        assert torch.isfinite(module(x)).all()

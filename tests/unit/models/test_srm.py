@@ -1,3 +1,4 @@
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -145,3 +146,14 @@ def test_mask_from_hidden_uses_the_hidden_map():
     assert srm.mask.in_channels == 16 and cheap.mask.in_channels == 4
     with pytest.raises(ValueError, match="'offsets'"):
         SRM(6, 8, mask_input="offsets")
+
+
+def test_srm_grid_is_float32_and_exact_under_bf16():
+    u = torch.randn(1, 4, 8, 2048)
+    xs, ys = base_grid(u.bfloat16())
+    assert xs.dtype == torch.float32 and torch.equal(xs.flatten(), torch.arange(2048) + 0.5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = warp(u, torch.zeros(1, 2, 8, 2048))
+    assert out.dtype == torch.float32 and torch.equal(out, u)  # zero offsets: the input, bit for bit
+    half = u.bfloat16()
+    assert torch.equal(warp(half, torch.zeros(1, 2, 8, 2048)), half)  # a .bfloat16() model too

@@ -1,0 +1,33 @@
+"""Optimiser parameter groups and the poly schedule with warm-up."""
+
+import pytest
+
+from scrnet.config import OptimConfig
+from scrnet.engine.schedule import PolyWarmup, build_optimizer, build_scheduler, param_groups
+from scrnet.models import create_model
+
+
+def test_poly_schedule_with_warmup():
+    rule = PolyWarmup(max_iters=100, power=0.9, warmup_iters=10, warmup_ratio=0.1, min_ratio=0.0)
+    assert rule(0) == pytest.approx(0.1)
+    assert rule(5) == pytest.approx((1 - 0.05) ** 0.9 * (0.1 + 0.9 * 0.5))
+    assert rule(50) == pytest.approx(0.5 ** 0.9)
+    assert rule(100) == 0.0
+    assert PolyWarmup(100, 1.0, 0, 1.0, 0.1)(100) == pytest.approx(0.1)
+
+
+def test_param_groups_head_multiplier_and_no_decay_on_norms_and_biases():
+    model = create_model("fpn_r18", num_classes=3)
+    cfg = OptimConfig(lr=0.01, weight_decay=5e-4, head_lr_mult=10.0)
+    groups = {g["name"]: g for g in param_groups(model, cfg)}
+    assert set(groups) == {"backbone", "backbone_no_decay", "head", "head_no_decay"}
+    assert groups["head"]["lr"] == pytest.approx(0.1) and groups["backbone"]["lr"] == 0.01
+    assert groups["backbone_no_decay"]["weight_decay"] == 0.0 and groups["head"]["weight_decay"] == 5e-4
+    assert all(p.ndim <= 1 for p in groups["head_no_decay"]["params"])
+    assert sum(len(g["params"]) for g in groups.values()) == len(list(model.parameters()))
+    opt = build_optimizer(model, cfg)
+    sched = build_scheduler(opt, cfg, max_iters=10)
+    for _ in range(5):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.01 * 0.5 ** 0.9)

@@ -1,0 +1,91 @@
+"""The package's import graph keeps its layers (docs/architecture.md): read every module's imports (also those
+inside functions) and fail on any that runs back up."""
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).parents[2] / "src" / "scrnet"
+
+# layer of each top-level module or sub-package, lowest first; a module may import its own layer and those below
+LAYERS = {
+    "_version": 0, "errors": 0, "overrides": 0, "runtime": 0, "distributed": 0, "checkpoint_io": 0,
+    "models": 1, "data": 1,
+    "config": 2,
+    "loading": 3,
+    "evaluation": 4,
+    "engine": 5,
+    "tools": 6,
+    "cli": 7, "__main__": 7, "__init__": 7,
+}
+# within layer 1, models and data are independent of each other
+FORBIDDEN_SIDEWAYS = {("models", "data"), ("data", "models")}
+
+
+def unit_of(path: Path) -> str:
+    rel = path.relative_to(PACKAGE)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def scrnet_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, top-level scrnet unit) for every import of scrnet code in ``path``, relative or absolute."""
+    tree = ast.parse(path.read_text(), str(path))
+    package_parts = list(path.relative_to(PACKAGE.parent).parent.parts)  # e.g. ["scrnet", "engine"]
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == "scrnet" and len(parts) > 1:
+                    found.append((node.lineno, parts[1]))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package_parts[:len(package_parts) - node.level + 1]
+                target = base + (node.module.split(".") if node.module else [])
+            else:
+                target = node.module.split(".")
+            if target[0] != "scrnet":
+                continue
+            if len(target) > 1:
+                found.append((node.lineno, target[1]))
+            else:  # from scrnet import x / from . import x (at the top): each name is a unit
+                found += [(node.lineno, alias.name) for alias in node.names]
+    return found
+
+
+def violations() -> list[str]:
+    bad = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        unit = unit_of(path)
+        assert unit in LAYERS, f"{path}: new top-level module {unit!r}; give it a layer here and in the docs"
+        for line, target in scrnet_imports(path):
+            if target == unit:
+                continue
+            if target not in LAYERS:
+                continue  # a name imported from the package root, e.g. __version__
+            if LAYERS[target] > LAYERS[unit] or (unit, target) in FORBIDDEN_SIDEWAYS:
+                bad.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {unit} (layer {LAYERS[unit]}) imports "
+                           f"{target} (layer {LAYERS[target]})")
+    return bad
+
+
+def test_no_import_runs_back_up_the_layers():
+    assert violations() == []
+
+
+def test_evaluation_does_not_import_the_trainer():
+    for path in (PACKAGE / "evaluation").rglob("*.py"):
+        assert "engine" not in {t for _, t in scrnet_imports(path)}, path
+
+
+def test_the_check_sees_relative_imports_inside_functions(tmp_path, monkeypatch):
+    """The scanner itself: a function-local relative import of a higher layer is caught."""
+    fake = tmp_path / "scrnet"
+    (fake / "models").mkdir(parents=True)
+    (fake / "models" / "bad.py").write_text("def f():\n    from ..engine.trainer import train\n")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
+    assert scrnet_imports(fake / "models" / "bad.py") == [(2, "engine")]
+    with pytest.raises(AssertionError):
+        assert violations() == []
