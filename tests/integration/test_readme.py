@@ -164,3 +164,12 @@ def test_every_readme_command_runs(workspace):
     assert len(ran) >= 20 and len(parsed) >= 4, (ran, parsed)
     assert all(c.startswith(("make", "python3 -m venv", ".venv/", "#!", "head=")) or PLACEHOLDER.search(c)
                for c in skipped), [c for c in skipped if not PLACEHOLDER.search(c)]
+
+
+def test_readme_python_blocks_run(workspace, monkeypatch):
+    """The README's Python examples run as written (in a folder holding the files they name)."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    assert blocks
+    monkeypatch.chdir(workspace)
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})

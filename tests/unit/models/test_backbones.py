@@ -127,3 +127,32 @@ def test_efficientnet_lite0_imagenet_weights_load_offline_into_the_segmentation_
     assert torch.equal(backbone.state_dict()["_blocks.15._project_conv.weight"],
                        reference["_blocks.15._project_conv.weight"])
     assert not any(k.startswith("_fc") for k in backbone.state_dict())
+
+
+@pytest.mark.parametrize("name,option,message", [
+    ("scrnet_van_b1", {"deep_stem": True}, "model.deep_stem does not apply to backbone van_b1 (it takes "
+                                           "model.drop_path_rate)"),
+    ("scrnet_r18", {"drop_path_rate": 0.2}, "model.drop_path_rate does not apply to backbone resnet18 (it takes "
+                                            "model.deep_stem)"),
+    ("scrnet_effl0", {"deep_stem": True}, "model.deep_stem does not apply to backbone efficientnet_lite0 (it takes "
+                                          "no options)"),
+])
+def test_options_that_do_not_apply_to_a_backbone_are_refused_in_one_line(name, option, message):
+    from scrnet.models import model_config
+
+    with pytest.raises(ValueError) as exc:
+        model_config(name, option)
+    assert str(exc.value) == message
+    with pytest.raises(ValueError, match="does not take"):
+        build_backbone(model_config(name).backbone, **option)
+
+
+def test_van_keeps_its_stochastic_depth_default_when_unset():
+    from scrnet.models import create_model
+
+    assert create_model("scrnet_van_b1").cfg.drop_path_rate is None
+    def rates(model):
+        return [m.p for m in model.backbone.modules() if type(m).__name__ == "DropPath"]
+
+    assert rates(create_model("scrnet_van_b1")) and max(rates(create_model("scrnet_van_b1"))) == pytest.approx(0.1)
+    assert max(rates(create_model("scrnet_van_b1", drop_path_rate=0.3))) == pytest.approx(0.3)
