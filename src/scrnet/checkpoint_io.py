@@ -91,6 +91,17 @@ def load(path: str | Path) -> dict:
     return state
 
 
+def sha256_of(path: str | Path) -> str:
+    """The sha256 hex digest of a file, read in 1 MiB blocks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def checkpoint_path(work_dir: Path, iteration: int) -> Path:
     return work_dir / "checkpoints" / f"iter_{iteration:08d}.pth"
 

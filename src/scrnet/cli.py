@@ -65,10 +65,20 @@ EPILOG_EXPORT = """examples:
 The graph has dynamic batch, height and width; --check compares onnxruntime with PyTorch at the export size and
 at an odd size (max |logit difference| <= 1e-4, argmax agreement >= 99.9%) and exits with 1 naming the difference.
 """
+EPILOG_PUBLISH = """examples:
+  scrnet eval runs/r18/checkpoints/best.pth --json eval.json
+  scrnet publish runs/r18/checkpoints/best.pth hub/scrnet-r18-cityscapes --eval eval.json
+  scrnet publish best.pth hub/scrnet-r18-cityscapes --eval eval.json --push my-org/scrnet-r18-cityscapes --dry-run
+
+Writes OUT_DIR/model.safetensors (eval weights), OUT_DIR/config.json and OUT_DIR/README.md (a model card with the
+Hub's metadata). Load it with scrnet.from_pretrained("OUT_DIR"), scrnet.Segmenter("hf://my-org/NAME"), or pass the
+folder or hf://ORG/NAME[@REVISION] wherever a command takes a CHECKPOINT.
+"""
 EPILOG_BENCHMARK = """examples:
   scrnet benchmark scrnet_r18 fpn_r18 --size 512 1024                      # interleaved, ratios to the first
   scrnet benchmark scrnet_effl0 --runtime torch onnxruntime --json bench.json
   scrnet benchmark scrnet_van_b1 scrnet_r18 --device cuda --dtype float16 --channels-last --compile
+  scrnet benchmark fpn_r18 runs/r18/checkpoints/best.pth --size 512 1024   # a trained model: checkpoint or folder
 """
 
 
@@ -101,6 +111,7 @@ def _resolve_model(spec: str, overrides: list[str]):
 
 def cmd_models(args) -> None:
     from .models import ZOO
+    from .models.backbones import IMAGENET_WEIGHTS
     from .tools.flops import compute_report
 
     rows = []
@@ -109,11 +120,18 @@ def cmd_models(args) -> None:
         cfg = ZOO[name]()
         rows.append({"model": name, "backbone": cfg.backbone, "channels": cfg.channels, "params_m": r.params_m,
                      "gmacs": r.gmacs, "input": r.input})
+    weights = [w.to_json() for w in IMAGENET_WEIGHTS.values()]
     if args.json:
-        Path(args.json).write_text(json.dumps({"models": rows}, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps({"models": rows, "weights": weights}, indent=2) + "\n")
     print(f"{'model':<16}{'backbone':<20}{'width':>6}{'params (M)':>12}{'GMACs @1024x2048':>18}")
     for r in rows:
         print(f"{r['model']:<16}{r['backbone']:<20}{r['channels']:>6}{r['params_m']:>12.2f}{r['gmacs']:>18.1f}")
+    print("\npretrained backbone weights (backbone_weights=imagenet); accuracy as reported by the publisher")
+    print(f"{'weights':<30}{'params (M)':>11}{'GMACs @224':>12}{'top-1':>7}  {'licence':<14}{'source'}")
+    for w in weights:
+        source = w["url"] or w["file"]
+        print(f"{w['name']:<30}{w['num_params'] / 1e6:>11.2f}{w['gmacs']:>12.3f}"
+              f"{w['metrics'].get('ImageNet-1K top-1', float('nan')):>7.1f}  {w['license']:<14}{source}")
 
 
 def cmd_flops(args) -> None:
@@ -189,6 +207,8 @@ def cmd_eval(args) -> None:
     if not run.is_main:
         return
     summary = run.result.to_json()
+    summary.update({"dataset": run.config.data.type, "split": args.split or run.config.data.val_split,
+                    "boundary_width": run.config.eval.boundary_width})
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
     cfg = run.config
@@ -200,12 +220,12 @@ def cmd_eval(args) -> None:
 def cmd_predict(args) -> None:
     import torch
 
-    from .loading import load_checkpoint
+    from .pretrained import from_pretrained
     from .runtime import resolve_device
     from .tools.predict import Predictor, collect_inputs, predict_inputs
 
     try:
-        loaded = load_checkpoint(args.checkpoint)
+        loaded = from_pretrained(args.checkpoint)
     except (FileNotFoundError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     inputs, unmatched = collect_inputs(args.inputs)
@@ -231,7 +251,7 @@ def cmd_predict(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from .loading import load_checkpoint
+    from .pretrained import from_pretrained
     from .tools.export import OPSETS, check_onnx, checkpoint_metadata, export_onnx
 
     if args.opset not in OPSETS:
@@ -239,7 +259,7 @@ def cmd_export(args) -> None:
     if min(args.size) < 32:
         raise UsageError(f"--size must be at least 32 32, got {args.size}")
     try:
-        loaded = load_checkpoint(args.checkpoint)
+        loaded = from_pretrained(args.checkpoint)
     except (FileNotFoundError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     model = loaded.model
@@ -264,11 +284,19 @@ def cmd_export(args) -> None:
 
 def cmd_benchmark(args) -> None:
     from .models import list_models
+    from .pretrained import from_pretrained, is_model_source
     from .tools.benchmark import ProviderUnavailable, benchmark, format_benchmark
 
-    unknown = [m for m in args.models if m not in list_models()]
+    unknown = [m for m in args.models if m not in list_models() and not is_model_source(m)]
     if unknown:
-        raise UsageError(f"unknown model {unknown[0]!r}; expected one of {list_models()}")
+        raise UsageError(f"unknown model {unknown[0]!r}; expected one of {list_models()}, a checkpoint, a published "
+                         f"model folder or hf://ORG/NAME")
+    for m in args.models:
+        if m not in list_models():
+            try:
+                from_pretrained(m)  # fail here, in one line, rather than inside a timing run
+            except (FileNotFoundError, ValueError) as exc:
+                raise UsageError(str(exc)) from None
     if args.device == "cuda":
         import torch
 
@@ -286,6 +314,35 @@ def cmd_benchmark(args) -> None:
     print(format_benchmark(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+
+
+def cmd_publish(args) -> None:
+    from .pretrained import from_pretrained
+    from .tools.publish import check_repo_id, publish, push
+
+    if not args.push and (args.revision or args.private or args.dry_run):
+        raise UsageError("--revision, --private and --dry-run apply to --push only")
+    try:
+        if args.push:
+            check_repo_id(args.push)  # before anything is written
+        result = publish(args.checkpoint, args.out_dir, args.eval, args.name or (args.push.split("/")[-1]
+                         if args.push else None), args.license, args.force)
+        from_pretrained(result.folder)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    print(f"wrote {result.folder}: model.safetensors (sha256 {result.sha256}), config.json, README.md; "
+          f"{result.num_params / 1e6:.2f} M parameters, {result.gmacs:.1f} GMACs at {result.eval_size[0]}x"
+          f"{result.eval_size[1]}")
+    if args.push:
+        try:
+            plan = push(result.folder, args.push, args.revision, args.private, dry_run=args.dry_run)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        what = "would upload" if args.dry_run else "uploaded"
+        print(f"{what} {', '.join(plan['files'])} to https://huggingface.co/{plan['repo_id']}"
+              f"{'@' + plan['revision'] if plan['revision'] else ''}"
+              f"{' (commit ' + plan['commit'] + ')' if 'commit' in plan else ''}")
+        print(f"load it with: scrnet.Segmenter(\"hf://{plan['repo_id']}\")")
 
 
 def cmd_demo(args) -> None:
@@ -325,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="score a checkpoint: per-class IoU, boundary IoU, mIoU", epilog=EPILOG_EVAL,
                        formatter_class=fmt)
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="a checkpoint file, a published model folder or hf://ORG/NAME[@REVISION]")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (data.*, eval.*)")
     p.add_argument("--data.type", dest="data_type", help="data set layout (default: the checkpoint's)")
     p.add_argument("--data.root", dest="data_root", help="data set root (default: the checkpoint's)")
@@ -340,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="segment images, folders, globs and videos", epilog=EPILOG_PREDICT,
                        formatter_class=fmt)
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="a checkpoint file, a published model folder or hf://ORG/NAME[@REVISION]")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders, glob patterns")
     p.add_argument("--out", default="predictions", help="output folder (default predictions)")
     p.add_argument("--format", default="overlay", choices=["color", "overlay", "trainid", "labelid"])
@@ -350,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX (dynamic sizes) and check it", epilog=EPILOG_EXPORT,
                        formatter_class=fmt)
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="a checkpoint file, a published model folder or hf://ORG/NAME[@REVISION]")
     p.add_argument("--onnx", required=True, metavar="OUT", help="output .onnx file")
     p.add_argument("--no-fuse", action="store_true", help="keep BatchNorm separate (default: folded into convs)")
     p.add_argument("--size", nargs=2, type=int, default=[512, 1024], metavar=("H", "W"), help="export size")
@@ -358,9 +415,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="compare onnxruntime with PyTorch at two sizes")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("benchmark", help="latency of zoo models, interleaved in one run", epilog=EPILOG_BENCHMARK,
-                       formatter_class=fmt)
-    p.add_argument("models", nargs="+", metavar="MODEL")
+    p = sub.add_parser("publish", help="a checkpoint as a shareable folder: safetensors, config.json, model card",
+                       epilog=EPILOG_PUBLISH, formatter_class=fmt)
+    p.add_argument("checkpoint", help="a checkpoint file (or a published folder, or hf://ORG/NAME)")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="folder to write (must be empty or missing unless --force)")
+    p.add_argument("--eval", metavar="METRICS_JSON", help="the output of `scrnet eval --json` for the model card")
+    p.add_argument("--name", help="model name in the card (default: the --push repo name, or OUT_DIR's name)")
+    p.add_argument("--license", default="apache-2.0", help="licence of the weights, a Hub licence id "
+                                                          "(default apache-2.0)")
+    p.add_argument("--force", action="store_true", help="replace a non-empty OUT_DIR")
+    p.add_argument("--push", metavar="ORG/NAME", help="upload the folder to this Hugging Face Hub repository")
+    p.add_argument("--revision", help="with --push: the branch to upload to (default main)")
+    p.add_argument("--private", action="store_true", help="with --push: create the repository as private")
+    p.add_argument("--dry-run", action="store_true", help="with --push: say what would be uploaded, upload nothing")
+    p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("benchmark", help="latency of zoo models or trained models, interleaved in one run",
+                       epilog=EPILOG_BENCHMARK, formatter_class=fmt)
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help="zoo names, checkpoints, published model folders or hf://ORG/NAME ids")
     p.add_argument("--size", nargs=2, type=int, default=[1024, 2048], metavar=("H", "W"))
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")

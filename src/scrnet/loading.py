@@ -15,9 +15,10 @@ from .config import Config, config_from_dict, config_to_dict, normalization, res
 from .data.transforms import Normalize
 from .errors import ConfigError
 from .models import SCRNet, build_model
+from .overrides import first_line
 
-__all__ = ["CheckpointError", "LoadedCheckpoint", "inference_state", "load_checkpoint", "read_checkpoint",
-           "save_checkpoint"]
+__all__ = ["CheckpointError", "LoadedCheckpoint", "inference_state", "load_checkpoint", "load_weights",
+           "read_checkpoint", "save_checkpoint"]
 
 
 @dataclass
@@ -44,7 +45,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict, Config]:
     except ConfigError as exc:
         raise CheckpointError(str(exc)) from None
     except Exception as exc:  # edited, or written by a scrnet that never existed
-        raise CheckpointError(f"{path}: its config does not fit this scrnet version: {str(exc).splitlines()[0]}") \
+        raise CheckpointError(f"{path}: its config does not fit this scrnet version: {first_line(exc)}") \
             from None
     return state, cfg
 
@@ -54,12 +55,27 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedCheckpoint:
     code; older checkpoint formats are upgraded, newer ones refused naming both versions."""
     state, cfg = read_checkpoint(path)
     model = build_model(replace(cfg.model, backbone_weights=None))
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: the weights do not fit its own config: {str(exc).splitlines()[0]}") from None
+    load_weights(model, state["model"], path)
     return LoadedCheckpoint(model.to(device).eval(), cfg, list(state["class_names"]),
                             [tuple(c) for c in state.get("palette", [])], normalization(cfg), Path(path))
+
+
+def load_weights(model: SCRNet, state: dict, origin: str | Path) -> None:
+    """Load ``state`` into ``model`` exactly; one :class:`CheckpointError` line naming ``origin`` and the first
+    tensor that is missing, unexpected or of another shape (with both shapes) when they do not fit."""
+    own = model.state_dict()
+    for key, value in own.items():
+        if key not in state:
+            raise CheckpointError(f"{origin}: the weights do not fit the config: {key} missing "
+                                  f"({len([k for k in own if k not in state])} missing in all)")
+        if tuple(state[key].shape) != tuple(value.shape):
+            raise CheckpointError(f"{origin}: the weights do not fit the config: {key} has shape "
+                                  f"{tuple(state[key].shape)} in the file and {tuple(value.shape)} in the model")
+    extra = [k for k in state if k not in own]
+    if extra:
+        raise CheckpointError(f"{origin}: the weights do not fit the config: unexpected {extra[0]} "
+                              f"({len(extra)} unexpected in all)")
+    model.load_state_dict(state)
 
 
 def inference_state(model: SCRNet, config: Config, class_names: list[str],

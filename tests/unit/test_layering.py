@@ -14,7 +14,7 @@ LAYERS = {
     "_version": 0, "errors": 0, "overrides": 0, "runtime": 0, "distributed": 0, "checkpoint_io": 0,
     "models": 1, "data": 1,
     "config": 2,
-    "loading": 3,
+    "loading": 3, "pretrained": 3,
     "evaluation": 4,
     "engine": 5,
     "tools": 6,

@@ -88,15 +88,12 @@ class Normalize:
                  ) -> torch.Tensor:
         if images.dim() == 3:
             images = images.unsqueeze(0)
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected uint8 images B x 3 x H x W, got shape {tuple(images.shape)}")
+        if images.dim() != 4 or images.shape[1] != 3 or images.dtype != torch.uint8:
+            raise ValueError(f"expected uint8 images B x 3 x H x W (RGB, 0..255), got {images.dtype} of shape "
+                             f"{tuple(images.shape)}")
         scale, shift = self._constants(images.device)
         out = torch.empty(images.shape, dtype=torch.float32, device=images.device, memory_format=memory_format)
         return torch.sub(torch.mul(images, scale, out=out), shift, out=out)
-
-    def numpy(self, image: np.ndarray) -> torch.Tensor:
-        """One RGB uint8 ``H x W x 3`` array -> float32 ``1 x 3 x H x W`` on the CPU."""
-        return self(to_chw_uint8(image))
 
 
 def random_crop_box(mask: np.ndarray, crop_h: int, crop_w: int, cat_max_ratio: float,

@@ -11,8 +11,8 @@ from ..data.dataset import SegmentationDataset
 from ..data.io import DataError
 from ..data.transforms import EvalTransform
 from ..distributed import cleanup, init_distributed
-from ..loading import load_checkpoint
 from ..overrides import apply_overrides
+from ..pretrained import from_pretrained
 from ..runtime import autocast_for, resolve_device
 from .evaluate import EvalResult, evaluate
 
@@ -28,7 +28,7 @@ def evaluate_checkpoint(path: str, overrides: list[str] | None = None, split: st
                         device: str = "auto", progress: bool = False, num_workers: int | None = None) -> EvalRun:
     """``num_workers``: image-loading processes (default 4 on CUDA, 0 on the CPU, where they would compete with
     the network for the same cores)."""
-    loaded = load_checkpoint(path)
+    loaded = from_pretrained(path)  # a checkpoint file, a published folder or hf://ORG/NAME[@REVISION]
     try:
         cfg = apply_overrides(loaded.config, overrides)
     except ValueError as exc:

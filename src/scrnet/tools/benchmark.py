@@ -59,9 +59,16 @@ def machine() -> str:
 
 
 def _build(name: str, device: str, channels_last: bool, fuse: bool = True):
-    from ..models import create_model
+    """A zoo model (19 classes, random weights: latency does not depend on them) or a trained model from a
+    checkpoint, a published folder or an hf:// id."""
+    from ..models import create_model, list_models
 
-    model = create_model(name, num_classes=19).eval()
+    if name in list_models():
+        model = create_model(name, num_classes=19).eval()
+    else:
+        from ..pretrained import from_pretrained
+
+        model = from_pretrained(name).model.eval()
     if fuse:
         model.fuse()
     model = model.to(device)
@@ -120,7 +127,7 @@ def _runner(name: str, runtime: str, size, batch: int, device: str, dtype: str, 
         from .export import export_onnx
 
         folder = tempfile.mkdtemp(prefix="scrnet_bench_")
-        path = export_onnx(model.cpu(), os.path.join(folder, f"{name}.onnx"), size=tuple(size))
+        path = export_onnx(model.cpu(), os.path.join(folder, "model.onnx"), size=tuple(size))
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         wanted = "CUDAExecutionProvider" if device == "cuda" else "CPUExecutionProvider"

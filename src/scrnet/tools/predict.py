@@ -82,12 +82,17 @@ class Predictor:
         return self.normalize(to_chw_uint8(rgb).unsqueeze(0).to(self.device))
 
     @torch.no_grad()
+    def scores(self, rgb: np.ndarray) -> torch.Tensor:
+        """Per-pixel scores ``1 x K x H x W`` at the image's resolution, by the checkpoint's eval protocol (mode,
+        resize, windows, multi-scale + flip when ``eval.tta``): logits, or averaged probabilities with TTA."""
+        e = self.cfg.eval
+        return infer(self.model, self._input(rgb), rgb.shape[:2], e.mode, tuple(e.crop_size), tuple(e.stride),
+                     len(self.class_names), tuple(e.scales) if e.tta else None, e.tta and e.flip)
+
+    @torch.no_grad()
     def predict(self, rgb: np.ndarray) -> np.ndarray:
         """Train ids ``H x W`` (uint8) at the image's resolution."""
-        e = self.cfg.eval
-        scores = infer(self.model, self._input(rgb), rgb.shape[:2], e.mode, tuple(e.crop_size), tuple(e.stride),
-                       len(self.class_names))
-        return scores.argmax(1)[0].to(torch.uint8).cpu().numpy()
+        return self.scores(rgb).argmax(1)[0].to(torch.uint8).cpu().numpy()
 
     @torch.no_grad()
     def offsets(self, rgb: np.ndarray) -> np.ndarray:

@@ -6,13 +6,12 @@ from pathlib import Path
 
 import torch
 
+from ...checkpoint_io import sha256_of
 from .base import Backbone, Normalization
 from .efficientnet_lite import LITE_NORMALIZATION, efficientnet_lite0, lite0_imagenet_path
 from .resnet import resnet18, resnet50, resnet101
 from .van import van_b0, van_b1, van_b2
-
-_TV = "https://download.pytorch.org/models/"
-_VAN = "https://huggingface.co/Visual-Attention-Network/"
+from .weights import IMAGENET_WEIGHTS, Weights
 
 
 @dataclass(frozen=True)
@@ -22,23 +21,21 @@ class BackboneSpec:
     ``data.mean``/``data.std`` when the config sets none)."""
 
     build: Callable[..., Backbone]
-    imagenet: str | Callable[[], str] | None  # URL (needs internet once), or a function returning a local file
+    imagenet: Weights | None  # the ImageNet weights (a URL, or a file installed with a package)
     classifier_prefixes: tuple[str, ...]  # keys of ImageNet checkpoints that the segmentation backbone drops
     options: tuple[str, ...] = ()  # keyword options of `build` that configs may set
     normalization: Normalization = Normalization()  # mean/std on 0..1 RGB that the weights were trained with
 
 
+_W = IMAGENET_WEIGHTS
 BACKBONES: dict[str, BackboneSpec] = {
-    "resnet18": BackboneSpec(resnet18, _TV + "resnet18-f37072fd.pth", ("fc.",), ("deep_stem",)),
-    "resnet50": BackboneSpec(resnet50, _TV + "resnet50-11ad3fa6.pth", ("fc.",), ("deep_stem",)),
-    "resnet101": BackboneSpec(resnet101, _TV + "resnet101-cd907fc2.pth", ("fc.",), ("deep_stem",)),
-    "van_b0": BackboneSpec(van_b0, _VAN + "VAN-Tiny-original/resolve/main/van_tiny_754.pth.tar", ("head.",),
-                           ("drop_path_rate",)),
-    "van_b1": BackboneSpec(van_b1, _VAN + "VAN-Small-original/resolve/main/van_small_811.pth.tar", ("head.",),
-                           ("drop_path_rate",)),
-    "van_b2": BackboneSpec(van_b2, _VAN + "VAN-Base-original/resolve/main/van_base_828.pth.tar", ("head.",),
-                           ("drop_path_rate",)),
-    "efficientnet_lite0": BackboneSpec(efficientnet_lite0, lite0_imagenet_path, ("_conv_head.", "_bn1.", "_fc."),
+    "resnet18": BackboneSpec(resnet18, _W["resnet18"], ("fc.",), ("deep_stem",)),
+    "resnet50": BackboneSpec(resnet50, _W["resnet50"], ("fc.",), ("deep_stem",)),
+    "resnet101": BackboneSpec(resnet101, _W["resnet101"], ("fc.",), ("deep_stem",)),
+    "van_b0": BackboneSpec(van_b0, _W["van_b0"], ("head.",), ("drop_path_rate",)),
+    "van_b1": BackboneSpec(van_b1, _W["van_b1"], ("head.",), ("drop_path_rate",)),
+    "van_b2": BackboneSpec(van_b2, _W["van_b2"], ("head.",), ("drop_path_rate",)),
+    "efficientnet_lite0": BackboneSpec(efficientnet_lite0, _W["efficientnet_lite0"], ("_conv_head.", "_bn1.", "_fc."),
                                        normalization=LITE_NORMALIZATION),
 }
 
@@ -62,14 +59,21 @@ def build_backbone(name: str, weights: str | None = None, **options) -> Backbone
 def _read_state_dict(weights: str, name: str) -> dict[str, torch.Tensor]:
     spec = BACKBONES[name]
     if weights == "imagenet":
-        if callable(spec.imagenet):
-            weights = spec.imagenet()
+        known = spec.imagenet
+        if known is None:
+            raise ValueError(f"no ImageNet weights are known for {name}; pass backbone_weights=PATH")
+        if known.local is not None:
+            weights = known.local()
+            if known.sha256 and sha256_of(weights) != known.sha256:
+                raise ValueError(f"{weights}: sha256 differs from the {known.sha256} recorded for {known.name} "
+                                 "(a corrupted or replaced file; reinstall the package that ships it)")
         else:
-            try:
-                return torch.hub.load_state_dict_from_url(spec.imagenet, map_location="cpu", weights_only=True)
-            except Exception as exc:  # offline, proxy, ...: say what to do instead
+            try:  # check_hash: the file name's hash prefix must match its sha256, as torch.hub checks
+                return torch.hub.load_state_dict_from_url(known.url, map_location="cpu", weights_only=True,
+                                                          check_hash=True)
+            except Exception as exc:  # offline, proxy, a hash mismatch ...: say what to do instead
                 raise RuntimeError(
-                    f"could not download ImageNet weights for {name} from {spec.imagenet} ({exc}); "
+                    f"could not download ImageNet weights for {name} from {known.url} ({exc}); "
                     "download the file elsewhere and pass its path as backbone_weights") from exc
     path = Path(weights)
     if not path.is_file():
@@ -112,4 +116,5 @@ def _strip_prefix(key: str) -> str:
     return key
 
 
-__all__ = ["BACKBONES", "Backbone", "BackboneSpec", "Normalization", "build_backbone", "load_backbone_weights"]
+__all__ = ["BACKBONES", "IMAGENET_WEIGHTS", "Backbone", "BackboneSpec", "Normalization", "Weights", "build_backbone",
+           "lite0_imagenet_path", "load_backbone_weights"]

@@ -1,0 +1,261 @@
+"""``scrnet publish``: a trained model as the field shares weights, a folder that loads with no access to the run.
+
+The folder holds ``model.safetensors`` (eval weights only: the auxiliary heads are dropped), ``config.json`` (the
+resolved run config, class names, palette, input normalisation, eval protocol, weights' sha256, compute, metrics,
+versions) and ``README.md``, a model card with the Hugging Face Hub's YAML header (``model-index`` holds the
+metrics of ``--eval``). It is written to a temporary folder beside ``OUT_DIR`` and renamed into place, so a failure
+leaves nothing half-written. ``push`` uploads it with ``huggingface_hub`` (the ``hub`` extra).
+"""
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .._version import __version__
+from ..checkpoint_io import CheckpointError
+from ..config import Config, config_to_dict
+from ..loading import LoadedCheckpoint
+from ..pretrained import CARD_FILE, CONFIG_FILE, FOLDER_FORMAT, WEIGHTS_FILE, from_pretrained, sha256_of
+from .flops import compute_report
+
+DATASET_NAMES = {"cityscapes": "Cityscapes", "bdd100k": "BDD100K", "ade20k": "ADE20K", "folder": "custom"}
+PAPER_BIBTEX = """@article{wang2025scrnet,
+  title   = {A Deep Semantic Segmentation Network with Semantic and Contextual Refinements},
+  author  = {Wang, Zhiyan and Liu, Deyin and Wu, Lin Yuanbo and Wang, Song and Guo, Xin and Qi, Lin},
+  journal = {IEEE Transactions on Multimedia},
+  year    = {2025},
+  doi     = {10.1109/TMM.2025.3543037},
+  note    = {arXiv:2412.08671}
+}"""
+LIBRARY_BIBTEX = f"""@software{{scrnet_library,
+  title   = {{SCRNet: a documented reconstruction of SRM and CRM for semantic segmentation in PyTorch}},
+  version = {{{__version__}}},
+  license = {{Apache-2.0}}
+}}"""
+
+
+@dataclass
+class PublishResult:
+    folder: Path
+    sha256: str
+    num_params: int
+    gmacs: float
+    eval_size: tuple[int, int]
+
+
+def eval_protocol(cfg: Config) -> dict:
+    """How the model is meant to be run and was scored: the parts of the config a user of the weights needs."""
+    e = cfg.eval
+    return {"mode": e.mode, "resize": cfg.data.eval.scale, "crop_size": e.crop_size if e.mode == "slide" else None,
+            "stride": e.stride if e.mode == "slide" else None, "tta": e.tta, "scales": e.scales if e.tta else None,
+            "flip": e.flip if e.tta else None}
+
+
+def eval_size(cfg: Config) -> tuple[int, int]:
+    """The network's input size at evaluation (H, W) for the compute figure: the slide window, or the eval
+    resize (long, short side, landscape), or 1024x2048 when images are scored at their own size."""
+    if cfg.eval.mode == "slide":
+        return tuple(cfg.eval.crop_size)
+    if cfg.data.eval.scale:
+        long_side, short_side = cfg.data.eval.scale
+        return (short_side, long_side)
+    return (1024, 2048)
+
+
+def read_eval_json(path: str | Path, class_names: list[str]) -> dict:
+    """The output of ``scrnet eval --json``, checked: its classes must be this model's."""
+    path = Path(path)
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read --eval {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(metrics, dict) or "miou" not in metrics or "iou" not in metrics:
+        raise CheckpointError(f"--eval {path} is not the output of `scrnet eval --json` (no miou/iou)")
+    if list(metrics["iou"]) != list(class_names):
+        raise CheckpointError(f"--eval {path} scores classes {list(metrics['iou'])[:3]}... but the model predicts "
+                              f"{class_names[:3]}...")
+    return metrics
+
+
+def _pct(value) -> float | None:
+    return None if value is None else round(100 * float(value), 2)
+
+
+def card_metadata(loaded: LoadedCheckpoint, metrics: dict | None, name: str, license: str) -> dict:
+    """The model card's YAML header (the Hub's model card metadata, with ``model-index`` from ``metrics``)."""
+    data = loaded.config.data
+    dataset = (metrics or {}).get("dataset", data.type)
+    meta = {"license": license, "library_name": "scrnet", "pipeline_tag": "image-segmentation",
+            "tags": ["semantic-segmentation", "scrnet", "pytorch", loaded.config.model.backbone]}
+    if dataset != "folder":
+        meta["datasets"] = [dataset]
+        meta["tags"].append(dataset)
+    if metrics:
+        figures = [("mean_iou", "mIoU (%)", _pct(metrics["miou"])), ("accuracy", "pixel accuracy (%)",
+                                                                      _pct(metrics.get("aacc")))]
+        if metrics.get("mbiou") is not None:
+            width = metrics.get("boundary_width", loaded.config.eval.boundary_width)
+            figures.append(("boundary_iou", f"boundary IoU, {width}-px band (%)", _pct(metrics["mbiou"])))
+        meta["model-index"] = [{"name": name, "results": [{
+            "task": {"type": "image-segmentation", "name": "Semantic Segmentation"},
+            "dataset": {"type": dataset, "name": DATASET_NAMES.get(dataset, dataset),
+                        "split": metrics.get("split", data.val_split)},
+            "metrics": [{"type": t, "name": n, "value": v} for t, n, v in figures if v is not None],
+        }]}]
+    return meta
+
+
+def card_body(loaded: LoadedCheckpoint, metrics: dict | None, name: str, result: PublishResult) -> str:
+    cfg = loaded.config
+    m, t, d = cfg.model, cfg.train, cfg.data
+    o = t.optim
+    protocol = eval_protocol(cfg)
+    lines = [
+        f"# {name}", "",
+        f"A semantic segmentation model trained with [SCRNet](https://pypi.org/project/scrnet/) "
+        f"{__version__}: `{m.name}` ({m.backbone} backbone, decoder width {m.channels}, SRM mode `{m.srm.mode}`, "
+        f"context `{m.context.type}`), {len(loaded.class_names)} classes.", "",
+        "SCRNet here is a documented **reconstruction** of the network of Wang et al., \"A Deep Semantic "
+        "Segmentation Network with Semantic and Contextual Refinements\" (IEEE TMM 2025): the paper's full text "
+        "was not available to the library, so every detail it does not pin down is a named config option "
+        "(recorded in `config.json`). These weights are not the paper's and its figures do not apply to them.", "",
+        "## Intended use and limits", "",
+        f"Per-pixel classification of RGB images into the classes below, in conditions like those of its training "
+        f"data ({DATASET_NAMES.get(d.type, d.type)}, `{d.train_split}` split). Expect lower accuracy on other "
+        "cameras, scenes, weather and resolutions than the evaluation below shows; it is not a safety-rated "
+        "perception component. Classes: " + ", ".join(f"`{c}`" for c in loaded.class_names) + ".", "",
+        "## How to load", "",
+        "```python", "import scrnet", "",
+        f"seg = scrnet.Segmenter(\"{name if '/' in name else 'hf://ORG/' + name}\")   # or a local folder",
+        "labels = seg(\"street.jpg\").labels           # H x W class indices at the image's resolution",
+        "loaded = scrnet.from_pretrained(\"path/to/this/folder\")   # model, config, classes, normalisation",
+        "```", "",
+        "```bash", "pip install 'scrnet[hub]'",
+        "scrnet predict path/to/this/folder street.jpg --out preds", "```", "",
+        f"Inputs are RGB normalised with mean {list(loaded.normalization.mean)} and std "
+        f"{list(loaded.normalization.std)} (on 0..1 values); `scrnet` applies this and the eval protocol itself.",
+        "",
+        "## Training recipe", "",
+        f"- data: {DATASET_NAMES.get(d.type, d.type)} `{d.train_split}`, random resize {d.train.ratio_range} of "
+        f"{d.train.scale} (long, short side), crops {d.train.crop_size}, flip {d.train.flip_prob}, photometric "
+        f"distortion {'on' if d.train.photometric else 'off'}",
+        f"- {t.max_iters} iterations, total batch {t.batch_size}, {o.optimizer} lr {o.lr} "
+        f"(head x{o.head_lr_mult}), weight decay {o.weight_decay}, poly {o.poly_power}, warm-up {o.warmup_iters}",
+        f"- loss: cross-entropy{' with OHEM' if t.loss.ohem else ''}, deep supervision "
+        f"{'x' + str(t.loss.aux_weight) if m.deep_supervision else 'off'}; AMP `{t.amp}`; seed {t.seed}",
+        f"- backbone initialised from `{m.backbone_weights}`", "",
+        "## Evaluation", "",
+        f"Protocol: `{protocol['mode']}` inference"
+        + (f", images resized to fit {protocol['resize']}" if protocol["resize"] else ", images at their own size")
+        + (f", windows {protocol['crop_size']} every {protocol['stride']}" if protocol["crop_size"] else "")
+        + (f", multi-scale {protocol['scales']} + flip" if protocol["tta"] else "") + ".", "",
+    ]
+    if metrics:
+        split = metrics.get("split", d.val_split)
+        lines += [f"On {DATASET_NAMES.get(metrics.get('dataset', d.type), d.type)} `{split}` "
+                  f"({metrics.get('num_images', '?')} images): **mIoU {_pct(metrics['miou'])}%**, pixel accuracy "
+                  f"{_pct(metrics.get('aacc'))}%" + (f", boundary IoU {_pct(metrics['mbiou'])}%"
+                                                       if metrics.get("mbiou") is not None else "") + ".", "",
+                  "| class | IoU (%) | boundary IoU (%) |", "|---|---|---|"]
+        for cls, iou in metrics["iou"].items():
+            biou = (metrics.get("biou") or {}).get(cls)
+            lines.append(f"| {cls} | {'n/a' if iou is None else _pct(iou)} | "
+                         f"{'n/a' if biou is None else _pct(biou)} |")
+        lines.append("")
+    else:
+        lines += ["No evaluation was attached when this folder was published (`scrnet publish --eval`).", ""]
+    h, w = result.eval_size
+    lines += [
+        "## Size and compute", "",
+        f"{result.num_params / 1e6:.2f} M parameters (eval network, auxiliary heads dropped); "
+        f"{result.gmacs:.1f} GMACs (multiply-accumulates, the figure papers call GFLOPs) at {h}x{w}.", "",
+        f"`{WEIGHTS_FILE}` sha256: `{result.sha256}`", "",
+        "## Citation", "", "```bibtex", PAPER_BIBTEX, "", LIBRARY_BIBTEX, "```", "",
+    ]
+    return "\n".join(lines)
+
+
+def write_card(path: Path, metadata: dict, body: str) -> None:
+    header = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True)
+    path.write_text(f"---\n{header}---\n\n{body}")
+
+
+def publish(source: str | Path, out_dir: str | Path, eval_json: str | Path | None = None, name: str | None = None,
+            license: str = "apache-2.0", force: bool = False) -> PublishResult:
+    """Write the published folder of ``source`` (a checkpoint, or another published folder) to ``out_dir``."""
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise CheckpointError(f"{out} exists and is not empty; choose another folder or pass --force to replace it")
+    loaded = from_pretrained(source)
+    metrics = read_eval_json(eval_json, loaded.class_names) if eval_json else None
+    name = name or out.resolve().name
+    state = {k: v.contiguous() for k, v in loaded.model.state_dict().items()
+             if not k.startswith("decoder.aux_heads.")}
+    size = eval_size(loaded.config)
+    report = compute_report(loaded.config.model, size)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        from safetensors.torch import save_file
+
+        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "scrnet_version": __version__})
+        digest = sha256_of(tmp / WEIGHTS_FILE)
+        num_params = loaded.model.num_params()  # the eval network's: auxiliary heads excluded
+        result = PublishResult(out, digest, num_params, report.gmacs, size)
+        config = {
+            "format": "scrnet-pretrained", "format_version": FOLDER_FORMAT, "scrnet_version": __version__,
+            "config": config_to_dict(loaded.config), "class_names": loaded.class_names,
+            "palette": [list(c) for c in loaded.palette],
+            "normalization": {"mean": list(loaded.normalization.mean), "std": list(loaded.normalization.std),
+                              "input": "RGB in 0..1"},
+            "eval_protocol": eval_protocol(loaded.config),
+            "weights": {"file": WEIGHTS_FILE, "sha256": digest, "num_params": num_params,
+                        "auxiliary_heads": "dropped"},
+            "compute": {"input": [1, 3, *size], "gmacs": round(report.gmacs, 3)},
+            "metrics": metrics,
+        }
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        write_card(tmp / CARD_FILE, card_metadata(loaded, metrics, name, license),
+                   card_body(loaded, metrics, name, result))
+        from_pretrained(tmp)  # the folder must load before it takes the place of OUT_DIR
+        if out.exists():
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return result
+
+
+def check_repo_id(repo_id: str) -> None:
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", repo_id):
+        raise CheckpointError(f"--push expects a Hub repository id ORG/NAME (letters, digits, '-', '_', '.'), "
+                              f"got {repo_id!r}")
+
+
+def push(folder: str | Path, repo_id: str, revision: str | None = None, private: bool = False,
+         dry_run: bool = False, api=None) -> dict:
+    """Upload a published folder to the Hub repository ``repo_id`` (created when missing). With ``dry_run``,
+    only check and report what would be uploaded (no network)."""
+    folder = Path(folder)
+    check_repo_id(repo_id)
+    files = sorted(p.name for p in folder.iterdir() if p.is_file())
+    plan = {"repo_id": repo_id, "revision": revision, "files": files, "private": private}
+    if dry_run:
+        return plan
+    try:
+        from huggingface_hub import HfApi
+    except ImportError:
+        raise CheckpointError("--push needs huggingface_hub (pip install 'scrnet[hub]')") from None
+    api = api or HfApi()
+    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    commit = api.upload_folder(repo_id=repo_id, folder_path=str(folder), revision=revision,
+                               commit_message=f"scrnet {__version__}: publish {folder.name}")
+    plan["commit"] = str(getattr(commit, "oid", commit))
+    return plan
