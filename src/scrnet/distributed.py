@@ -47,8 +47,15 @@ def init_distributed(device_type: str, timeout_s: float = 600.0) -> DistInfo:
         torch.cuda.set_device(local_rank)
         device_id = torch.device("cuda", local_rank)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo",
-                                timeout=timedelta(seconds=timeout_s), device_id=device_id)
+        timeout = timedelta(seconds=timeout_s)
+        # The group's keys go under a prefix per torchrun attempt: after a restart (torchrun --max-restarts), the
+        # store can still hold the previous attempt's keys, and a worker that read a dead worker's address from
+        # them fails to connect ("Connection refused") or waits until the timeout (seen with torch 2.13, gloo).
+        store, _, _ = next(dist.rendezvous("env://", rank, world, timeout=timeout))
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo", timeout=timeout,
+                                device_id=device_id, store=dist.PrefixStore(f"scrnet/attempt_{attempt}", store),
+                                rank=rank, world_size=world)
     return DistInfo(rank, world, local_rank)
 
 

@@ -311,15 +311,15 @@ def test_torchrun_restarts_a_killed_worker_and_resumes_to_the_same_weights(synth
     marker = tmp_path / "killed_once"
     script.write_text(KILL_ONE_WORKER.format(kill_at=7, marker=str(marker)))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    args = ["train", str(cfg_file), *small(synth, "train.max_iters=12", "train.checkpoint_interval=5")]
+    args = ["train", str(cfg_file), *small(synth, "train.max_iters=12", "train.checkpoint_interval=5",
+                                            "train.dist_timeout_s=120")]
 
     def torchrun(entry: list[str], work: Path, port: int, *extra: str):
         return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                                "--master_port", str(port), *extra, *entry, *args, "--work-dir", str(work),
-                               "--resume"], capture_output=True, text=True, timeout=900, env=env)
+                               "--resume"], capture_output=True, text=True, timeout=600, env=env)
 
-    # restarts to spare: on a loaded machine a restarted gloo group can fail its first connection attempt
-    killed = torchrun([str(script)], tmp_path / "killed", 29531, "--max-restarts", "3")
+    killed = torchrun([str(script)], tmp_path / "killed", 29531, "--max-restarts", "1")
     assert killed.returncode == 0, killed.stderr[-3000:]
     assert marker.exists()  # the worker was killed
     assert "resumed from" in killed.stdout and "iter_00000005.pth at iteration 5" in killed.stdout, killed.stdout
