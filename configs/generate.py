@@ -27,6 +27,8 @@ train:
     ohem_min_kept: 100000
   val_interval: 8000
   checkpoint_interval: 4000
+eval:
+  boundary_dilation_ratio: 0.005  # Boundary IoU band: 0.005 x diagonal (the reference API's Cityscapes setting)
 """
 
 CITYSCAPES = """\

@@ -75,6 +75,15 @@ def test_eval_json_and_table(cityscapes, checkpoint, tmp_path):
     assert {"miou", "aacc", "iou", "num_images", "biou", "mbiou"} <= set(summary)
     assert summary["num_images"] == 3 and set(summary["iou"]) == set(CLASSES) == set(summary["biou"])
     assert "mode slide" in result.stdout and "road" in result.stdout and "mean" in result.stdout
+    # the published boundary metrics, with their parameters, and the table shows the JSON's figures
+    assert summary["boundary_iou"]["dilation_ratio"] == 0.02
+    assert set(summary["boundary_iou"]["per_class"]) == set(CLASSES)
+    assert list(summary["boundary_f"]) == ["3", "5", "9", "12"]
+    assert [(b["from"], b["to"]) for b in summary["distance_bands"]] == [(0, 2), (2, 4), (4, 8), (8, 16), (16, None)]
+    mean_row = next(line for line in result.stdout.splitlines() if line.startswith("mean"))
+    assert f"{100 * summary['boundary_f']['3']['mean']:.2f}" in mean_row
+    assert f"{100 * summary['boundary_iou']['mean']:.2f}" in mean_row
+    assert "band = 0.02 x image diagonal" in result.stdout
     tta = cli("eval", str(checkpoint), "--tta", "eval.scales=[0.75,1.0]")
     assert tta.returncode == 0 and "multi-scale + flip" in tta.stdout
 

@@ -288,7 +288,8 @@ class Trainer:
                           rank=self.dist.rank, world_size=self.dist.world_size,
                           autocast=autocast_for(self.cfg.train.amp, self.device),
                           channels_last=self.cfg.train.channels_last,
-                          num_workers=min(self.cfg.train.num_workers, 4))
+                          num_workers=min(self.cfg.train.num_workers, 4),
+                          boundary_metrics=False)  # CPU-bound; scrnet eval reports them
         summary = result.to_json()
         self.log({"iter": self.iteration, "val_miou": summary["miou"], "val_aacc": summary["aacc"],
                   "val_mbiou": summary["mbiou"], "val_iou": summary["iou"]})

@@ -15,6 +15,7 @@ from ..runtime import synchronize
 from .boundary import BoundaryIoU
 from .inference import infer
 from .metrics import ConfusionMatrix
+from .published_boundary import PublishedBoundaryMetrics
 
 
 @dataclass
@@ -25,13 +26,18 @@ class EvalResult:
     class_names: list[str]
     seconds: dict[str, float] = field(default_factory=dict)  # total; with timing=True also data/network/metric
     per_image: list[tuple[torch.Tensor, np.ndarray, np.ndarray]] = field(default_factory=list)  # (cm, inter, union)
+    published: PublishedBoundaryMetrics | None = None  # eval.boundary_metrics
 
     def to_json(self) -> dict:
-        """``{"miou", "aacc", "iou": {class: IoU|None}, "num_images", "mbiou", "biou": {class: BIoU|None}}``."""
+        """``{"miou", "aacc", "iou": {class: IoU|None}, "num_images", "mbiou", "biou": {class: BIoU|None}}`` and,
+        with the published boundary metrics, ``"boundary_iou": {"dilation_ratio", "mean", "per_class"}``,
+        ``"boundary_f": {"3": {"mean", "per_class"}, ...}``, ``"distance_bands": [{"from", "to", "miou"}, ...]``."""
         out = self.confusion.summary(self.class_names)
         out["num_images"] = self.num_images
         out["mbiou"] = self.boundary.mean()
         out["biou"] = dict(zip(self.class_names, self.boundary.per_class()))
+        if self.published is not None:
+            out.update(self.published.to_json(self.class_names))
         return out
 
 
@@ -39,7 +45,8 @@ class EvalResult:
 def evaluate(model: torch.nn.Module, dataset: SegmentationDataset, device: torch.device, eval_cfg,
              normalize: Normalize, tta: bool | None = None, rank: int = 0, world_size: int = 1, autocast=None,
              progress: bool = False, channels_last: bool = False, limit: int | None = None,
-             keep_per_image: bool = False, num_workers: int = 0, timing: bool = False) -> EvalResult:
+             keep_per_image: bool = False, num_workers: int = 0, timing: bool = False,
+             boundary_metrics: bool | None = None) -> EvalResult:
     """Inference (``eval_cfg.mode``, TTA when ``tta`` or ``eval_cfg.tta``) over this rank's share of ``dataset``
     (indices ``rank::world_size``); the returned counts are summed over ranks. ``keep_per_image`` also keeps each
     image's confusion matrix and boundary counts (this rank's images), e.g. for bootstrap intervals.
@@ -48,6 +55,8 @@ def evaluate(model: torch.nn.Module, dataset: SegmentationDataset, device: torch
     (pinned, non-blocking on CUDA); ``normalize`` casts and normalises them there. Metrics accumulate on the device,
     so the loop never waits for the GPU, unless ``timing`` asks for the data / network / metric split (one
     synchronisation per image and stage, for benchmarks) or ``keep_per_image`` reads counts back per image.
+    ``boundary_metrics`` (default ``eval_cfg.boundary_metrics``) adds the published boundary metrics, computed on
+    the CPU (one copy of each prediction to the host).
     """
     tta = eval_cfg.tta if tta is None else tta
     was_training = model.training
@@ -55,6 +64,9 @@ def evaluate(model: torch.nn.Module, dataset: SegmentationDataset, device: torch
     k = len(dataset.class_names)
     cm = ConfusionMatrix(k, device=device)
     biou = BoundaryIoU(k, eval_cfg.boundary_width, device=device)
+    boundary_metrics = eval_cfg.boundary_metrics if boundary_metrics is None else boundary_metrics
+    published = (PublishedBoundaryMetrics(k, eval_cfg.boundary_dilation_ratio, eval_cfg.boundary_f_tolerances,
+                                          eval_cfg.distance_bands) if boundary_metrics else None)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     indices = list(range(rank, len(dataset) if limit is None else min(limit, len(dataset)), world_size))
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=1,
@@ -78,6 +90,8 @@ def evaluate(model: torch.nn.Module, dataset: SegmentationDataset, device: torch
             before = (cm.matrix.clone(), biou.inter.copy(), biou.union.copy())
         cm.update(pred, target)
         biou.update(pred, target)
+        if published is not None:  # OpenCV on the CPU: one copy of the prediction per image
+            published.update(pred.cpu(), batch["mask"][0])
         if keep_per_image:
             per_image.append(((cm.matrix - before[0]).cpu(), biou.inter - before[1], biou.union - before[2]))
         sync()
@@ -88,6 +102,8 @@ def evaluate(model: torch.nn.Module, dataset: SegmentationDataset, device: torch
         t0 = time.perf_counter()
     cm.all_reduce()
     biou.all_reduce()
+    if published is not None:
+        published.all_reduce()
     num = torch.tensor([len(indices)], device=device)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.all_reduce(num)
@@ -97,4 +113,4 @@ def evaluate(model: torch.nn.Module, dataset: SegmentationDataset, device: torch
     if not timing:  # without per-stage synchronisation the split would be meaningless: only the total is kept
         seconds = {"total": seconds["total"]}
     model.train(was_training)
-    return EvalResult(cm, biou, int(num.item()), list(dataset.class_names), seconds, per_image)
+    return EvalResult(cm, biou, int(num.item()), list(dataset.class_names), seconds, per_image, published)

@@ -62,9 +62,29 @@ def format_table(summary: dict) -> str:
     def pct(v):
         return "   n/a" if v is None else f"{100 * v:6.2f}"
 
-    lines = [f"{'class':<24}{'IoU':>8}{'BIoU':>8}"]
+    published = "boundary_iou" in summary
+    tolerances = list(summary.get("boundary_f", {}))
+    head = f"{'class':<24}{'IoU':>8}{'BIoU*':>8}"
+    if published:
+        head += f"{'BndIoU':>8}" + "".join(f"{'F@' + t + 'px':>8}" for t in tolerances)
+
+    def row(name, iou, legacy, key):
+        text = f"{name:<24}{pct(iou):>8}{pct(legacy):>8}"
+        if published:
+            pick = (lambda block: block["mean"]) if key is None else (lambda block: block["per_class"][key])
+            text += f"{pct(pick(summary['boundary_iou'])):>8}"
+            text += "".join(f"{pct(pick(summary['boundary_f'][t])):>8}" for t in tolerances)
+        return text
+
+    lines = [head]
     for name, iou in summary["iou"].items():
-        lines.append(f"{name:<24}{pct(iou):>8}{pct(summary['biou'][name]):>8}")
-    lines.append(f"{'mean':<24}{pct(summary['miou']):>8}{pct(summary['mbiou']):>8}")
+        lines.append(row(name, iou, summary["biou"][name], name))
+    lines.append(row("mean", summary["miou"], summary["mbiou"], None))
     lines.append(f"pixel accuracy {pct(summary['aacc']).strip()}%, {summary['num_images']} images")
+    if published:
+        bands = ", ".join(f"{b['from']:g}-{'' if b['to'] is None else format(b['to'], 'g')} px "
+                          f"{pct(b['miou']).strip()}" for b in summary["distance_bands"])
+        lines.append(f"BndIoU: Boundary IoU (Cheng et al. 2021), band = {summary['boundary_iou']['dilation_ratio']}"
+                     f" x image diagonal; F@N: boundary F-score at N px; BIoU*: our fixed-width band")
+        lines.append(f"mIoU by distance from ground-truth boundaries: {bands}")
     return "\n".join(lines)

@@ -1,0 +1,166 @@
+"""The published boundary metrics: hand-computed cases, and a property check against direct NumPy transcriptions of
+each definition (no OpenCV: loops over pixels and explicit distances) on random blocky masks."""
+
+import math
+
+import numpy as np
+import pytest
+
+from scrnet.evaluation.published_boundary import PublishedBoundaryMetrics, dilation_pixels
+
+IGNORE = 255
+
+
+# ----------------------------------------------------------------------------------- direct transcriptions
+def ref_band(mask: np.ndarray, d: int) -> np.ndarray:
+    """Pixels of ``mask`` within chessboard distance d of a non-mask pixel, outside the image counting as
+    non-mask (the reference API pads with zeros and erodes d times with a 3x3 square)."""
+    h, w = mask.shape
+    padded = np.zeros((h + 2 * d, w + 2 * d), bool)
+    padded[d:d + h, d:d + w] = mask
+    out = np.zeros_like(mask)
+    for y in range(h):
+        for x in range(w):
+            if mask[y, x] and not padded[y:y + 2 * d + 1, x:x + 2 * d + 1].all():
+                out[y, x] = True
+    return out
+
+
+def ref_contour(mask: np.ndarray) -> np.ndarray:
+    """Mask pixels with a non-mask pixel among their 8 neighbours inside the image."""
+    h, w = mask.shape
+    out = np.zeros_like(mask)
+    for y in range(h):
+        for x in range(w):
+            if mask[y, x] and not mask[max(y - 1, 0):y + 2, max(x - 1, 0):x + 2].all():
+                out[y, x] = True
+    return out
+
+
+def ref_matched(a: np.ndarray, b: np.ndarray, tol: float) -> int:
+    """Pixels of ``a`` with a pixel of ``b`` within Euclidean distance ``tol``."""
+    pts = np.argwhere(b)
+    if len(pts) == 0:
+        return 0
+    return int(sum(np.min(np.hypot(*(pts - p).T)) <= tol for p in np.argwhere(a)))
+
+
+def reference(pred: np.ndarray, target: np.ndarray, k: int, ratio: float, tols, bands):
+    valid = target != IGNORE
+    d = max(1, round(ratio * math.hypot(*target.shape)))
+    inter, union = np.zeros(k), np.zeros(k)
+    f = np.zeros((len(tols), 4, k))
+    for c in range(k):
+        g, p = target == c, (pred == c) & valid
+        gb, pb = ref_band(g, d), ref_band(p, d) & valid
+        inter[c], union[c] = (gb & pb).sum(), (gb | pb).sum()
+        gc, pc = ref_contour(g), ref_contour(p) & valid
+        for i, t in enumerate(tols):
+            f[i, :, c] = ref_matched(pc, gc, t), pc.sum(), ref_matched(gc, pc, t), gc.sum()
+    # distance of every pixel to the nearest pixel of a pair of 4-neighbours with different valid labels
+    h, w = target.shape
+    edge = np.zeros((h, w), bool)
+    for y in range(h):
+        for x in range(w):
+            for dy, dx in ((0, 1), (1, 0)):
+                yy, xx = y + dy, x + dx
+                if yy < h and xx < w and valid[y, x] and valid[yy, xx] and target[y, x] != target[yy, xx]:
+                    edge[y, x] = edge[yy, xx] = True
+    pts = np.argwhere(edge)
+    cms = np.zeros((len(bands), k, k))
+    for y, x in np.argwhere(valid):
+        dist = np.min(np.hypot(pts[:, 0] - y, pts[:, 1] - x)) if len(pts) else np.inf
+        b = int(np.searchsorted(np.asarray(bands[1:], float), dist, side="right"))
+        cms[b, target[y, x], pred[y, x]] += 1
+    return inter, union, f, cms
+
+
+def blocky(h, w, k, seed, ignore=True):
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, k, (h // 4 + 1, w // 4 + 1))
+    mask = np.kron(small, np.ones((4, 4), np.int64))[:h, :w]
+    if ignore:
+        mask[rng.random((h, w)) < 0.03] = IGNORE
+    return mask
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_equals_the_direct_transcription_on_random_masks(seed):
+    k, ratio, tols, bands = 4, 0.05, (1, 3), (0, 2, 4)
+    target = blocky(23, 31, k, seed)
+    other = blocky(23, 31, k, seed + 100, ignore=False)
+    agree = np.random.default_rng(seed).random(target.shape) < 0.5
+    pred = np.where(agree, target.clip(0, k - 1), other)  # partly right
+    metrics = PublishedBoundaryMetrics(k, ratio, tols, bands)
+    metrics.update(pred, target)
+    inter, union, f, cms = reference(pred, target, k, ratio, tols, bands)
+    assert np.array_equal(metrics.biou, np.stack([inter, union]).astype(np.int64))
+    assert np.array_equal(metrics.f, f.astype(np.int64))
+    assert np.array_equal(metrics.band_cm, cms.astype(np.int64))
+
+
+def test_boundary_iou_by_hand():
+    """A 6x6 image: class 1 is the 4x4 square at rows/cols 1-4, class 0 around it. d = 1 (ratio 0.1 x 8.49)."""
+    target = np.zeros((6, 6), np.int64)
+    target[1:5, 1:5] = 1
+    assert dilation_pixels(target.shape, 0.1) == 1
+    m = PublishedBoundaryMetrics(2, 0.1, (1,), (0, 2))
+    m.update(target, target)
+    assert m.boundary_iou() == [1.0, 1.0]
+    # class 1's band: the square's 12-pixel ring; class 0 (the frame, edge is a contour): all of its 20 pixels
+    assert m.biou[1].tolist() == [20, 12]
+    shifted = np.zeros((6, 6), np.int64)
+    shifted[1:5, 2:6] = 1  # the square moved one pixel right
+    m = PublishedBoundaryMetrics(2, 0.1, (1,), (0, 2))
+    m.update(shifted, target)
+    # ground-truth band: the ring at cols 1-4 (12 px); predicted band: the square at cols 2-5 touches the image
+    # edge (a contour), so all but (2,3), (2,4), (3,3), (3,4) (12 px); common: rows 1 and 4, cols 2-4 (6 px)
+    assert m.biou[:, 1].tolist() == [6, 18]
+
+
+def test_boundary_f_by_hand():
+    """Vertical edge at column 3 in ground truth, at column 4 in the prediction: contours one pixel apart."""
+    target = np.zeros((8, 8), np.int64)
+    target[:, 3:] = 1
+    pred = np.zeros((8, 8), np.int64)
+    pred[:, 4:] = 1
+    m = PublishedBoundaryMetrics(2, 0.02, (0, 1), (0, 2))
+    m.update(pred, target)
+    f0, f1 = m.boundary_f(0), m.boundary_f(1)
+    assert f1 == [1.0, 1.0]  # within one pixel, everything matches
+    # at tolerance 0 (exact), class 0's contour: column 2 (gt) vs column 3 (pred): no match
+    assert f0 == [0.0, 0.0]
+    m = PublishedBoundaryMetrics(3, 0.02, (3,), (0, 2))
+    m.update(pred, target)
+    assert m.boundary_f(0)[2] is None  # class 2 is in neither: None, not in the mean
+    assert m.to_json(["a", "b", "c"])["boundary_f"]["3"]["mean"] == 1.0
+
+
+def test_distance_bands_by_hand():
+    """One vertical edge between columns 3 and 4; a prediction wrong exactly on column 0."""
+    target = np.zeros((4, 20), np.int64)
+    target[:, 4:] = 1
+    pred = target.copy()
+    pred[:, 0] = 1  # column 0 is 3 px from the boundary pixel at column 3: band 2-4
+    m = PublishedBoundaryMetrics(2, 0.02, (3,), (0, 2, 4, 8, 16))
+    m.update(pred, target)
+    bands = m.to_json(["a", "b"])["distance_bands"]
+    assert [(b["from"], b["to"]) for b in bands] == [(0, 2), (2, 4), (4, 8), (8, 16), (16, None)]
+    assert bands[0]["miou"] == 1.0 and bands[2]["miou"] == 1.0  # columns 2-5 and beyond are right
+    # band 2-4 holds columns 0, 1 (class 0: 4 right, 4 wrong) and 6, 7 (class 1, right): IoU 4/8 and 8/12
+    assert bands[1]["miou"] == pytest.approx((4 / 8 + 8 / 12) / 2)
+
+
+def test_ignored_pixels_count_nowhere():
+    target = np.zeros((10, 10), np.int64)
+    target[:, 5:] = 1
+    target[0] = IGNORE
+    pred = target.copy()
+    pred[0] = 1  # whatever is predicted on ignored pixels
+    a = PublishedBoundaryMetrics(2, 0.1, (3,), (0, 2))
+    a.update(pred, target)
+    pred2 = pred.copy()
+    pred2[0] = 0
+    b = PublishedBoundaryMetrics(2, 0.1, (3,), (0, 2))
+    b.update(pred2, target)
+    assert np.array_equal(a.biou, b.biou) and np.array_equal(a.f, b.f) and np.array_equal(a.band_cm, b.band_cm)
