@@ -28,7 +28,8 @@ train:
   val_interval: 8000
   checkpoint_interval: 4000
 eval:
-  boundary_dilation_ratio: 0.005  # Boundary IoU band: 0.005 x diagonal (the reference API's Cityscapes setting)
+  boundary:
+    dilation_ratio: 0.005  # Boundary IoU band: 0.005 x diagonal (the reference API's Cityscapes setting)
 """
 
 CITYSCAPES = """\

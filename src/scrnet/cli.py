@@ -214,8 +214,8 @@ def cmd_eval(args) -> None:
     cfg = run.config
     print(f"{cfg.data.type} {args.split or cfg.data.val_split} at {cfg.data.root}, mode {cfg.eval.mode}"
           f"{', multi-scale + flip' if cfg.eval.tta else ''}, BIoU* band {cfg.eval.boundary_width} px"
-          + (f", Boundary IoU ratio {cfg.eval.boundary_dilation_ratio}, F tolerances "
-             f"{cfg.eval.boundary_f_tolerances} px" if cfg.eval.boundary_metrics else ""))
+          + (f", Boundary IoU ratio {cfg.eval.boundary.dilation_ratio}, F tolerances "
+             f"{cfg.eval.boundary.f_tolerances} px" if cfg.eval.boundary.enabled else ""))
     print(format_table(summary))
 
 

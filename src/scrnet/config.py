@@ -23,9 +23,9 @@ from .models import ModelConfig, model_config
 from .models.backbones import BACKBONES
 from .overrides import apply_overrides, as_update, first_line
 
-__all__ = ["CONFIG_FORMAT", "Config", "ConfigError", "DataConfig", "EvalConfig", "LossConfig", "ModelConfig",
-           "OptimConfig", "TrainConfig", "config_from_dict", "config_to_dict", "config_to_yaml", "load_config",
-           "normalization", "resolve", "upgrade_config"]
+__all__ = ["CONFIG_FORMAT", "BoundaryConfig", "Config", "ConfigError", "DataConfig", "EvalConfig", "LossConfig",
+           "ModelConfig", "OptimConfig", "TrainConfig", "config_from_dict", "config_to_dict", "config_to_yaml",
+           "load_config", "normalization", "resolve", "upgrade_config"]
 
 CONFIG_FORMAT = 2
 AMP_MODES = ("none", "bf16", "fp16")
@@ -110,6 +110,26 @@ EVAL_MODES = ("whole", "slide")
 
 
 @dataclass
+class BoundaryConfig:
+    """The published boundary metrics of ``scrnet eval``: Boundary IoU by dilation ratio, boundary F-scores at
+    pixel tolerances, mIoU in distance bands from ground-truth boundaries."""
+
+    enabled: bool = True
+    dilation_ratio: float = 0.02  # Boundary IoU band = ratio x image diagonal (Cheng et al.'s default)
+    f_tolerances: list[int] = field(default_factory=lambda: [3, 5, 9, 12])  # pixels
+    distance_bands: list[float] = field(default_factory=lambda: [0, 2, 4, 8, 16])  # band edges, pixels
+
+    def __post_init__(self):
+        if not 0 < self.dilation_ratio < 1:
+            raise ValueError(f"eval.boundary.dilation_ratio must be in (0, 1), got {self.dilation_ratio}")
+        if not self.f_tolerances or min(self.f_tolerances) < 0:
+            raise ValueError(f"eval.boundary.f_tolerances must be pixel distances >= 0, got {self.f_tolerances}")
+        bands = list(self.distance_bands)
+        if not bands or bands[0] != 0 or bands != sorted(set(bands)):
+            raise ValueError(f"eval.boundary.distance_bands must be increasing edges starting at 0, got {bands}")
+
+
+@dataclass
 class EvalConfig:
     mode: str = "whole"  # whole | slide
     crop_size: list[int] = field(default_factory=lambda: [1024, 1024])  # slide window (height, width)
@@ -118,11 +138,7 @@ class EvalConfig:
     scales: list[float] = field(default_factory=lambda: [0.5, 0.75, 1.0, 1.25, 1.5, 1.75])
     flip: bool = True  # with tta: also the horizontal mirror of every scale
     boundary_width: int = 3  # our own fixed-band boundary IoU ("biou"/"mbiou" in the eval JSON), in pixels
-    # the published boundary metrics (Boundary IoU by dilation ratio, boundary F-scores, mIoU in distance bands)
-    boundary_metrics: bool = True
-    boundary_dilation_ratio: float = 0.02  # Boundary IoU band = ratio x image diagonal (Cheng et al.'s default)
-    boundary_f_tolerances: list[int] = field(default_factory=lambda: [3, 5, 9, 12])  # pixels
-    distance_bands: list[float] = field(default_factory=lambda: [0, 2, 4, 8, 16])  # band edges, pixels
+    boundary: BoundaryConfig = field(default_factory=BoundaryConfig)  # the published boundary metrics
 
     def __post_init__(self):
         if self.mode not in EVAL_MODES:
@@ -135,14 +151,7 @@ class EvalConfig:
             raise ValueError(f"eval.scales must be positive factors, got {self.scales}")
         if self.boundary_width < 1:
             raise ValueError(f"eval.boundary_width must be >= 1 pixel, got {self.boundary_width}")
-        if not 0 < self.boundary_dilation_ratio < 1:
-            raise ValueError(f"eval.boundary_dilation_ratio must be in (0, 1), got {self.boundary_dilation_ratio}")
-        if not self.boundary_f_tolerances or min(self.boundary_f_tolerances) < 0:
-            raise ValueError(f"eval.boundary_f_tolerances must be pixel distances >= 0, got "
-                             f"{self.boundary_f_tolerances}")
-        bands = list(self.distance_bands)
-        if not bands or bands[0] != 0 or bands != sorted(set(bands)):
-            raise ValueError(f"eval.distance_bands must be increasing edges starting at 0, got {bands}")
+
 
 
 @dataclass

@@ -42,9 +42,9 @@ def test_eval_config_checks():
 
 
 @pytest.mark.parametrize("override,message", [
-    ("eval.boundary_dilation_ratio=0", "eval.boundary_dilation_ratio must be in (0, 1)"),
-    ("eval.boundary_f_tolerances=[]", "eval.boundary_f_tolerances must be pixel distances"),
-    ("eval.distance_bands=[2,4]", "eval.distance_bands must be increasing edges starting at 0"),
+    ("eval.boundary.dilation_ratio=0", "eval.boundary.dilation_ratio must be in (0, 1)"),
+    ("eval.boundary.f_tolerances=[]", "eval.boundary.f_tolerances must be pixel distances"),
+    ("eval.boundary.distance_bands=[2,4]", "eval.boundary.distance_bands must be increasing edges starting at 0"),
 ])
 def test_published_boundary_settings_are_checked(override, message):
     from scrnet.config import ConfigError
@@ -56,5 +56,5 @@ def test_published_boundary_settings_are_checked(override, message):
 def test_street_configs_use_the_reference_cityscapes_boundary_ratio():
     root = Path(__file__).parents[2] / "configs"
     for data in ("cityscapes", "bdd100k"):
-        assert load_config(root / data / "scrnet_r18.yaml").eval.boundary_dilation_ratio == 0.005
-    assert load_config(root / "ade20k" / "scrnet_r18.yaml").eval.boundary_dilation_ratio == 0.02
+        assert load_config(root / data / "scrnet_r18.yaml").eval.boundary.dilation_ratio == 0.005
+    assert load_config(root / "ade20k" / "scrnet_r18.yaml").eval.boundary.dilation_ratio == 0.02

@@ -26,7 +26,7 @@ class EvalResult:
     class_names: list[str]
     seconds: dict[str, float] = field(default_factory=dict)  # total; with timing=True also data/network/metric
     per_image: list[tuple[torch.Tensor, np.ndarray, np.ndarray]] = field(default_factory=list)  # (cm, inter, union)
-    published: PublishedBoundaryMetrics | None = None  # eval.boundary_metrics
+    published: PublishedBoundaryMetrics | None = None  # eval.boundary.enabled
 
     def to_json(self) -> dict:
         """``{"miou", "aacc", "iou": {class: IoU|None}, "num_images", "mbiou", "biou": {class: BIoU|None}}`` and,
@@ -55,7 +55,7 @@ def evaluate(model: torch.nn.Module, dataset: SegmentationDataset, device: torch
     (pinned, non-blocking on CUDA); ``normalize`` casts and normalises them there. Metrics accumulate on the device,
     so the loop never waits for the GPU, unless ``timing`` asks for the data / network / metric split (one
     synchronisation per image and stage, for benchmarks) or ``keep_per_image`` reads counts back per image.
-    ``boundary_metrics`` (default ``eval_cfg.boundary_metrics``) adds the published boundary metrics, computed on
+    ``boundary_metrics`` (default ``eval_cfg.boundary.enabled``) adds the published boundary metrics, computed on
     the CPU (one copy of each prediction to the host).
     """
     tta = eval_cfg.tta if tta is None else tta
@@ -64,9 +64,10 @@ def evaluate(model: torch.nn.Module, dataset: SegmentationDataset, device: torch
     k = len(dataset.class_names)
     cm = ConfusionMatrix(k, device=device)
     biou = BoundaryIoU(k, eval_cfg.boundary_width, device=device)
-    boundary_metrics = eval_cfg.boundary_metrics if boundary_metrics is None else boundary_metrics
-    published = (PublishedBoundaryMetrics(k, eval_cfg.boundary_dilation_ratio, eval_cfg.boundary_f_tolerances,
-                                          eval_cfg.distance_bands) if boundary_metrics else None)
+    b = eval_cfg.boundary
+    boundary_metrics = b.enabled if boundary_metrics is None else boundary_metrics
+    published = (PublishedBoundaryMetrics(k, b.dilation_ratio, b.f_tolerances, b.distance_bands)
+                 if boundary_metrics else None)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     indices = list(range(rank, len(dataset) if limit is None else min(limit, len(dataset)), world_size))
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=1,
