@@ -9,7 +9,7 @@ $(BIN)/scrnet: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade --quiet pip
 	$(BIN)/pip install --quiet -c constraints.txt torch
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,eval,log,export,hub]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,eval,log,export,hub,report]"
 	touch $@
 
 install: $(BIN)/scrnet

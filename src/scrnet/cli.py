@@ -46,6 +46,7 @@ EPILOG_EVAL = """examples:
   scrnet eval best.pth --data.root /data/cityscapes --mode slide --json result.json
   scrnet eval best.pth --tta eval.scales=[0.75,1.0,1.25]                     # multi-scale + flip
   torchrun --nproc_per_node 4 -m scrnet eval best.pth                        # split over processes
+  scrnet eval best.pth --report report.html                                  # tables, plots, worst images
 """
 EPILOG_PREDICT = """examples:
   scrnet predict best.pth street.jpg --out preds                             # preds/street.png (overlay)
@@ -199,9 +200,14 @@ def cmd_eval(args) -> None:
             overrides.append(f"{key}={value}")
     if args.tta:
         overrides.append("eval.tta=true")
+    if args.report:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UsageError("--report draws its plots with matplotlib: pip install 'scrnet[report]'") from None
     try:
         run = evaluate_checkpoint(args.checkpoint, overrides, args.split, args.device, sys.stderr.isatty(),
-                                  args.workers)
+                                  args.workers, keep_per_image=bool(args.report))
     except (ConfigError, FileNotFoundError, ValueError) as exc:  # a checkpoint or request that does not fit
         raise UsageError(str(exc)) from None
     if not run.is_main:
@@ -217,6 +223,11 @@ def cmd_eval(args) -> None:
           + (f", Boundary IoU ratio {cfg.eval.boundary.dilation_ratio}, F tolerances "
              f"{cfg.eval.boundary.f_tolerances} px" if cfg.eval.boundary.enabled else ""))
     print(format_table(summary))
+    if args.report:
+        from .tools.report import write_report
+
+        path = write_report(run, summary, args.report, args.checkpoint, args.report_worst)
+        print(f"wrote {path} (self-contained HTML: open it in a browser)")
 
 
 def cmd_predict(args) -> None:
@@ -394,7 +405,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--workers", type=int, metavar="N",
                    help="image-loading processes (default 4 on CUDA, 0 on the CPU)")
-    p.add_argument("--json", metavar="OUT", help="write {miou, aacc, iou, num_images, mbiou, biou} to OUT")
+    p.add_argument("--json", metavar="OUT", help="write {miou, aacc, iou, num_images, mbiou, biou, boundary_iou, "
+                                                 "boundary_f, distance_bands} to OUT")
+    p.add_argument("--report", metavar="HTML", help="also write a self-contained HTML report (needs matplotlib)")
+    p.add_argument("--report-worst", type=int, default=4, metavar="K", help="worst images shown in the report")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="segment images, folders, globs and videos", epilog=EPILOG_PREDICT,

@@ -1,7 +1,7 @@
 """``scrnet eval``: score a checkpoint on a split, print the per-class table, and return the eval JSON
 (``{"miou", "aacc", "iou", "num_images", "mbiou", "biou"}``, fractions in 0..1)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -11,6 +11,7 @@ from ..data.dataset import SegmentationDataset
 from ..data.io import DataError
 from ..data.transforms import EvalTransform
 from ..distributed import cleanup, init_distributed
+from ..loading import LoadedCheckpoint
 from ..overrides import apply_overrides
 from ..pretrained import from_pretrained
 from ..runtime import autocast_for, resolve_device
@@ -22,12 +23,18 @@ class EvalRun:
     result: EvalResult
     config: Config
     is_main: bool
+    loaded: LoadedCheckpoint | None = None  # what was scored, for reports
+    dataset: SegmentationDataset | None = None
+    device: torch.device | None = None
+    split: str = ""
+    indices: list[int] = field(default_factory=list)  # this rank's images, in the order of result.per_image
 
 
 def evaluate_checkpoint(path: str, overrides: list[str] | None = None, split: str | None = None,
-                        device: str = "auto", progress: bool = False, num_workers: int | None = None) -> EvalRun:
+                        device: str = "auto", progress: bool = False, num_workers: int | None = None,
+                        keep_per_image: bool = False) -> EvalRun:
     """``num_workers``: image-loading processes (default 4 on CUDA, 0 on the CPU, where they would compete with
-    the network for the same cores)."""
+    the network for the same cores). ``keep_per_image`` keeps each image's counts (for the report)."""
     loaded = from_pretrained(path)  # a checkpoint file, a published folder or hf://ORG/NAME[@REVISION]
     try:
         cfg = apply_overrides(loaded.config, overrides)
@@ -53,9 +60,11 @@ def evaluate_checkpoint(path: str, overrides: list[str] | None = None, split: st
                       world_size=dist.world_size,
                       autocast=autocast_for(cfg.train.amp, dev) if dev.type == "cuda" else None,
                       progress=progress and dist.is_main,
-                      num_workers=(4 if dev.type == "cuda" else 0) if num_workers is None else num_workers)
+                      num_workers=(4 if dev.type == "cuda" else 0) if num_workers is None else num_workers,
+                      keep_per_image=keep_per_image)
     cleanup(dist)
-    return EvalRun(result, cfg, dist.is_main)
+    return EvalRun(result, cfg, dist.is_main, loaded, dataset, dev, split,
+                   list(range(dist.rank, len(dataset), dist.world_size)))
 
 
 def format_table(summary: dict) -> str:
@@ -82,7 +91,7 @@ def format_table(summary: dict) -> str:
     lines.append(row("mean", summary["miou"], summary["mbiou"], None))
     lines.append(f"pixel accuracy {pct(summary['aacc']).strip()}%, {summary['num_images']} images")
     if published:
-        bands = ", ".join(f"{b['from']:g}-{'' if b['to'] is None else format(b['to'], 'g')} px "
+        bands = ", ".join((f"{b['from']:g}+" if b["to"] is None else f"{b['from']:g}-{b['to']:g}") + " px "
                           f"{pct(b['miou']).strip()}" for b in summary["distance_bands"])
         lines.append(f"BndIoU: Boundary IoU (Cheng et al. 2021), band = {summary['boundary_iou']['dilation_ratio']}"
                      f" x image diagonal; F@N: boundary F-score at N px; BIoU*: our fixed-width band")
