@@ -264,6 +264,7 @@ def cmd_predict(args) -> None:
 
 
 def cmd_export(args) -> None:
+    from .models import SCRNet
     from .pretrained import from_pretrained
     from .tools.export import OPSETS, check_onnx, checkpoint_metadata, export_onnx
 
@@ -276,7 +277,9 @@ def cmd_export(args) -> None:
     except (FileNotFoundError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     model = loaded.model
-    meta = checkpoint_metadata(loaded.class_names, loaded.normalization, loaded.palette)
+    if not isinstance(model, SCRNet):
+        raise UsageError(f"{args.checkpoint} is already an ONNX graph; export from its checkpoint")
+    meta = checkpoint_metadata(loaded.class_names, loaded.normalization, loaded.palette, loaded.config)
     if not args.no_fuse:
         model.fuse()
     path = export_onnx(model, args.onnx, tuple(args.size), args.opset, meta)
@@ -300,6 +303,10 @@ def cmd_benchmark(args) -> None:
     from .pretrained import from_pretrained, is_model_source
     from .tools.benchmark import ProviderUnavailable, benchmark, format_benchmark
 
+    onnx = [m for m in args.models if m.lower().endswith(".onnx")]
+    if onnx:
+        raise UsageError(f"{onnx[0]}: benchmark the checkpoint it came from with --runtime onnxruntime (the graph is "
+                         f"exported and timed the same way)")
     unknown = [m for m in args.models if m not in list_models() and not is_model_source(m)]
     if unknown:
         raise UsageError(f"unknown model {unknown[0]!r}; expected one of {list_models()}, a checkpoint, a published "

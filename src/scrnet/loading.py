@@ -25,7 +25,7 @@ __all__ = ["CheckpointError", "LoadedCheckpoint", "inference_state", "load_check
 class LoadedCheckpoint:
     """A trained model and what it was trained with."""
 
-    model: SCRNet  # eval mode
+    model: SCRNet  # eval mode (for an ONNX file: scrnet.pretrained.OnnxModel, the same eval-mode interface)
     config: Config  # the resolved run config (data.mean/std set), upgraded to this version's format
     class_names: list[str]
     palette: list[tuple[int, int, int]]

@@ -16,6 +16,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from .checkpoint_io import CheckpointError, sha256_of
 from .config import ConfigError, config_from_dict, normalization
 from .loading import LoadedCheckpoint, load_checkpoint, load_weights
@@ -127,8 +129,57 @@ def load_folder(folder: str | Path, device: str = "cpu") -> LoadedCheckpoint:
                             [tuple(c) for c in meta.get("palette", [])], norm, folder)
 
 
+class OnnxModel(torch.nn.Module):
+    """An exported ONNX graph run in onnxruntime behind SCRNet's eval-mode interface (``B x 3 x H x W`` normalised
+    float -> logits ``B x K x H x W``), so ``scrnet eval`` and ``scrnet predict`` score an exported file with the
+    same code as the checkpoint. It has no parameters and no SRM offsets."""
+
+    def __init__(self, path: str | Path):
+        super().__init__()
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise CheckpointError(f"{path}: running an ONNX file needs onnxruntime (pip install 'scrnet[export]')") \
+                from None
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def forward(self, x: torch.Tensor, return_offsets: bool = False) -> torch.Tensor:
+        if return_offsets:
+            raise ValueError(f"{self.path}: an exported ONNX graph has no SRM offsets; use its checkpoint")
+        out = self.session.run(["logits"], {"image": x.detach().float().cpu().numpy()})[0]
+        return torch.from_numpy(out).to(x.device)
+
+
+def load_onnx(path: str | Path) -> LoadedCheckpoint:
+    """An ONNX file written by ``scrnet export``: the graph in onnxruntime plus the run config, classes, palette and
+    normalisation its metadata holds."""
+    path = Path(path)
+    try:
+        import onnx
+
+        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    except ImportError:
+        raise CheckpointError(f"{path}: reading an ONNX file needs onnx (pip install 'scrnet[export]')") from None
+    except Exception as exc:
+        raise CheckpointError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+    if "scrnet.config" not in meta:
+        raise CheckpointError(f"{path} holds no scrnet run config in its metadata (exported by an older scrnet, or "
+                              f"not by scrnet export); export it again from its checkpoint")
+    try:
+        cfg = config_from_dict(json.loads(meta["scrnet.config"]), origin=str(path))
+        names, palette = json.loads(meta["scrnet.class_names"]), json.loads(meta.get("scrnet.palette", "[]"))
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None
+    except Exception as exc:
+        raise CheckpointError(f"{path}: its scrnet metadata does not fit this version: {first_line(exc)}") from None
+    return LoadedCheckpoint(OnnxModel(path).eval(), cfg, list(names), [tuple(c) for c in palette],
+                            normalization(cfg), path)
+
+
 def from_pretrained(source: str | Path, revision: str | None = None, device: str = "cpu") -> LoadedCheckpoint:
-    """Load a checkpoint file, a published folder or ``hf://ORG/NAME[@REVISION]`` (see the module docstring)."""
+    """Load a checkpoint file, a published folder, ``hf://ORG/NAME[@REVISION]`` or an ONNX file written by
+    ``scrnet export`` (run in onnxruntime; see the module docstring)."""
     text = str(source)
     if text.startswith(HF_PREFIX):
         return load_folder(hub_download(text, revision), device)
@@ -140,6 +191,8 @@ def from_pretrained(source: str | Path, revision: str | None = None, device: str
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {source} (expected a checkpoint file, a published model "
                                 f"folder or hf://ORG/NAME[@REVISION])")
+    if path.suffix.lower() == ".onnx":
+        return load_onnx(path)
     return load_checkpoint(path, device)
 
 

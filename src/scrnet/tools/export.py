@@ -102,9 +102,15 @@ def check_onnx(model: torch.nn.Module, path: str | Path, sizes: list[tuple[int, 
     return results
 
 
-def checkpoint_metadata(class_names: list[str], normalize, palette) -> dict[str, str]:
-    """What a deployment needs next to the graph: classes, palette and the input normalisation (a
-    :class:`scrnet.data.Normalize`, the checkpoint's)."""
-    return {"scrnet.class_names": json.dumps(class_names), "scrnet.palette": json.dumps([list(c) for c in palette]),
+def checkpoint_metadata(class_names: list[str], normalize, palette, config=None) -> dict[str, str]:
+    """What a deployment needs next to the graph: classes, palette, the input normalisation (a
+    :class:`scrnet.data.Normalize`, the checkpoint's) and, with ``config``, the resolved run config, so that
+    ``scrnet eval model.onnx`` scores the file exactly as the checkpoint."""
+    meta = {"scrnet.class_names": json.dumps(class_names), "scrnet.palette": json.dumps([list(c) for c in palette]),
             "scrnet.normalization": json.dumps({"mean": list(normalize.mean), "std": list(normalize.std),
                                                 "input": "RGB in 0..1"})}
+    if config is not None:
+        from ..config import config_to_dict
+
+        meta["scrnet.config"] = json.dumps(config_to_dict(config))
+    return meta

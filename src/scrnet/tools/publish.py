@@ -191,6 +191,9 @@ def publish(source: str | Path, out_dir: str | Path, eval_json: str | Path | Non
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise CheckpointError(f"{out} exists and is not empty; choose another folder or pass --force to replace it")
     loaded = from_pretrained(source)
+    if not list(loaded.model.parameters()):
+        raise CheckpointError(f"{source}: publish needs weights (a checkpoint or a published folder), not an ONNX "
+                              f"graph")
     metrics = read_eval_json(eval_json, loaded.class_names) if eval_json else None
     name = name or out.resolve().name
     state = {k: v.contiguous() for k, v in loaded.model.state_dict().items()
