@@ -337,7 +337,6 @@ def cmd_benchmark(args) -> None:
 
 
 def cmd_publish(args) -> None:
-    from .pretrained import from_pretrained
     from .tools.publish import check_repo_id, publish, push
 
     if not args.push and (args.revision or args.private or args.dry_run):
@@ -347,7 +346,6 @@ def cmd_publish(args) -> None:
             check_repo_id(args.push)  # before anything is written
         result = publish(args.checkpoint, args.out_dir, args.eval, args.name or (args.push.split("/")[-1]
                          if args.push else None), args.license, args.force)
-        from_pretrained(result.folder)
     except (FileNotFoundError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     print(f"wrote {result.folder}: model.safetensors (sha256 {result.sha256}), config.json, README.md; "

@@ -109,8 +109,9 @@ def load_folder(folder: str | Path, device: str = "cpu") -> LoadedCheckpoint:
             from None
     weights = folder / WEIGHTS_FILE
     expected = meta["weights"].get("sha256")
-    if expected and sha256_of(weights) != expected:
-        raise CheckpointError(f"{weights}: sha256 {sha256_of(weights)} differs from {expected} recorded in {path} "
+    actual = sha256_of(weights) if expected else None
+    if actual != expected:
+        raise CheckpointError(f"{weights}: sha256 {actual} differs from {expected} recorded in {path} "
                               f"(a corrupted or replaced file)")
     from safetensors.torch import load_file
 

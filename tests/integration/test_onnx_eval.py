@@ -1,26 +1,17 @@
 """`scrnet eval model.onnx`: an exported file is scored on the same split by the same metric code as its
 checkpoint (the run config travels in the ONNX metadata); predict takes it too; what cannot work says so."""
 
-import contextlib
-import io
 import json
 
 import pytest
 import torch
+from cli_helpers import run
 from data_fixtures import make_folder
 
 import scrnet
-from scrnet.cli import main
 from scrnet.config import Config, DataConfig
 
 pytest.importorskip("onnxruntime")  # the export extra
-
-
-def run(*args):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in args])
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")

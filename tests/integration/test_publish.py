@@ -13,11 +13,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run
 from data_fixtures import make_folder
 
 import scrnet
 from scrnet.checkpoint_io import CheckpointError, sha256_of
-from scrnet.cli import main
 from scrnet.config import Config, DataConfig, EvalConfig
 from scrnet.data.transforms import EvalTransformConfig
 from scrnet.tools.publish import publish, push
@@ -29,17 +29,6 @@ PALETTE = [(10, 20, 30), (200, 0, 0), (0, 200, 0)]
 def cli(*args, env=None, cwd=None):
     return subprocess.run([sys.executable, "-m", "scrnet", *args], capture_output=True, text=True, timeout=600,
                           env=env, cwd=cwd)
-
-
-def run(*args):
-    """``scrnet ARGS`` in this process (as the console script calls it): (exit code, stdout, stderr)."""
-    import contextlib
-    import io
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in args])
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,15 @@ ground truth counts 0. mIoU is the mean over the classes that are not skipped: t
 import torch
 
 
+def iou_of(matrix) -> list[float | None]:
+    """Per-class IoU = TP / (TP + FP + FN) of a K x K count matrix (rows ground truth, columns prediction; a tensor
+    or an array); None for a class absent from both."""
+    m = torch.as_tensor(matrix).double()
+    tp = m.diag()
+    denom = m.sum(0) + m.sum(1) - tp
+    return [None if d == 0 else float(t / d) for t, d in zip(tp.tolist(), denom.tolist())]
+
+
 class ConfusionMatrix:
     """``K x K`` counts (rows: ground truth, columns: prediction) accumulated on the tensors' device."""
 
@@ -51,10 +60,7 @@ class ConfusionMatrix:
 
     def iou(self) -> list[float | None]:
         self.check()
-        m = self.matrix.double()
-        tp = m.diag()
-        denom = m.sum(0) + m.sum(1) - tp
-        return [None if d == 0 else float(t / d) for t, d in zip(tp.tolist(), denom.tolist())]
+        return iou_of(self.matrix)
 
     def miou(self) -> float:
         values = [v for v in self.iou() if v is not None]

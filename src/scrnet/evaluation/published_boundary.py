@@ -25,6 +25,8 @@ import math
 import cv2
 import numpy as np
 
+from .metrics import iou_of
+
 SQUARE = np.ones((3, 3), np.uint8)
 __all__ = ["PublishedBoundaryMetrics", "contour", "dilation_pixels", "distance_to", "inner_band"]
 
@@ -143,10 +145,7 @@ class PublishedBoundaryMetrics:
         return out
 
     def band_miou(self, i: int) -> float | None:
-        cm = self.band_cm[i].astype(np.float64)
-        tp = np.diag(cm)
-        denominator = cm.sum(0) + cm.sum(1) - tp
-        ious = [t / u for t, u in zip(tp, denominator) if u > 0]
+        ious = [v for v in iou_of(self.band_cm[i]) if v is not None]
         return float(np.mean(ious)) if ious else None
 
     def to_json(self, class_names: list[str]) -> dict:

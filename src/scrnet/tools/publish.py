@@ -16,10 +16,10 @@ from pathlib import Path
 import yaml
 
 from .._version import __version__
-from ..checkpoint_io import CheckpointError
+from ..checkpoint_io import CheckpointError, sha256_of
 from ..config import Config, config_to_dict
 from ..loading import LoadedCheckpoint
-from ..pretrained import CARD_FILE, CONFIG_FILE, FOLDER_FORMAT, WEIGHTS_FILE, from_pretrained, sha256_of
+from ..pretrained import CARD_FILE, CONFIG_FILE, FOLDER_FORMAT, WEIGHTS_FILE, from_pretrained
 from .flops import compute_report
 
 DATASET_NAMES = {"cityscapes": "Cityscapes", "bdd100k": "BDD100K", "ade20k": "ADE20K", "folder": "custom"}

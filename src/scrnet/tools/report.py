@@ -22,6 +22,7 @@ from .._version import __version__
 from ..config import normalization
 from ..data.source import IGNORE, palette_table
 from ..evaluation.inference import infer
+from ..evaluation.metrics import iou_of
 from ..evaluation.run import EvalRun
 from .predict import flow_to_color
 
@@ -53,11 +54,8 @@ def _img(uri: str, alt: str, width: int | None = None) -> str:
 
 
 def per_image_miou(cm: torch.Tensor) -> float:
-    cm = cm.double()
-    tp = cm.diag()
-    union = cm.sum(0) + cm.sum(1) - tp
-    present = union > 0
-    return float((tp[present] / union[present]).mean()) if present.any() else float("nan")
+    ious = [v for v in iou_of(cm) if v is not None]
+    return float(np.mean(ious)) if ious else float("nan")
 
 
 def _figures(summary: dict, confusion: np.ndarray, class_names: list[str]):
