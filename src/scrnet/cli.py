@@ -87,6 +87,26 @@ EPILOG_DEMO = """examples:
   scrnet demo                      # about 5 minutes on 2 CPU cores, writes to demo_out/
   scrnet demo --quick --out /tmp/d # under a minute (a smoke test)
 """
+EPILOG_COMPARE = """examples:
+  scrnet compare work_dirs/study/*/seed*                          # work dirs holding eval.json (scrnet study's cells)
+  scrnet compare a_seed0.json a_seed1.json b_seed0.json b_seed1.json --baseline model.srm.mode=bilinear
+  scrnet compare runs/*/ --json compare.json --markdown compare.md --bootstrap-seed 1
+
+Groups are the runs' resolved configs without train.seed; labels are the keys that differ between groups. Each
+group is compared with the baseline (the first group unless --baseline names a run, a label or key=value pairs) by
+a hierarchical bootstrap over seeds (paired) and validation images: 95% interval and a verdict.
+"""
+EPILOG_STUDY = """examples:
+  scrnet study configs/synthetic/scrnet_effl0.yaml --variants configs/ablations/srm_mode/*.yaml \\
+      --seeds 0 1 2 --work-dir work_dirs/study_srm
+  scrnet study configs/synthetic/scrnet_effl0.yaml --vary model.srm.mode=bilinear,neighbor --seeds 0 1 \\
+      --work-dir work_dirs/s train.max_iters=100
+  scrnet study configs/cityscapes/scrnet_r18.yaml --vary model.context.type=ppm,crm --seeds 0 1 2 \\
+      --work-dir /scratch/study --print-commands > cells.sh     # one line per cell, for a SLURM array
+
+Each cell is an ordinary `scrnet train` (with --resume) and `scrnet eval` of its final checkpoint into
+CELL/eval.json; cells with an eval.json are skipped, so a killed study continues where it stopped.
+"""
 
 
 class RunFailed(Exception):
@@ -207,7 +227,7 @@ def cmd_eval(args) -> None:
             raise UsageError("--report draws its plots with matplotlib: pip install 'scrnet[report]'") from None
     try:
         run = evaluate_checkpoint(args.checkpoint, overrides, args.split, args.device, sys.stderr.isatty(),
-                                  args.workers, keep_per_image=bool(args.report))
+                                  args.workers, keep_per_image=bool(args.report or args.json))
     except (ConfigError, FileNotFoundError, ValueError) as exc:  # a checkpoint or request that does not fit
         raise UsageError(str(exc)) from None
     if not run.is_main:
@@ -216,7 +236,14 @@ def cmd_eval(args) -> None:
     summary.update({"dataset": run.config.data.type, "split": args.split or run.config.data.val_split,
                     "boundary_width": run.config.eval.boundary_width})
     if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+        from .config import config_to_dict
+        from .evaluation.counts import PerImageCounts, counts_path
+        from .evaluation.run import image_names
+
+        counts = PerImageCounts.from_result(run.result.per_image, image_names(run)).save(counts_path(args.json))
+        record = dict(summary, class_names=run.result.class_names, model_source=str(args.checkpoint),
+                      per_image_counts=counts.name, config=config_to_dict(run.config))
+        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
     cfg = run.config
     print(f"{cfg.data.type} {args.split or cfg.data.val_split} at {cfg.data.root}, mode {cfg.eval.mode}"
           f"{', multi-scale + flip' if cfg.eval.tta else ''}, BIoU* band {cfg.eval.boundary_width} px"
@@ -336,6 +363,47 @@ def cmd_benchmark(args) -> None:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
 
 
+def cmd_compare(args) -> None:
+    from .tools.compare import CompareError, compare, format_markdown, format_text, load_run
+
+    try:
+        runs = [load_run(p) for p in args.runs]
+        result = compare(runs, args.baseline, args.bootstrap_samples, args.bootstrap_seed)
+    except (CompareError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from None
+    print(format_text(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    if args.markdown:
+        Path(args.markdown).write_text(format_markdown(result))
+
+
+def cmd_study(args) -> None:
+    from .config import ConfigError
+    from .tools.compare import CompareError, compare, format_markdown, format_text, load_run
+    from .tools.study import run_study
+
+    try:
+        cells = run_study(args.config, args.vary, args.variants, args.seeds, args.work_dir, args.overrides,
+                          args.print_commands)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    except RuntimeError as exc:
+        print(f"scrnet study: {exc}", file=sys.stderr)
+        raise RunFailed(1) from None
+    if args.print_commands:
+        return
+    try:
+        result = compare([load_run(c) for c in cells], args.baseline, seed=args.bootstrap_seed)
+    except (CompareError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from None
+    work_dir = Path(args.work_dir)
+    (work_dir / "compare.json").write_text(json.dumps(result, indent=2) + "\n")
+    (work_dir / "compare.md").write_text(format_markdown(result))
+    print(format_text(result))
+    print(f"wrote {work_dir / 'compare.json'} and {work_dir / 'compare.md'}")
+
+
 def cmd_publish(args) -> None:
     from .tools.publish import check_repo_id, publish, push
 
@@ -411,7 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, metavar="N",
                    help="image-loading processes (default 4 on CUDA, 0 on the CPU)")
     p.add_argument("--json", metavar="OUT", help="write {miou, aacc, iou, num_images, mbiou, biou, boundary_iou, "
-                                                 "boundary_f, distance_bands} to OUT")
+                                                 "boundary_f, distance_bands, config, ...} to OUT and each image's "
+                                                 "counts to OUT with .npz (for scrnet compare)")
     p.add_argument("--report", metavar="HTML", help="also write a self-contained HTML report (needs matplotlib)")
     p.add_argument("--report-worst", type=int, default=4, metavar="K", help="worst images shown in the report")
     p.set_defaults(func=cmd_eval)
@@ -450,6 +519,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--private", action="store_true", help="with --push: create the repository as private")
     p.add_argument("--dry-run", action="store_true", help="with --push: say what would be uploaded, upload nothing")
     p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("compare", help="an ablation table over runs and seeds, with bootstrap intervals",
+                       epilog=EPILOG_COMPARE, formatter_class=fmt)
+    p.add_argument("runs", nargs="+", metavar="RUN", help="eval JSON files (scrnet eval --json) or work dirs "
+                                                           "holding eval.json")
+    p.add_argument("--baseline", metavar="RUN|LABEL", help="the group to compare against (default: the first)")
+    p.add_argument("--json", metavar="OUT", help="write {groups, comparisons, baseline, bootstrap} to OUT")
+    p.add_argument("--markdown", metavar="OUT", help="write the tables as Markdown to OUT")
+    p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap draws (default 0)")
+    p.add_argument("--bootstrap-samples", type=int, default=2000, help="bootstrap draws (default 2000)")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("study", help="train and score a grid of variants x seeds, then compare them",
+                       epilog=EPILOG_STUDY, formatter_class=fmt)
+    p.add_argument("config", help="base training config (YAML)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides applied to every cell")
+    p.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",
+                   help="one axis of the grid (repeatable)")
+    p.add_argument("--variants", nargs="+", default=[], metavar="FILE",
+                   help="one axis of YAML override files, named by their stem (configs/ablations/...)")
+    p.add_argument("--seeds", nargs="+", type=int, required=True, help="values of train.seed")
+    p.add_argument("--work-dir", required=True, help="one sub-folder per cell: VARIANT/seedS")
+    p.add_argument("--print-commands", action="store_true", help="print one shell line per cell, run nothing")
+    p.add_argument("--baseline", metavar="RUN|LABEL", help="for the final compare (default: the first variant)")
+    p.add_argument("--bootstrap-seed", type=int, default=0)
+    p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("benchmark", help="latency of zoo models or trained models, interleaved in one run",
                        epilog=EPILOG_BENCHMARK, formatter_class=fmt)

@@ -2,6 +2,7 @@
 (``{"miou", "aacc", "iou", "num_images", "mbiou", "biou"}``, fractions in 0..1)."""
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -10,7 +11,7 @@ from ..data.build import open_source
 from ..data.dataset import SegmentationDataset
 from ..data.io import DataError
 from ..data.transforms import EvalTransform
-from ..distributed import cleanup, init_distributed
+from ..distributed import all_gather_objects, cleanup, init_distributed
 from ..loading import LoadedCheckpoint
 from ..overrides import apply_overrides
 from ..pretrained import from_pretrained
@@ -27,14 +28,15 @@ class EvalRun:
     dataset: SegmentationDataset | None = None
     device: torch.device | None = None
     split: str = ""
-    indices: list[int] = field(default_factory=list)  # this rank's images, in the order of result.per_image
+    indices: list[int] = field(default_factory=list)  # the images of result.per_image (all ranks' when kept)
 
 
 def evaluate_checkpoint(path: str, overrides: list[str] | None = None, split: str | None = None,
                         device: str = "auto", progress: bool = False, num_workers: int | None = None,
                         keep_per_image: bool = False) -> EvalRun:
     """``num_workers``: image-loading processes (default 4 on CUDA, 0 on the CPU, where they would compete with
-    the network for the same cores). ``keep_per_image`` keeps each image's counts (for the report)."""
+    the network for the same cores). ``keep_per_image`` keeps each image's counts (for the report and the counts file
+beside the eval JSON), gathered from every rank."""
     loaded = from_pretrained(path)  # a checkpoint file, a published folder or hf://ORG/NAME[@REVISION]
     try:
         cfg = apply_overrides(loaded.config, overrides)
@@ -62,9 +64,23 @@ def evaluate_checkpoint(path: str, overrides: list[str] | None = None, split: st
                       progress=progress and dist.is_main,
                       num_workers=(4 if dev.type == "cuda" else 0) if num_workers is None else num_workers,
                       keep_per_image=keep_per_image)
+    indices = list(range(dist.rank, len(dataset), dist.world_size))
+    if keep_per_image and dist.enabled:  # every rank's images, in data set order, on every rank
+        pairs = sorted((i, c) for part in all_gather_objects(list(zip(indices, result.per_image)), dist)
+                       for i, c in part)
+        indices, result.per_image = [i for i, _ in pairs], [c for _, c in pairs]
     cleanup(dist)
-    return EvalRun(result, cfg, dist.is_main, loaded, dataset, dev, split,
-                   list(range(dist.rank, len(dataset), dist.world_size)))
+    return EvalRun(result, cfg, dist.is_main, loaded, dataset, dev, split, indices)
+
+
+def image_names(run: EvalRun) -> list[str]:
+    """The names (relative to the data root) of the images in ``run.result.per_image``, same order."""
+    root = Path(run.dataset.source.root)
+    names = []
+    for i in run.indices:
+        path = Path(run.dataset.source.pairs[i][0])
+        names.append(str(path.relative_to(root)) if path.is_relative_to(root) else str(path))
+    return names
 
 
 def format_table(summary: dict) -> str:

@@ -10,6 +10,7 @@ from typing import Optional
 
 from .backbones import BACKBONES
 from .crm import ATTENTION_TYPES, CONTEXT_TYPES, STAGE_CHOICES
+from .dysample import DYSAMPLE_SCOPES
 from .srm import MASK_INPUTS, SRM_MODES
 
 
@@ -25,14 +26,18 @@ def _check_positive(key: str, value) -> None:
 
 @dataclass
 class SRMConfig:
-    mode: str = "neighbor"  # neighbor (the paper's design) | pixel (SFNet-like) | bilinear (plain FPN)
+    mode: str = "neighbor"  # neighbor (the paper's design) | pixel (SFNet-like) | bilinear (plain FPN) | dysample
     hidden_channels: Optional[int] = None  # width of the offset branch's 1x1 conv; None means channels // 2
     mask_input: str = "guide"  # what the neighbour mask conv reads: guide (cat[u, f'], default) | hidden (cheaper)
+    dysample_groups: int = 4  # mode=dysample: channel groups, each with its own offsets (DySample's default)
+    dysample_scope: str = "static"  # mode=dysample: static (offsets x 0.25) | dynamic (x 0.5 sigmoid(conv(g)))
 
     def __post_init__(self):
         _check_choice("model.srm.mode", self.mode, SRM_MODES)
         _check_choice("model.srm.mask_input", self.mask_input, MASK_INPUTS)
         _check_positive("model.srm.hidden_channels", self.hidden_channels)
+        _check_positive("model.srm.dysample_groups", self.dysample_groups)
+        _check_choice("model.srm.dysample_scope", self.dysample_scope, DYSAMPLE_SCOPES)
 
 
 @dataclass
@@ -78,5 +83,8 @@ class ModelConfig:
                                  f"{', '.join(f'model.{o}' for o in options) or 'no options'})")
         if self.drop_path_rate is not None and not 0 <= self.drop_path_rate < 1:
             raise ValueError(f"model.drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
+        if self.srm.mode == "dysample" and self.channels % self.srm.dysample_groups:
+            raise ValueError(f"model.srm.dysample_groups ({self.srm.dysample_groups}) must divide model.channels "
+                             f"({self.channels})")
         if self.pad_to % 32:
             raise ValueError(f"model.pad_to must be a multiple of 32 (the output stride), got {self.pad_to}")

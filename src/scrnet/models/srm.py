@@ -13,7 +13,9 @@ upsampled map at the shifted positions. Everything below that sentence is our re
 5. Output ``conv3x3-BN-ReLU(a + f')``.
 
 ``mode="pixel"`` uses ``d0`` directly (SFNet-like, no neighbour guidance); ``mode="bilinear"`` skips steps 2-4
-(``a = u``: a plain FPN top-down step). ``hidden_channels`` (default C/2) is the width of the offset branch's
+(``a = u``: a plain FPN top-down step); ``mode="dysample"`` replaces steps 1-4's upsampling and offsets by DySample
+(``models/dysample.py``: offsets from the coarse map alone, no high-resolution guidance), a published peer to
+compare SRM with. ``hidden_channels`` (default C/2) is the width of the offset branch's
 1x1 conv, a choice the paper does not pin down.
 
 ``mask_input="hidden"`` is a cheaper alternative to step 3, not the default: the mask conv reads the offset
@@ -27,47 +29,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .dysample import DYSAMPLE_SCOPES, DySample
 from .layers import ConvBNReLU, autocast_off
+from .sampling import base_grid, upsample_bilinear, warp  # noqa: F401  (base_grid: public via srm)
 
-SRMMode = Literal["neighbor", "pixel", "bilinear"]
-SRM_MODES = ("neighbor", "pixel", "bilinear")
+SRMMode = Literal["neighbor", "pixel", "bilinear", "dysample"]
+SRM_MODES = ("neighbor", "pixel", "bilinear", "dysample")
 MaskInput = Literal["guide", "hidden"]
 MASK_INPUTS = ("guide", "hidden")
-
-
-def upsample_bilinear(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Bilinear resize of ``x`` to the spatial size of ``like`` (align_corners=False, SCRNet's one convention)."""
-    return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
-
-
-def base_grid(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pixel-centre x and y coordinates (0.5, 1.5, ...) of ``x``'s grid, shapes ``1 x 1 x 1 x W`` and ``1 x 1 x H x 1``.
-
-    Built by cumulative sums over tensors derived from ``x`` (no Python ints baked in), so an exported graph stays
-    correct at input sizes other than the export size. Always float32, whatever ``x``'s dtype: a cumulative sum in
-    bfloat16 is off by 1.5 pixels at width 512 and 4.5 at 2048, and float16 cannot hold every integer above 2048.
-    """
-    ones_row = torch.ones_like(x[:1, :1, :1, :], dtype=torch.float32)
-    ones_col = torch.ones_like(x[:1, :1, :, :1], dtype=torch.float32)
-    return ones_row.cumsum(3) - 0.5, ones_col.cumsum(2) - 0.5
-
-
-def warp(u: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    """Sample ``u`` at each pixel centre shifted by ``offsets`` (``B x 2 x H x W``, dx then dy, in pixels of u).
-
-    The grid maths and the sampling run in float32 whatever autocast or ``u``'s dtype say (reduced-precision
-    coordinates move pixels by whole pixels at Cityscapes sizes); the result is returned in ``u``'s dtype.
-    """
-    with autocast_off(u):
-        xs, ys = base_grid(u)
-        width = xs[..., -1:] + 0.5  # 1 x 1 x 1 x 1 tensors holding W and H
-        height = ys[..., -1:, :] + 0.5
-        off = offsets.float()
-        gx = 2.0 * (xs + off[:, :1]) / width - 1.0
-        gy = 2.0 * (ys + off[:, 1:]) / height - 1.0
-        grid = torch.cat([gx, gy], dim=1).permute(0, 2, 3, 1)
-        out = F.grid_sample(u.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return out.to(u.dtype)
 
 
 def neighbor_offsets(d0: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
@@ -87,7 +56,8 @@ class SRM(nn.Module):
     """Refines the upsampling of the coarse decoder map ``g`` guided by the backbone map ``f`` (2x g's size)."""
 
     def __init__(self, in_channels: int, channels: int, mode: SRMMode = "neighbor",
-                 hidden_channels: int | None = None, mask_input: MaskInput = "guide"):
+                 hidden_channels: int | None = None, mask_input: MaskInput = "guide", dysample_groups: int = 4,
+                 dysample_scope: str = "static"):
         super().__init__()
         if mode not in SRM_MODES:
             raise ValueError(f"SRM mode must be one of {SRM_MODES}, got {mode!r}")
@@ -98,6 +68,9 @@ class SRM(nn.Module):
         self.lateral = ConvBNReLU(in_channels, channels, 1)
         self.out = ConvBNReLU(channels, channels, 3)
         if mode == "bilinear":
+            return
+        if mode == "dysample":
+            self.dysample = DySample(channels, dysample_groups, dysample_scope)
             return
         hidden = hidden_channels or channels // 2
         # offset branch: conv1x1-BN-ReLU then a zero-initialised 3x3 conv to (dx, dy)
@@ -119,6 +92,8 @@ class SRM(nn.Module):
         """
         if self.mode == "bilinear":
             return u.new_zeros(u.shape[0], 2, u.shape[2], u.shape[3])
+        if self.mode == "dysample":
+            return self.dysample(g)[1]
         c = u.shape[1]
         w = self.offset_hidden.weight
         pre = upsample_bilinear(F.conv2d(g, w[:, :c]), f_lat) + F.conv2d(f_lat, w[:, c:])
@@ -136,6 +111,10 @@ class SRM(nn.Module):
 
     def forward(self, g: torch.Tensor, f: torch.Tensor, return_offsets: bool = False):
         f_lat = self.lateral(f)
+        if self.mode == "dysample":  # samples g directly: no bilinear map u is needed
+            a, offsets = self.dysample(g)
+            out = self.out(a + f_lat)
+            return (out, offsets) if return_offsets else out
         u = upsample_bilinear(g, f_lat)
         if self.mode == "bilinear":
             offsets = None

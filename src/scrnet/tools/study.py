@@ -1,0 +1,138 @@
+"""``scrnet study``: a grid of ordinary training runs (variants x seeds), each scored, then ``scrnet compare``.
+
+A cell is one ``scrnet train CONFIG --work-dir CELL --resume [key=value ...]`` followed by ``scrnet eval`` of its
+final checkpoint (not ``best.pth``, which was picked on the split being scored) into ``CELL/eval.json``. Cells whose
+``eval.json`` exists are skipped, and a cell killed mid-training resumes from its newest checkpoint, so a killed
+study goes on where it stopped when run again. ``--print-commands`` prints one shell line per cell instead of
+running them, for a SLURM array or torchrun jobs: there is no scheduler here.
+
+Variants come from ``--vary KEY=V1,V2`` (each key one axis of the grid) and ``--variants FILE...`` (one axis whose
+values are YAML files of ``dotted.key: value`` overrides, named by their stem, as in ``configs/ablations/``).
+"""
+
+import itertools
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..checkpoint_io import checkpoint_path
+from ..config import ConfigError, load_config
+from .compare import fmt_value
+
+
+@dataclass
+class Cell:
+    name: str  # relative directory: <variant>/seed<S>
+    overrides: list[str] = field(default_factory=list)  # the variant's key=value overrides, then train.seed
+    seed: int = 0
+
+
+def parse_vary(text: str) -> tuple[str, list[str]]:
+    key, sep, values = text.partition("=")
+    if not sep or not key or not values:
+        raise ConfigError(f"--vary {text!r}: expected KEY=V1,V2,...")
+    if "[" in values or "{" in values:
+        raise ConfigError(f"--vary {text!r}: list or dict values cannot be varied on the command line; "
+                          f"write one YAML file per value and pass them with --variants")
+    return key.strip(), [v.strip() for v in values.split(",") if v.strip()]
+
+
+def read_variant(path: str | Path) -> tuple[str, list[str]]:
+    """A variant file: a YAML mapping of dotted keys (or nested sections) to values -> (stem, key=value list)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"variant file not found: {path}") from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read variant file {path}: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"variant file {path}: expected a mapping of config keys to values")
+
+    def flat(d: dict, prefix: str = "") -> list[str]:
+        out = []
+        for k, v in d.items():
+            if isinstance(v, dict):
+                out += flat(v, f"{prefix}{k}.")
+            else:
+                out.append(f"{prefix}{k}={fmt_value(v)}")
+        return out
+
+    return path.stem, flat(data)
+
+
+def expand(vary: list[str], variant_files: list[str], seeds: list[int]) -> list[Cell]:
+    """The grid, seed-major (every variant of seed 0 first), so a partly run study is already paired by seed."""
+    axes: list[list[tuple[str, list[str]]]] = []
+    for text in vary:
+        key, values = parse_vary(text)
+        axes.append([(f"{key}={v}", [f"{key}={v}"]) for v in values])
+    if variant_files:
+        variants = [read_variant(p) for p in variant_files]
+        stems = [s for s, _ in variants]
+        if len(set(stems)) != len(stems):
+            raise ConfigError(f"--variants: two files share a name ({', '.join(stems)}): cells are named by it")
+        axes.append(variants)
+    if not axes:
+        raise ConfigError("nothing to vary: give --vary KEY=V1,V2 and/or --variants FILE...")
+    if not seeds:
+        raise ConfigError("--seeds: give at least one seed")
+    cells = []
+    for seed in seeds:
+        for combo in itertools.product(*axes):
+            name = "__".join(label.replace("/", "_") for label, _ in combo)
+            overrides = [o for _, ovs in combo for o in ovs]
+            cells.append(Cell(f"{name}/seed{seed}", overrides + [f"train.seed={seed}"], seed))
+    return cells
+
+
+def cell_commands(config: str, cell: Cell, work_dir: Path, common: list[str]) -> tuple[list[str], list[str]]:
+    """The ``scrnet train`` and ``scrnet eval`` argument lists of one cell (without the program name)."""
+    cfg = load_config(config, common + cell.overrides)
+    cell_dir = work_dir / cell.name
+    final = checkpoint_path(cell_dir, cfg.train.max_iters)
+    train = ["train", str(config), "--work-dir", str(cell_dir), "--resume"] + common + cell.overrides
+    evaluate = ["eval", str(final), "--json", str(cell_dir / "eval.json")]
+    return train, evaluate
+
+
+def shell_line(train: list[str], evaluate: list[str]) -> str:
+    return shlex.join(["scrnet"] + train) + " && " + shlex.join(["scrnet"] + evaluate)
+
+
+def run_study(config: str, vary: list[str], variant_files: list[str], seeds: list[int], work_dir: str | Path,
+              common: list[str] | None = None, print_commands: bool = False, runner=None) -> list[Path]:
+    """Run (or, with ``print_commands``, print) every cell; returns the cell dirs. ``runner(argv)`` runs one scrnet
+    command (default: a subprocess of this Python) and returns its exit code."""
+    common = list(common or [])
+    work_dir = Path(work_dir)
+    if not Path(config).is_file():
+        raise ConfigError(f"config file not found: {config}")
+    cells = expand(vary, variant_files, seeds)
+    plans = [(cell, *cell_commands(config, cell, work_dir, common)) for cell in cells]  # every config checked first
+    if print_commands:
+        for _, train, evaluate in plans:
+            print(shell_line(train, evaluate))
+        return [work_dir / cell.name for cell in cells]
+    runner = runner or (lambda argv: subprocess.call([sys.executable, "-m", "scrnet"] + argv))
+    for k, (cell, train, evaluate) in enumerate(plans, 1):
+        cell_dir = work_dir / cell.name
+        if (cell_dir / "eval.json").is_file():
+            print(f"[{k}/{len(plans)}] {cell.name}: done already ({cell_dir / 'eval.json'})")
+            continue
+        print(f"[{k}/{len(plans)}] {cell.name}: {shell_line(train, evaluate)}", flush=True)
+        start = time.perf_counter()
+        for argv in (train, evaluate):
+            code = runner(argv)
+            if code != 0:
+                raise RuntimeError(f"cell {cell.name}: scrnet {argv[0]} exited with {code}; fix it and run the study "
+                                   f"again (finished cells are kept)")
+        print(f"[{k}/{len(plans)}] {cell.name}: {time.perf_counter() - start:.0f} s", flush=True)
+    return [work_dir / cell.name for cell in cells]
