@@ -39,6 +39,17 @@ def test_every_variant_exports_and_matches_at_two_sizes(name, tmp_path):
     assert not list(tmp_path.glob("*.data"))  # one self-contained file
 
 
+@pytest.mark.parametrize("scope", ["static", "dynamic"])
+def test_dysample_mode_exports_and_matches_at_two_sizes(scope, tmp_path):
+    model = calibrated(scrnet.create_model("scrnet_effl0", num_classes=5, srm={"mode": "dysample",
+                                                                                "dysample_scope": scope}))
+    for srm in model.decoder.refine:  # offsets of a few pixels, so the check sees the sampling
+        torch.nn.init.normal_(srm.dysample.offset.weight, std=0.05)
+    path = export_onnx(model, tmp_path / "dysample.onnx", size=SIZES[0])
+    results = check_onnx(model, path, SIZES)
+    assert all(r.ok for r in results), [r.describe() for r in results]
+
+
 @pytest.mark.parametrize("opset", [16, 18])
 def test_other_opsets(opset, tmp_path):
     model = scrnet.create_model("sfnet_r18", num_classes=3, channels=32).eval()

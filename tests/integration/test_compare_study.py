@@ -1,0 +1,252 @@
+"""scrnet compare on constructed per-image counts (verdicts, pairing by seed, reproducibility, refusals) and scrnet
+study on a tiny grid (runs, skips finished cells, prints commands)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cli_helpers import run
+from scrnet.cli import main
+from scrnet.config import config_to_dict, load_config
+from scrnet.data.synthetic import generate_synthetic
+from scrnet.evaluation.counts import PerImageCounts
+from scrnet.tools.compare import compare, load_run, miou_from
+from scrnet.tools.study import expand, run_study
+
+CLASSES = ["a", "b", "c"]
+N_IMAGES = 30
+
+
+def image_counts(rng: np.random.Generator, accuracy: float) -> np.ndarray:
+    """N x 3 x 3 confusion matrices: 1000 pixels per class and image, ``accuracy`` of them right (+ noise)."""
+    cms = np.zeros((N_IMAGES, 3, 3), np.int64)
+    for i in range(N_IMAGES):
+        for k in range(3):
+            right = int(np.clip(rng.normal(accuracy, 0.05), 0, 1) * 1000)
+            cms[i, k, k] = right
+            cms[i, k, (k + 1) % 3] = 1000 - right
+    return cms
+
+
+def write_run(path: Path, cms: np.ndarray, seed: int, overrides=(), split="val", classes=CLASSES) -> Path:
+    cfg = config_to_dict(load_config(None, ["model.name=scrnet_effl0", f"model.num_classes={len(classes)}",
+                                            f"train.seed={seed}", *overrides]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    inter = np.stack([np.diagonal(c) for c in cms])
+    union = cms.sum(1) + cms.sum(2) - inter
+    PerImageCounts([f"img{i:03d}.png" for i in range(len(cms))], cms, inter // 2, union // 2).save(
+        path.with_suffix(".npz"))
+    total = cms.sum(0)
+    ious = np.diagonal(total) / (total.sum(0) + total.sum(1) - np.diagonal(total))
+    record = {"miou": float(ious.mean()), "mbiou": 0.5, "iou": dict(zip(classes, map(float, ious))),
+              "biou": dict(zip(classes, [0.5] * 3)), "num_images": len(cms), "dataset": "folder", "split": split,
+              "class_names": list(classes), "per_image_counts": path.with_suffix(".npz").name, "config": cfg}
+    path.write_text(json.dumps(record))
+    return path
+
+
+def study_runs(tmp_path, acc_a, acc_b, seeds_a=(0, 1, 2), seeds_b=(0, 1, 2), seed_effect=None, noise_seed=0):
+    rng = np.random.default_rng(noise_seed)
+    paths = []
+    for name, acc, seeds, over in (("base", acc_a, seeds_a, ["model.srm.mode=bilinear"]),
+                                   ("other", acc_b, seeds_b, [])):
+        for s in seeds:
+            shift = 0 if seed_effect is None else seed_effect[s]
+            paths.append(write_run(tmp_path / name / f"seed{s}.json", image_counts(rng, acc + shift), s, over))
+    return paths
+
+
+def comparison(result, metric="miou"):
+    (c,) = [c for c in result["comparisons"] if c["metric"] == metric]
+    return c
+
+
+def test_a_group_better_by_construction_is_better_and_labels_name_the_differing_key(tmp_path):
+    result = compare([load_run(p) for p in study_runs(tmp_path, 0.70, 0.80)])
+    labels = [g["label"] for g in result["groups"]]
+    assert labels == ["model.srm.mode=bilinear", "model.srm.mode=neighbor"]
+    assert result["groups"][1]["overrides"] == {"model.srm.mode": "neighbor"}
+    c = comparison(result)
+    assert c["verdict"] == "better" and 0 < c["low"] < c["diff"] < c["high"]
+    assert c["paired_seeds"] == [0, 1, 2]
+    # the point estimate is the mean over seeds of each run's own mIoU difference, as scrnet eval computed them
+    own = [g["miou"]["mean"] for g in result["groups"]]
+    assert c["diff"] == pytest.approx(own[1] - own[0], abs=1e-12)
+    worse = compare([load_run(p) for p in study_runs(tmp_path / "w", 0.80, 0.70)])
+    assert comparison(worse)["verdict"] == "worse"
+
+
+def test_groups_from_the_same_distribution_are_within_noise(tmp_path):
+    result = compare([load_run(p) for p in study_runs(tmp_path, 0.75, 0.75, noise_seed=3)])
+    c = comparison(result)
+    assert c["verdict"] == "within noise" and c["low"] < 0 < c["high"]
+    same = study_runs(tmp_path / "same", 0.75, 0.75)
+    for a, b in zip(same[:3], same[3:]):  # identical counts: a difference of exactly zero
+        Path(b.with_suffix(".npz")).write_bytes(Path(a.with_suffix(".npz")).read_bytes())
+    exact = comparison(compare([load_run(p) for p in same]))
+    assert exact["diff"] == 0 and exact["low"] == 0 == exact["high"] and exact["verdict"] == "within noise"
+
+
+def test_seeds_are_paired_so_shared_seed_effects_cancel(tmp_path):
+    effect = {0: -0.10, 1: 0.0, 2: 0.10, 3: -0.10, 4: 0.0, 5: 0.10}  # a seed moves both groups alike
+    paired = comparison(compare([load_run(p) for p in study_runs(tmp_path / "p", 0.70, 0.72, seed_effect=effect)]))
+    unpaired = comparison(compare([load_run(p) for p in study_runs(tmp_path / "u", 0.70, 0.72, seeds_b=(3, 4, 5),
+                                                                   seed_effect=effect)]))
+    assert paired["paired_seeds"] == [0, 1, 2] and unpaired["paired_seeds"] == []
+    assert paired["verdict"] == "better"
+    assert unpaired["high"] - unpaired["low"] > 3 * (paired["high"] - paired["low"])
+
+
+def test_bootstrap_is_reproducible_for_a_seed(tmp_path):
+    runs = [load_run(p) for p in study_runs(tmp_path, 0.74, 0.76)]
+    a, b = compare(runs, seed=5), compare(runs, seed=5)
+    assert a == b
+    c = compare(runs, seed=6)
+    assert comparison(c)["low"] != comparison(a)["low"] and comparison(c)["diff"] == comparison(a)["diff"]
+
+
+def test_interval_covers_image_and_seed_variation(tmp_path):
+    """With one image the interval only sees seeds; with many seeds of large spread it must widen."""
+    calm = comparison(compare([load_run(p) for p in study_runs(tmp_path / "c", 0.70, 0.75)]))
+    spread = {0: -0.15, 1: 0.0, 2: 0.15}
+    rng = np.random.default_rng(1)
+    paths = []
+    for name, acc, over in (("base", 0.70, ["model.srm.mode=bilinear"]), ("other", 0.75, [])):
+        for s in range(3):  # the seed effect differs between groups: the difference itself varies by seed
+            shift = spread[s] if name == "other" else 0.0
+            paths.append(write_run(tmp_path / "s" / name / f"seed{s}.json", image_counts(rng, acc + shift), s, over))
+    noisy = comparison(compare([load_run(p) for p in paths]))
+    assert noisy["high"] - noisy["low"] > 3 * (calm["high"] - calm["low"])
+
+
+def test_miou_from_counts_skips_absent_classes():
+    cm = np.array([[5, 0, 0], [0, 0, 0], [1, 0, 4]])
+    assert miou_from(cm) == pytest.approx(np.mean([5 / 6, 4 / 5]))
+
+
+def test_cli_compare_writes_json_and_markdown_and_picks_the_baseline(tmp_path):
+    paths = study_runs(tmp_path, 0.70, 0.80)
+    code, out, err = run("compare", *paths, "--baseline", "model.srm.mode=neighbor", "--json", tmp_path / "c.json",
+                         "--markdown", tmp_path / "c.md")
+    assert code == 0, err
+    result = json.loads((tmp_path / "c.json").read_text())
+    assert result["baseline"] == "model.srm.mode=neighbor"
+    c = comparison(result)
+    assert c["group"] == "model.srm.mode=bilinear" and c["verdict"] == "worse"
+    assert set(result["groups"][0]) >= {"label", "overrides", "runs", "seeds", "miou", "mbiou", "iou"}
+    assert 0 <= result["groups"][0]["miou"]["mean"] <= 1
+    assert "| `model.srm.mode=bilinear` |" in (tmp_path / "c.md").read_text()
+    assert "worse" in out and "baseline" in out
+    # by a run's path too
+    code, out, _ = run("compare", *paths, "--baseline", paths[4])
+    assert code == 0 and "Δ: against the baseline (model.srm.mode=neighbor)" in out
+
+
+@pytest.mark.parametrize("change,key", [
+    (dict(split="test"), "split"),
+    (dict(classes=["a", "b", "z"]), "class_names"),
+    (dict(overrides=["model.srm.mode=bilinear", "eval.mode=slide"]), "eval.mode"),
+])
+def test_non_comparable_runs_are_refused_with_one_line(tmp_path, change, key):
+    paths = study_runs(tmp_path, 0.7, 0.8)
+    rng = np.random.default_rng(0)
+    kwargs = {"overrides": ["model.srm.mode=bilinear"], **change}
+    odd = write_run(tmp_path / "odd.json", image_counts(rng, 0.7), 7, **kwargs)
+    code, out, err = run("compare", *paths, odd)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and key in err and str(odd) in err and str(paths[0]) in err
+
+
+def test_missing_counts_duplicate_seeds_and_bad_baseline_are_one_line(tmp_path):
+    paths = study_runs(tmp_path, 0.7, 0.8)
+    code, _, err = run("compare", paths[0], paths[0])
+    assert code == 2 and "same seed" in err
+    code, _, err = run("compare", *paths, "--baseline", "model.srm.mode=pixel")
+    assert code == 2 and "matches no run or group" in err
+    paths[1].with_suffix(".npz").unlink()
+    code, _, err = run("compare", *paths)
+    assert code == 2 and str(paths[1].with_suffix(".npz")) in err
+    code, _, err = run("compare", tmp_path / "nowhere")
+    assert code == 2 and "no eval JSON" in err
+
+
+# ---- scrnet study ----
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return generate_synthetic(tmp_path_factory.mktemp("tiny"), num_train=4, num_val=2, size=(64, 64), seed=0)
+
+
+def tiny_overrides(root) -> list[str]:
+    return [f"data.root={root}", "data.type=folder", "model.name=scrnet_effl0", "model.num_classes=9",
+            "model.channels=16", "model.backbone_weights=null", "train.max_iters=2", "train.batch_size=2",
+            "train.num_workers=0", "train.val_interval=0", "train.checkpoint_interval=2", "train.tensorboard=false",
+            "train.log_interval=1", "data.train.crop_size=[64,64]", "data.train.scale=[64,64]",
+            "train.optim.warmup_iters=0"]
+
+
+def test_expand_is_seed_major_and_names_cells(tmp_path):
+    variant = tmp_path / "ppm.yaml"
+    variant.write_text("model:\n  context:\n    type: ppm\n")
+    cells = expand(["model.srm.mode=bilinear,neighbor"], [str(variant)], [0, 1])
+    assert [c.name for c in cells] == ["model.srm.mode=bilinear__ppm/seed0", "model.srm.mode=neighbor__ppm/seed0",
+                                       "model.srm.mode=bilinear__ppm/seed1", "model.srm.mode=neighbor__ppm/seed1"]
+    assert cells[1].overrides == ["model.srm.mode=neighbor", "model.context.type=ppm", "train.seed=0"]
+
+
+def test_study_runs_a_tiny_grid_then_skips_finished_cells(tiny, tmp_path, capsys):
+    config = tmp_path / "base.yaml"
+    config.write_text("train:\n  max_iters: 2\n")
+    calls = []
+
+    def runner(argv):
+        calls.append(argv[0])
+        return main(argv)
+
+    work = tmp_path / "study"
+    cells = run_study(str(config), ["model.srm.mode=bilinear,dysample"], [], [0, 1], work, tiny_overrides(tiny),
+                      runner=runner)
+    assert calls == ["train", "eval"] * 4
+    assert all((c / "eval.json").is_file() and (c / "eval.npz").is_file() for c in cells)
+    assert (work / "model.srm.mode=dysample/seed1/checkpoints/iter_00000002.pth").is_file()
+    calls.clear()
+    run_study(str(config), ["model.srm.mode=bilinear,dysample"], [], [0, 1], work, tiny_overrides(tiny),
+              runner=runner)
+    assert calls == [] and capsys.readouterr().out.count("done already") == 4
+    # the CLI: the finished grid is compared, compare.json / compare.md written
+    code, out, err = run("study", config, *tiny_overrides(tiny), "--vary", "model.srm.mode=bilinear,dysample",
+                         "--seeds", 0, 1, "--work-dir", work)
+    assert code == 0, err
+    result = json.loads((work / "compare.json").read_text())
+    assert [g["label"] for g in result["groups"]] == ["model.srm.mode=bilinear", "model.srm.mode=dysample"]
+    assert result["groups"][0]["seeds"] == [0, 1] and (work / "compare.md").is_file()
+
+
+def test_print_commands_prints_one_line_per_cell_and_runs_nothing(tiny, tmp_path):
+    config = tmp_path / "base.yaml"
+    config.write_text("train:\n  max_iters: 3\n")  # the overrides set 2: they win
+    code, out, err = run("study", config, *tiny_overrides(tiny), "--vary", "model.srm.mode=bilinear,neighbor",
+                         "--vary", "model.deep_supervision=true,false", "--seeds", 0, 1, 2, "--work-dir",
+                         tmp_path / "w", "--print-commands")
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == 12 and not (tmp_path / "w").exists()
+    assert all(line.startswith(f"scrnet train {config} --work-dir ") and " && scrnet eval " in line for line in lines)
+    assert "model.srm.mode=neighbor model.deep_supervision=false train.seed=2" in lines[-1]
+    assert lines[-1].endswith("checkpoints/iter_00000002.pth --json "
+                              f"{tmp_path}/w/model.srm.mode=neighbor__model.deep_supervision=false/seed2/eval.json")
+
+
+def test_study_bad_usage_is_one_line_before_anything_runs(tiny, tmp_path):
+    config = tmp_path / "base.yaml"
+    config.write_text("train:\n  max_iters: 2\n")
+    for extra, message in ((["--vary", "model.srm.mode=bilinear,wavy"], "model.srm.mode"),
+                           (["--vary", "model.srm.mode"], "KEY=V1,V2"),
+                           (["--variants", tmp_path / "missing.yaml"], "missing.yaml"),
+                           ([], "nothing to vary")):
+        code, out, err = run("study", config, *tiny_overrides(tiny), *extra, "--seeds", 0, "--work-dir",
+                             tmp_path / "w")
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "w").exists()
