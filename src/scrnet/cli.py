@@ -62,6 +62,9 @@ Exit code 1 when some inputs could not be read (each is named; the others are wr
 EPILOG_EXPORT = """examples:
   scrnet export best.pth --onnx model.onnx --check                 # export at 512x1024, check at two sizes
   scrnet export best.pth --onnx model.onnx --size 1024 2048 --opset 18
+  scrnet export best.pth --onnx model_int8.onnx --int8 --calib data/cityscapes/leftImg8bit/train --calib-images 64
+  scrnet export best.pth --onnx model_fp16.onnx --fp16
+  scrnet eval model_int8.onnx --json int8.json       # score the exported file like its checkpoint
 
 The graph has dynamic batch, height and width; --check compares onnxruntime with PyTorch at the export size and
 at an odd size (max |logit difference| <= 1e-4, argmax agreement >= 99.9%) and exits with 1 naming the difference.
@@ -306,13 +309,51 @@ def cmd_export(args) -> None:
     model = loaded.model
     if not isinstance(model, SCRNet):
         raise UsageError(f"{args.checkpoint} is already an ONNX graph; export from its checkpoint")
+    if args.int8 and args.fp16:
+        raise UsageError("--int8 and --fp16 exclude each other")
+    if args.int8 and not args.calib:
+        raise UsageError("--int8 needs --calib DIR: images to calibrate on, preprocessed as at evaluation")
+    if args.calib and not args.int8:
+        raise UsageError("--calib is for --int8")
+    if args.check and (args.int8 or args.fp16):
+        raise UsageError("--check compares float32 graphs with PyTorch; score an --int8 or --fp16 file with "
+                         "`scrnet eval FILE.onnx` (same split, same metric code as the checkpoint)")
+    calib = []
+    if args.int8:
+        from .tools.quantize import find_images
+
+        try:
+            calib = find_images(args.calib, args.calib_images)
+        except (FileNotFoundError, ValueError) as exc:
+            raise UsageError(str(exc)) from None
     meta = checkpoint_metadata(loaded.class_names, loaded.normalization, loaded.palette, loaded.config)
     if not args.no_fuse:
         model.fuse()
-    path = export_onnx(model, args.onnx, tuple(args.size), args.opset, meta)
-    size_mb = Path(path).stat().st_size / 2**20
+    out = Path(args.onnx)
+    float_path = out.with_name(out.stem + ".float32.tmp.onnx") if (args.int8 or args.fp16) else out
+    path = export_onnx(model, float_path, tuple(args.size), args.opset, meta)
     folded = "BatchNorm kept separate" if args.no_fuse else f"BatchNorm folded into {model.fused_pairs} convs"
-    print(f"wrote {path} ({size_mb:.1f} MB, opset {args.opset}, dynamic batch/height/width, {folded})")
+    precision = "float32"
+    if args.int8 or args.fp16:
+        from .tools.quantize import convert_fp16, quantize_int8
+
+        try:
+            if args.int8:
+                info = quantize_int8(float_path, out, calib, loaded.config.data.eval, loaded.normalization)
+                precision = (f"INT8 QDQ ({info['quantized_ops']} quantised, calibrated on {len(calib)} images "
+                             f"under {args.calib}; {info['float_nodes']} nodes kept float32: sampling grids, "
+                             f"GridSample, attention)")
+            else:
+                info = convert_fp16(float_path, out)
+                precision = (f"float16 ({info['float_nodes']} nodes kept float32: sampling grids, GridSample, "
+                             f"attention; float32 input and output)")
+        finally:
+            float_path.unlink(missing_ok=True)
+            for extra in out.parent.glob(out.stem + ".float32.tmp*"):
+                extra.unlink(missing_ok=True)
+        path = out
+    size_mb = Path(path).stat().st_size / 2**20
+    print(f"wrote {path} ({size_mb:.1f} MB, opset {args.opset}, dynamic batch/height/width, {folded}, {precision})")
     if args.check:
         h, w = args.size
         results = check_onnx(model, path, [(h, w), (h // 2 + 17, w // 2 + 31)])
@@ -503,6 +544,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", nargs=2, type=int, default=[512, 1024], metavar=("H", "W"), help="export size")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset: 16, 17 (default) or 18")
     p.add_argument("--check", action="store_true", help="compare onnxruntime with PyTorch at two sizes")
+    p.add_argument("--int8", action="store_true", help="static INT8 (QDQ) with onnxruntime's quantisation tools")
+    p.add_argument("--calib", metavar="DIR", help="with --int8: calibration images, found recursively under DIR")
+    p.add_argument("--calib-images", type=int, default=64, metavar="N", help="calibration images used (default 64)")
+    p.add_argument("--fp16", action="store_true", help="float16 graph; sampling grids and attention stay float32")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("publish", help="a checkpoint as a shareable folder: safetensors, config.json, model card",

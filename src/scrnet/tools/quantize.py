@@ -1,0 +1,175 @@
+"""Reduced-precision ONNX graphs for deployment: static INT8 (QDQ, calibrated on real images) and float16.
+
+Both start from the float32 graph ``export_onnx`` writes and keep a *float island* in float32: every node that
+computes SRM's (or DySample's) sampling positions, the ``GridSample`` that uses them, and CRM's attention maps
+(matrix products and softmax). Sampling positions are pixel coordinates: in float16 they are not exact above 2048,
+and an 8-bit coordinate would move samples by whole pixels; CRM's channel affinity exceeds float16's range at
+Cityscapes sizes. The island is found in the graph, not by name: the backward slice of each ``GridSample``'s grid
+input, stopping at convolutions (the offset convs themselves are ordinary convs and are converted), plus the
+attention nodes under ``/decoder/context/attention``.
+
+INT8 uses onnxruntime's quantisation tools (``quantize_static``, QDQ format, per-channel signed 8-bit weights,
+unsigned 8-bit activations, MinMax calibration), calibrated on images preprocessed exactly as at evaluation (the
+checkpoint's ``data.eval`` resizing and its normalisation). Only convolutions and matrix products outside the island
+are quantised; everything else runs in float32 between them.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+# label folders of the supported layouts (folder, BDD100K, ADE20K, Cityscapes): their PNGs are masks, not images
+LABEL_DIRS = ("masks", "labels", "annotations", "gtFine", "gtCoarse")
+ATTENTION_SCOPE = "/decoder/context/attention/"
+QUANTIZED_OPS = ("Conv", "MatMul")
+
+
+def float_island(model) -> list[str]:
+    """Names of the nodes of ``model`` (an ``onnx.ModelProto``) that must stay float32 (see the module docstring)."""
+    producers = {out: node for node in model.graph.node for out in node.output}
+    keep: set[str] = set()
+
+    def walk(tensor: str) -> None:
+        stack = [tensor]
+        while stack:
+            node = producers.get(stack.pop())
+            if node is None or node.name in keep or node.op_type == "Conv":
+                continue
+            keep.add(node.name)
+            stack.extend(node.input)
+
+    for node in model.graph.node:
+        if node.op_type == "GridSample":
+            keep.add(node.name)
+            walk(node.input[1])
+        elif node.name.startswith(ATTENTION_SCOPE) and node.op_type != "Conv":
+            keep.add(node.name)
+    return sorted(keep)
+
+
+def find_images(root: str | Path, limit: int) -> list[Path]:
+    """Up to ``limit`` images found recursively under ``root``, spread evenly over the sorted list; files under a
+    label folder of a supported layout (``LABEL_DIRS``) are skipped, so a split's root can be given."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"--calib {root}: not a folder")
+    found = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                   and not set(p.relative_to(root).parts[:-1]) & set(LABEL_DIRS))
+    if not found:
+        raise ValueError(f"--calib {root}: no image ({', '.join(IMAGE_SUFFIXES)}) found under it")
+    if limit <= 0:
+        raise ValueError(f"--calib-images must be positive, got {limit}")
+    if len(found) <= limit:
+        return found
+    picks = np.linspace(0, len(found) - 1, limit).round().astype(int)
+    return [found[i] for i in picks]
+
+
+def preprocess(path: Path, eval_cfg, normalize) -> np.ndarray:
+    """One image as the eval loop feeds it to the network: ``data.eval`` resize, then the stored normalisation."""
+    import torch
+
+    from ..data.io import read_image
+    from ..data.transforms import EvalTransform
+
+    rgb = read_image(path)
+    image, _ = EvalTransform(eval_cfg)(rgb, np.zeros(rgb.shape[:2], np.uint8))
+    return normalize(image.unsqueeze(0)).to(torch.float32).numpy()
+
+
+def _copy_metadata(src, dst_path: Path, extra: dict[str, str]) -> None:
+    import onnx
+
+    proto = onnx.load(str(dst_path))
+    have = {p.key for p in proto.metadata_props}
+    for p in src.metadata_props:
+        if p.key not in have:
+            proto.metadata_props.add(key=p.key, value=p.value)
+    for key, value in extra.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save(proto, str(dst_path))
+
+
+def quantize_int8(fp32_path: str | Path, out_path: str | Path, images: list[Path], eval_cfg, normalize) -> dict:
+    """Static QDQ INT8 of the float32 graph at ``fp32_path``, calibrated on ``images``; returns what was done."""
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.paths = iter(images)
+
+        def get_next(self):
+            path = next(self.paths, None)
+            return None if path is None else {"image": preprocess(path, eval_cfg, normalize)}
+
+    src = onnx.load(str(fp32_path))
+    excluded = float_island(src)
+    out_path = Path(out_path)
+    quantize_static(str(fp32_path), str(out_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_exclude=excluded,
+                    calibrate_method=CalibrationMethod.MinMax)
+    info = {"precision": "int8", "calibration_images": len(images), "float_nodes": len(excluded),
+            "quantized_ops": ",".join(QUANTIZED_OPS)}
+    _copy_metadata(src, out_path, {"scrnet.precision": "int8",
+                                   "scrnet.quantization": "QDQ static, per-channel s8 weights, u8 activations, "
+                                                          f"MinMax on {len(images)} images"})
+    return info
+
+
+def drop_fp16_round_trips(model, float_nodes: set[str]) -> int:
+    """Rewire every ``Cast(to float16) -> Cast(to float32)`` pair whose source a float32 node produced, so the
+    float32 value passes unrounded; returns how many. onnxruntime's converter casts every edge of a blocked node, even
+    between two blocked nodes: CRM's position-attention energy (~7.8e4 on a synthetic street scene) became inf on
+    its way from the matrix product to the softmax, and sampling coordinates lost their exactness."""
+    from onnx import TensorProto
+
+    producers = {out: node for node in model.graph.node for out in node.output}
+    consumers: dict[str, list] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def cast_to(node) -> int | None:
+        if node.op_type != "Cast":
+            return None
+        return next((a.i for a in node.attribute if a.name == "to"), None)
+
+    count = 0
+    for second in model.graph.node:
+        if cast_to(second) != TensorProto.FLOAT:
+            continue
+        first = producers.get(second.input[0])
+        if first is None or cast_to(first) != TensorProto.FLOAT16:
+            continue
+        source = producers.get(first.input[0])
+        if source is None or source.name not in float_nodes:
+            continue
+        second.input[0] = first.input[0]
+        count += 1
+    used = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
+    dead = [n for n in model.graph.node if cast_to(n) == TensorProto.FLOAT16 and not any(o in used for o in n.output)]
+    for node in dead:
+        model.graph.node.remove(node)
+    return count
+
+
+def convert_fp16(fp32_path: str | Path, out_path: str | Path) -> dict:
+    """The float32 graph at ``fp32_path`` in float16, the float island kept float32, inputs and outputs float32."""
+    import onnx
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    src = onnx.load(str(fp32_path))
+    island = float_island(src)
+    blocked_ops = list(DEFAULT_OP_BLOCK_LIST) + ["GridSample"]
+    half = convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True, node_block_list=island,
+                                    op_block_list=blocked_ops)
+    float_nodes = set(island) | {n.name for n in src.graph.node if n.op_type in blocked_ops}
+    drop_fp16_round_trips(half, float_nodes)
+    out_path = Path(out_path)
+    onnx.save(half, str(out_path))
+    _copy_metadata(src, out_path, {"scrnet.precision": "float16"})
+    return {"precision": "float16", "float_nodes": len(island)}

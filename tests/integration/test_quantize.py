@@ -1,0 +1,161 @@
+"""INT8 and float16 ONNX graphs: the float32 island (sampling grids, GridSample, attention) is found in the graph
+and survives conversion, the CLI writes files that scrnet eval scores, and bad requests are one line."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import scrnet
+from cli_helpers import run
+from scrnet.data.synthetic import generate_synthetic
+from scrnet.engine.trainer import train
+from scrnet.config import load_config
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from scrnet.tools.export import export_onnx  # noqa: E402
+from scrnet.tools.quantize import convert_fp16, find_images, float_island  # noqa: E402
+
+
+def producers(model):
+    return {out: node for node in model.graph.node for out in node.output}
+
+
+def grid_slice_casts(model, op_type: str = "GridSample", index: int = 1) -> list[str]:
+    """Cast-to-float16 nodes on the way from any convolution to input ``index`` of every ``op_type`` node (default:
+    GridSample's sampling grid)."""
+    prod, found, seen = producers(model), [], set()
+    stack = [n.input[index] for n in model.graph.node if n.op_type == op_type]
+    while stack:
+        node = prod.get(stack.pop())
+        if node is None or node.name in seen or node.op_type == "Conv":
+            continue
+        seen.add(node.name)
+        if node.op_type == "Cast" and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT16 for a in node.attribute):
+            found.append(node.name)
+        stack.extend(node.input)
+    return found
+
+
+@pytest.fixture(scope="module")
+def effl0_onnx(tmp_path_factory):
+    """A random scrnet_effl0 whose position-attention energies exceed float16's range: key = query, both x 5000,
+    so each position's energy with itself is |q|^2 ~ 1e5 (a fresh model's energies are ~0.006)."""
+    torch.manual_seed(0)
+    model = scrnet.create_model("scrnet_effl0", num_classes=5).eval()
+    pos = model.decoder.context.attention[1]
+    with torch.no_grad():
+        pos.query.weight.mul_(5000)
+        pos.key.weight.copy_(pos.query.weight)
+        pos.key.bias.copy_(pos.query.bias)
+        for srm in model.decoder.refine:
+            torch.nn.init.normal_(srm.offset.weight, std=0.05)
+    x = torch.randn(1, 3, 128, 256)
+    path = export_onnx(model.fuse(), tmp_path_factory.mktemp("onnx") / "fp32.onnx", size=(128, 256))
+    return model, path, x
+
+
+def test_float_island_holds_grid_maths_gridsample_and_attention_but_no_conv(effl0_onnx):
+    _, path, _ = effl0_onnx
+    model = onnx.load(str(path))
+    island = set(float_island(model))
+    ops = {n.name: n.op_type for n in model.graph.node}
+    assert {n for n, op in ops.items() if op == "GridSample"} <= island
+    assert {n for n, op in ops.items() if op in ("MatMul", "Softmax") and "/context/attention/" in n} <= island
+    assert {n for n, op in ops.items() if op == "CumSum"} <= island  # the pixel-centre grid
+    assert not any(ops[n] == "Conv" for n in island)
+    assert all("/backbone/" not in n for n in island)
+
+
+def test_fp16_keeps_the_island_float32_end_to_end(effl0_onnx, tmp_path):
+    _, path, x = effl0_onnx
+    half_path = tmp_path / "fp16.onnx"
+    convert_fp16(path, half_path)
+    half = onnx.load(str(half_path))
+    assert grid_slice_casts(half) == []  # no float16 rounding between the offset convs and GridSample
+    assert grid_slice_casts(half, "Softmax", 0) == []  # nor of attention energies (SRM's mask softmax too)
+    ref = ort.InferenceSession(str(path)).run(None, {"image": x.numpy()})[0]
+    sess = ort.InferenceSession(str(half_path))
+    assert sess.get_inputs()[0].type == "tensor(float)" and sess.get_outputs()[0].type == "tensor(float)"
+    out = sess.run(None, {"image": x.numpy()})[0]
+    # the energies exceed 65504: any float16 edge inside the attention gives inf, then NaN after the softmax
+    assert np.isfinite(out).all()
+    assert (out.argmax(1) == ref.argmax(1)).mean() >= 0.999
+    meta = {p.key: p.value for p in half.metadata_props}
+    assert meta["scrnet.precision"] == "float16"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = generate_synthetic(tmp_path_factory.mktemp("data"), num_train=4, num_val=3, size=(64, 128), seed=1)
+    work = tmp_path_factory.mktemp("run")
+    cfg = load_config(None, [f"data.root={root}", "data.type=folder", "model.name=scrnet_effl0",
+                             "model.num_classes=9", "model.channels=16", "model.backbone_weights=null",
+                             "train.max_iters=2", "train.batch_size=2", "train.num_workers=0",
+                             "train.val_interval=0", "train.checkpoint_interval=2", "train.tensorboard=false",
+                             "data.train.crop_size=[64,64]", "data.train.scale=[128,64]"])
+    train(cfg, work)
+    return root, work / "checkpoints" / "iter_00000002.pth"
+
+
+def test_cli_int8_and_fp16_files_are_scored_by_scrnet_eval(trained, tmp_path):
+    root, ckpt = trained
+    code, out, err = run("export", ckpt, "--onnx", tmp_path / "m8.onnx", "--int8", "--calib", root,
+                         "--calib-images", 5, "--size", 64, 128)
+    assert code == 0, err
+    assert "INT8 QDQ" in out and "calibrated on 5 images" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m8.onnx"]  # the float32 intermediate is gone
+    model = onnx.load(str(tmp_path / "m8.onnx"))
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("QuantizeLinear") > 10 and "GridSample" in ops
+    assert grid_slice_casts(model) == []
+    prod = producers(model)
+    assert all(prod[n.input[1]].op_type != "DequantizeLinear" for n in model.graph.node if n.op_type == "GridSample")
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["scrnet.precision"] == "int8" and "scrnet.config" in meta
+    code, out, err = run("export", ckpt, "--onnx", tmp_path / "m16.onnx", "--fp16", "--size", 64, 128)
+    assert code == 0, err
+    scores = {}
+    for name in ("m8", "m16"):
+        code, out, err = run("eval", tmp_path / f"{name}.onnx", "--json", tmp_path / f"{name}.json")
+        assert code == 0, err
+        scores[name] = json.loads((tmp_path / f"{name}.json").read_text())["miou"]
+    code, _, err = run("eval", ckpt, "--json", tmp_path / "ref.json")
+    ref = json.loads((tmp_path / "ref.json").read_text())["miou"]
+    assert abs(scores["m16"] - ref) < 0.01  # float16 with a float32 island: the checkpoint's mIoU
+    assert 0 <= scores["m8"] <= 1
+
+
+def test_calibration_images_skip_label_folders_and_spread_evenly(tmp_path):
+    for sub in ("train/images", "train/masks", "val/gtFine/x"):
+        (tmp_path / sub).mkdir(parents=True)
+    for i in range(10):
+        (tmp_path / "train/images" / f"{i:02d}.png").write_bytes(b"")
+        (tmp_path / "train/masks" / f"{i:02d}.png").write_bytes(b"")
+    (tmp_path / "val/gtFine/x/a.png").write_bytes(b"")
+    found = find_images(tmp_path, 4)
+    assert [p.name for p in found] == ["00.png", "03.png", "06.png", "09.png"]
+    assert all("images" in p.parts for p in find_images(tmp_path, 100))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--int8"], "--int8 needs --calib"),
+    (["--int8", "--fp16", "--calib", "."], "exclude each other"),
+    (["--fp16", "--check"], "scrnet eval"),
+    (["--calib", "."], "--calib is for --int8"),
+])
+def test_bad_precision_requests_are_one_line(trained, tmp_path, args, message):
+    _, ckpt = trained
+    code, out, err = run("export", ckpt, "--onnx", tmp_path / "m.onnx", *args)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.iterdir())
+
+
+def test_calibration_folder_without_images_is_one_line(trained, tmp_path):
+    _, ckpt = trained
+    (tmp_path / "empty").mkdir()
+    code, _, err = run("export", ckpt, "--onnx", tmp_path / "m.onnx", "--int8", "--calib", tmp_path / "empty")
+    assert code == 2 and "no image" in err and str(tmp_path / "empty") in err
