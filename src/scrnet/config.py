@@ -58,6 +58,7 @@ class OptimConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # AdamW only
     weight_decay: float = 5e-4
     head_lr_mult: float = 1.0  # learning-rate multiplier for the decoder (everything but the backbone)
+    offset_lr_mult: float = 1.0  # further multiplier for SRM's / DySample's offset and mask branches (1: none)
     no_decay_norm_bias: bool = True  # no weight decay on 1-D parameters (norm weights, biases, scales)
     poly_power: float = 0.9
     min_lr: float = 0.0  # poly decays to this
@@ -69,6 +70,8 @@ class OptimConfig:
             raise ValueError(f"train.optim.optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.lr <= 0:
             raise ValueError(f"train.optim.lr must be positive, got {self.lr}")
+        if self.offset_lr_mult <= 0:
+            raise ValueError(f"train.optim.offset_lr_mult must be positive, got {self.offset_lr_mult}")
 
 
 @dataclass

@@ -84,10 +84,16 @@ def workspace(tmp_path_factory):
     return ws
 
 
-def adapt(argv: list[str]) -> list[str]:
-    """The same command at a tiny scale: real data roots to the fixtures, sizes and budgets to the minimum."""
+def adapt(argv: list[str], cwd: Path | None = None) -> list[str]:
+    """The same command at a tiny scale: real data roots to the fixtures, sizes and budgets to the minimum; glob
+    patterns of study and compare expanded in ``cwd`` as a shell would."""
     argv = [re.sub(r"(^|=)/data/", r"\1data/", a).replace("/shared/", "") for a in argv]
     command = argv[0]
+    if command in ("study", "compare") and cwd is not None:
+        argv = [x for a in argv for x in (sorted(str(p.relative_to(cwd)) for p in cwd.glob(a)) or [a]
+                                          if "*" in a else [a])]
+    if command == "study":
+        argv += TINY_TRAIN
     if command in ("export", "benchmark") and "--size" in argv:
         i = argv.index("--size")
         argv[i + 1:i + 3] = ["64", "128"]
@@ -157,9 +163,10 @@ def test_every_readme_command_runs(workspace):
             assert parses(argv), command
             parsed.append(command)
             continue
-        result = subprocess.run([sys.executable, "-m", "scrnet", *adapt(argv)], cwd=workspace, capture_output=True,
-                                text=True, timeout=600, env=env)
-        assert result.returncode == 0, (command, adapt(argv), result.stdout[-1500:], result.stderr[-1500:])
+        result = subprocess.run([sys.executable, "-m", "scrnet", *adapt(argv, workspace)], cwd=workspace,
+                                capture_output=True, text=True, timeout=600, env=env)
+        assert result.returncode == 0, (command, adapt(argv, workspace), result.stdout[-1500:],
+                                        result.stderr[-1500:])
         ran.append(command)
     assert len(ran) >= 20 and len(parsed) >= 4, (ran, parsed)
     assert all(c.startswith(("make", "python3 -m venv", ".venv/", "#!", "head=")) or PLACEHOLDER.search(c)

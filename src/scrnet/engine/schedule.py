@@ -7,17 +7,26 @@ from ..config import OptimConfig
 
 
 def param_groups(model: torch.nn.Module, cfg: OptimConfig) -> list[dict]:
-    """Four groups: (backbone | head) x (decayed | not decayed), each with its lr and weight decay."""
-    groups: dict[tuple[bool, bool], list] = {}
+    """(backbone | head | offsets) x (decayed | not decayed) groups, each with its lr and weight decay. The offset
+    groups (SRM's / DySample's offset and mask branches, ``head_lr_mult * offset_lr_mult``) exist only when
+    ``offset_lr_mult`` is not 1, so the default keeps the four groups earlier checkpoints saved."""
+    from ..models.srm import SRM
+
+    offset_ids = set()
+    if cfg.offset_lr_mult != 1.0:
+        offset_ids = {id(p) for m in model.modules() if isinstance(m, SRM) for p in m.offset_parameters()}
+    groups: dict[tuple[int, bool], list] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        head = not name.startswith(("backbone.", "module.backbone."))
+        part = 2 if id(p) in offset_ids else 0 if name.startswith(("backbone.", "module.backbone.")) else 1
         decay = not (cfg.no_decay_norm_bias and p.ndim <= 1)
-        groups.setdefault((head, decay), []).append(p)
-    return [{"params": params, "lr": cfg.lr * (cfg.head_lr_mult if head else 1.0),
-             "weight_decay": cfg.weight_decay if decay else 0.0, "name": f"{'head' if head else 'backbone'}"
-             f"{'' if decay else '_no_decay'}"} for (head, decay), params in sorted(groups.items())]
+        groups.setdefault((part, decay), []).append(p)
+    mult = (1.0, cfg.head_lr_mult, cfg.head_lr_mult * cfg.offset_lr_mult)
+    names = ("backbone", "head", "offsets")
+    return [{"params": params, "lr": cfg.lr * mult[part], "weight_decay": cfg.weight_decay if decay else 0.0,
+             "name": f"{names[part]}{'' if decay else '_no_decay'}"}
+            for (part, decay), params in sorted(groups.items())]
 
 
 def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:

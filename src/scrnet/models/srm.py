@@ -82,6 +82,15 @@ class SRM(nn.Module):
         if mode == "neighbor":
             self.mask = nn.Conv2d(2 * channels if mask_input == "guide" else hidden, 9, 3, padding=1)
 
+    def offset_parameters(self) -> list[nn.Parameter]:
+        """The parameters of the offset (and mask) branch: what ``train.optim.offset_lr_mult`` scales."""
+        if self.mode == "bilinear":
+            return []
+        if self.mode == "dysample":
+            return list(self.dysample.parameters())
+        branch = [self.offset_hidden, self.offset_bn, self.offset] + ([self.mask] if self.mode == "neighbor" else [])
+        return [p for m in branch for p in m.parameters()]
+
     def offsets(self, g: torch.Tensor, u: torch.Tensor, f_lat: torch.Tensor) -> torch.Tensor:
         """The offset field (``B x 2 x H x W``, pixels, dx then dy) that SRM applies to ``u = bilinear(g)``.
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import ConfigError, config_from_dict, config_to_dict
 from ..evaluation.counts import PerImageCounts, counts_path
 
 # Keys that do not change what a run trains or how it is scored: never part of a group or a label.
@@ -96,7 +97,11 @@ def load_run(path: str | Path) -> Run:
     if counts.confusion.shape[1] != len(record["class_names"]):
         raise CompareError(f"{npz}: counts for {counts.confusion.shape[1]} classes, but {json_path} names "
                            f"{len(record['class_names'])}")
-    return Run(str(path), record, counts, flatten(record["config"]))
+    try:  # through the current schema: keys added since the run was scored get their defaults
+        config = config_to_dict(config_from_dict(record["config"], str(json_path)))
+    except (ConfigError, ValueError) as exc:
+        raise CompareError(f"{json_path}: its config does not load: {exc}") from None
+    return Run(str(path), record, counts, flatten(config))
 
 
 def check_comparable(runs: list[Run]) -> None:

@@ -31,3 +31,20 @@ def test_param_groups_head_multiplier_and_no_decay_on_norms_and_biases():
         opt.step()
         sched.step()
     assert opt.param_groups[0]["lr"] == pytest.approx(0.01 * 0.5 ** 0.9)
+
+
+@pytest.mark.parametrize("mode,per_step", [("neighbor", 7), ("pixel", 5), ("dysample", 2)])
+def test_offset_lr_mult_puts_the_offset_branches_in_their_own_groups(mode, per_step):
+    model = create_model("scrnet_r18", num_classes=3, srm={"mode": mode})
+    assert len(param_groups(model, OptimConfig(head_lr_mult=10.0))) == 4  # default: the groups checkpoints hold
+    cfg = OptimConfig(lr=0.01, head_lr_mult=10.0, offset_lr_mult=0.1)
+    groups = {g["name"]: g for g in param_groups(model, cfg)}
+    offsets = groups["offsets"]["params"] + groups.get("offsets_no_decay", {"params": []})["params"]
+    assert len(offsets) == 3 * per_step  # weights, biases, BN of each step's offset (and mask) branch
+    assert groups["offsets"]["lr"] == pytest.approx(0.01) and groups["head"]["lr"] == pytest.approx(0.1)
+    branch = {id(p) for srm in model.decoder.refine for p in srm.offset_parameters()}
+    assert {id(p) for p in offsets} == branch
+    assert not branch & {id(p) for g in ("head", "head_no_decay") for p in groups[g]["params"]}
+    assert sum(len(g["params"]) for g in groups.values()) == len(list(model.parameters()))
+    with pytest.raises(ValueError, match="offset_lr_mult"):
+        OptimConfig(offset_lr_mult=0)
