@@ -340,7 +340,7 @@ def cmd_export(args) -> None:
         try:
             if args.int8:
                 info = quantize_int8(float_path, out, calib, loaded.config.data.eval, loaded.normalization)
-                precision = (f"INT8 QDQ ({info['quantized_ops']} quantised, calibrated on {len(calib)} images "
+                precision = (f"INT8 QDQ ({info['quantized_ops']} on quantised inputs, calibrated on {len(calib)} images "
                              f"under {args.calib}; {info['float_nodes']} nodes kept float32: sampling grids, "
                              f"GridSample, attention)")
             else:
