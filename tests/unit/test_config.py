@@ -7,7 +7,26 @@ import pytest
 from scrnet.config import EvalConfig, config_to_yaml, load_config
 from scrnet.models import list_models
 
-CONFIGS = sorted((Path(__file__).parents[2] / "configs").rglob("*.yaml"))
+ROOT = Path(__file__).parents[2] / "configs"
+VARIANTS = sorted((ROOT / "ablations").rglob("*.yaml"))  # study variants: overrides, not training configs
+CONFIGS = sorted(set(ROOT.rglob("*.yaml")) - set(VARIANTS))
+
+
+@pytest.mark.parametrize("path", VARIANTS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_ablation_variant_applies_to_the_synthetic_config_and_changes_what_it_names(path):
+    from scrnet.tools.study import read_variant
+
+    base = load_config(ROOT / "synthetic" / "scrnet_effl0.yaml")
+    name, overrides = read_variant(path)
+    assert name == path.stem and overrides
+    cfg = load_config(ROOT / "synthetic" / "scrnet_effl0.yaml", overrides)
+    for item in overrides:
+        key, value = item.split("=", 1)
+        node = cfg
+        for part in key.split("."):
+            node = getattr(node, part)
+        assert str(node).lower() == value.lower(), item
+    assert cfg.train == base.train and cfg.data == base.data
 
 
 def test_there_are_configs_for_every_model_and_data_set():
