@@ -247,7 +247,8 @@ def summarise_group(g: Group) -> dict:
     names = g.runs[0].record["class_names"]
     out = {"label": g.label, "overrides": g.overrides, "runs": [r.path for r in g.runs], "seeds": g.seeds,
            "miou": _mean_sd([r.record["miou"] for r in g.runs]),
-           "mbiou": _mean_sd([r.record.get("mbiou") for r in g.runs])}
+           "mbiou": _mean_sd([r.record.get("mbiou") for r in g.runs]),
+           "per_seed": [{"seed": r.seed, "miou": r.record["miou"], "mbiou": r.record.get("mbiou")} for r in g.runs]}
     if all("boundary_iou" in r.record for r in g.runs):
         out["boundary_iou"] = _mean_sd([r.record["boundary_iou"]["mean"] for r in g.runs])
     out["iou"] = {c: _mean_sd([r.record["iou"].get(c) for r in g.runs])["mean"] for c in names}
@@ -308,12 +309,14 @@ def table_rows(result: dict) -> tuple[list[str], list[list[str]]]:
     for c in result["comparisons"]:
         by_group.setdefault(c["group"], {})[c["metric"]] = c
     has_published = all("boundary_iou" in g for g in result["groups"])
-    head = ["group", "seeds", "mIoU", "Δ mIoU [95% CI]", "verdict", "BIoU*", "Δ BIoU* [95% CI]", "verdict"]
+    head = ["group", "seeds", "mIoU", "mIoU by seed", "Δ mIoU [95% CI]", "verdict", "BIoU*", "Δ BIoU* [95% CI]",
+            "verdict"]
     if has_published:
         head.append("Boundary IoU")
     rows = []
     for g in result["groups"]:
-        row = [g["label"], ",".join(fmt_value(s) for s in g["seeds"]), _mean_sd_text(g["miou"])]
+        row = [g["label"], ",".join(fmt_value(s) for s in g["seeds"]), _mean_sd_text(g["miou"]),
+               " / ".join(_pct(r["miou"]) for r in g["per_seed"])]
         for metric in METRICS:
             c = by_group.get(g["label"], {}).get(metric)
             if metric != "miou":
