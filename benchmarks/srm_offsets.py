@@ -14,7 +14,6 @@ For each top-down step (strides 16, 8, 4 of the padded input) over the validatio
 import argparse
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -56,13 +55,13 @@ def main() -> None:
             image = loaded.normalization(sample["image"].unsqueeze(0))
             target = sample["mask"].long()
             out = model(image, return_offsets=True)
+            # the labels over the network's padded extent (padding: ignore), resampled to each step's grid below
+            ph, pw = image.shape[2] + (-image.shape[2]) % 32, image.shape[3] + (-image.shape[3]) % 32
+            padded = F.pad(target, (0, pw - target.shape[1], 0, ph - target.shape[0]), value=255)
             for name, off in zip(steps, out.offsets):
                 if off is None:
                     continue
                 h, w = off.shape[-2:]
-                # labels at this step's grid (nearest), over the padded extent (padding: ignore)
-                ph, pw = image.shape[2] + (-image.shape[2]) % 32, image.shape[3] + (-image.shape[3]) % 32
-                padded = F.pad(target, (0, pw - target.shape[1], 0, ph - target.shape[0]), value=255)
                 lab = F.interpolate(padded[None, None].float(), size=(h, w), mode="nearest")[0, 0].long()
                 d = off[0].float()
                 length = d.norm(dim=0)

@@ -340,15 +340,14 @@ def cmd_export(args) -> None:
         try:
             if args.int8:
                 info = quantize_int8(float_path, out, calib, loaded.config.data.eval, loaded.normalization)
-                precision = (f"INT8 QDQ ({info['quantized_ops']} on quantised inputs, calibrated on {len(calib)} images "
-                             f"under {args.calib}; {info['float_nodes']} nodes kept float32: sampling grids, "
-                             f"GridSample, attention)")
+                precision = (f"INT8 QDQ ({info['quantized_ops']} on quantised inputs, calibrated on "
+                             f"{len(calib)} images under {args.calib}; {info['float_nodes']} nodes kept float32: "
+                             f"sampling grids, GridSample, attention)")
             else:
                 info = convert_fp16(float_path, out)
                 precision = (f"float16 ({info['float_nodes']} nodes kept float32: sampling grids, GridSample, "
                              f"attention; float32 input and output)")
-        finally:
-            float_path.unlink(missing_ok=True)
+        finally:  # the float32 intermediate and anything the tools wrote beside it
             for extra in out.parent.glob(out.stem + ".float32.tmp*"):
                 extra.unlink(missing_ok=True)
         path = out
@@ -405,23 +404,30 @@ def cmd_benchmark(args) -> None:
 
 
 def cmd_compare(args) -> None:
-    from .tools.compare import CompareError, compare, format_markdown, format_text, load_run
+    from .tools.compare import CompareError, compare, load_run
 
     try:
         runs = [load_run(p) for p in args.runs]
         result = compare(runs, args.baseline, args.bootstrap_samples, args.bootstrap_seed)
     except (CompareError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
+    write_compare(result, args.json, args.markdown)
+
+
+def write_compare(result: dict, json_path: str | Path | None, markdown_path: str | Path | None) -> None:
+    """Print a compare result's table, and write its JSON and Markdown where asked."""
+    from .tools.compare import format_markdown, format_text
+
     print(format_text(result))
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-    if args.markdown:
-        Path(args.markdown).write_text(format_markdown(result))
+    for path, text in ((json_path, json.dumps(result, indent=2) + "\n"),
+                       (markdown_path, format_markdown(result))):
+        if path:
+            Path(path).write_text(text)
 
 
 def cmd_study(args) -> None:
     from .config import ConfigError
-    from .tools.compare import CompareError, compare, format_markdown, format_text, load_run
+    from .tools.compare import CompareError, compare, load_run
     from .tools.study import run_study
 
     try:
@@ -439,9 +445,7 @@ def cmd_study(args) -> None:
     except (CompareError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
     work_dir = Path(args.work_dir)
-    (work_dir / "compare.json").write_text(json.dumps(result, indent=2) + "\n")
-    (work_dir / "compare.md").write_text(format_markdown(result))
-    print(format_text(result))
+    write_compare(result, work_dir / "compare.json", work_dir / "compare.md")
     print(f"wrote {work_dir / 'compare.json'} and {work_dir / 'compare.md'}")
 
 

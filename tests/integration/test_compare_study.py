@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from cli_helpers import run
+
 from scrnet.cli import main
 from scrnet.config import config_to_dict, load_config
 from scrnet.data.synthetic import generate_synthetic

@@ -7,8 +7,8 @@ import sys
 import cv2
 import numpy as np
 import pytest
-import torch
 from data_fixtures import make_cityscapes, make_folder
+from model_fixtures import varied_r18
 
 import scrnet
 from scrnet.data.cityscapes import CLASSES, LABEL_TO_TRAIN, PALETTE
@@ -30,10 +30,7 @@ def cityscapes(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def checkpoint(cityscapes, tmp_path_factory):
-    torch.manual_seed(3)
-    model = scrnet.create_model("scrnet_r18", num_classes=19, channels=32)
-    with torch.no_grad():  # a varied, deterministic classifier so that predictions hit many classes
-        model.decoder.classifier.weight.normal_(0, 0.5)
+    model = varied_r18(num_classes=19, channels=32, seed=3)
     from scrnet.config import Config, DataConfig
 
     config = Config(model=model.cfg, data=DataConfig(type="cityscapes", root=str(cityscapes)))

@@ -4,9 +4,9 @@ checkpoint (the run config travels in the ONNX metadata); predict takes it too; 
 import json
 
 import pytest
-import torch
 from cli_helpers import run
 from data_fixtures import make_folder
+from model_fixtures import varied_r18
 
 import scrnet
 from scrnet.config import Config, DataConfig
@@ -18,10 +18,7 @@ pytest.importorskip("onnxruntime")  # the export extra
 def exported(tmp_path_factory):
     base = tmp_path_factory.mktemp("onnx")
     root = make_folder(base / "data", "val", n=3, size=(40, 56))
-    torch.manual_seed(0)
-    model = scrnet.create_model("scrnet_r18", num_classes=3, channels=16)
-    with torch.no_grad():
-        model.decoder.classifier.weight.normal_(0, 0.5)
+    model = varied_r18(num_classes=3, channels=16, seed=0)
     config = Config(model=model.cfg, data=DataConfig(type="folder", root=str(root), mean=[0.1, 0.2, 0.3],
                                                      std=[0.5, 0.6, 0.7]))
     checkpoint = scrnet.save_checkpoint(model, base / "m.pth", ["a", "b", "c"], [(0, 0, 0), (9, 9, 9), (99, 9, 9)],

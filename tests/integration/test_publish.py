@@ -15,6 +15,7 @@ import pytest
 import torch
 from cli_helpers import run
 from data_fixtures import make_folder
+from model_fixtures import varied_r18
 
 import scrnet
 from scrnet.checkpoint_io import CheckpointError, sha256_of
@@ -36,10 +37,7 @@ def setup(tmp_path_factory):
     """A data set, a checkpoint (with deep-supervision heads) and its eval JSON."""
     base = tmp_path_factory.mktemp("publish")
     root = make_folder(base / "data", "val", n=2, size=(40, 56))
-    torch.manual_seed(0)
-    model = scrnet.create_model("scrnet_r18", num_classes=3, channels=16)
-    with torch.no_grad():
-        model.decoder.classifier.weight.normal_(0, 0.5)
+    model = varied_r18(num_classes=3, channels=16, seed=0)
     config = Config(model=model.cfg, data=DataConfig(type="folder", root=str(root),
                                                      eval=EvalTransformConfig(scale=[112, 80])),
                     eval=EvalConfig(mode="whole"))

@@ -6,12 +6,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run
 
 import scrnet
-from cli_helpers import run
+from scrnet.config import load_config
 from scrnet.data.synthetic import generate_synthetic
 from scrnet.engine.trainer import train
-from scrnet.config import load_config
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from data_fixtures import make_cityscapes
+from model_fixtures import varied_r18
 
 import scrnet
 from scrnet.cli import main
@@ -46,10 +47,8 @@ class Page(HTMLParser):
 def report(tmp_path_factory):
     base = tmp_path_factory.mktemp("report")
     root = make_cityscapes(base / "cs", "val", n=3, size=(64, 128), label_ids=(7, 8, 11, 21, 23, 26, 24, 0, 4))
-    torch.manual_seed(3)
-    model = scrnet.create_model("scrnet_r18", num_classes=19, channels=32)
+    model = varied_r18(num_classes=19, channels=32, seed=3)
     with torch.no_grad():
-        model.decoder.classifier.weight.normal_(0, 0.5)
         for step in model.decoder.refine:  # non-zero offsets, so the offset section has something to show
             for p in step.parameters():
                 p.add_(0.01 * torch.randn_like(p))

@@ -30,14 +30,12 @@ class PerImageCounts:
         """From ``EvalResult.per_image`` (``(cm, inter, union)`` per image) and the images' names, same order."""
         if len(per_image) != len(images):
             raise ValueError(f"{len(per_image)} per-image counts for {len(images)} images")
-        k = per_image[0][0].shape[0] if per_image else 0
-        return cls(list(images),
-                   np.stack([np.asarray(p[0], dtype=np.int64) for p in per_image]) if per_image
-                   else np.zeros((0, k, k), np.int64),
-                   np.stack([np.asarray(p[1], dtype=np.int64) for p in per_image]) if per_image
-                   else np.zeros((0, k), np.int64),
-                   np.stack([np.asarray(p[2], dtype=np.int64) for p in per_image]) if per_image
-                   else np.zeros((0, k), np.int64))
+        def stacked(i: int, empty_shape: tuple) -> np.ndarray:
+            if not per_image:
+                return np.zeros(empty_shape, np.int64)
+            return np.stack([np.asarray(p[i], dtype=np.int64) for p in per_image])
+
+        return cls(list(images), stacked(0, (0, 0, 0)), stacked(1, (0, 0)), stacked(2, (0, 0)))
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dysample import DYSAMPLE_SCOPES, DySample
+from .dysample import DySample
 from .layers import ConvBNReLU, autocast_off
 from .sampling import base_grid, upsample_bilinear, warp  # noqa: F401  (base_grid: public via srm)
 

@@ -180,10 +180,12 @@ def miou_from(cm: np.ndarray) -> np.ndarray:
     """Mean IoU over the classes present (union > 0) of confusion matrices ``... x K x K``."""
     tp = np.diagonal(cm, axis1=-2, axis2=-1)
     union = cm.sum(-1) + cm.sum(-2) - tp
-    return _mean_ratio(tp, union)
+    return mean_ratio(tp, union)
 
 
-def _mean_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+def mean_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """Mean over the last axis of ``num / den`` where ``den > 0`` (NaN where no entry has ``den > 0``): a mean IoU
+    over the classes present."""
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
     valid = den > 0
@@ -206,7 +208,7 @@ class RunStats:
         """``weights``: ``... x N`` image multiplicities (ones: the run's own value)."""
         if name == "miou":
             return miou_from((weights @ self.cm).reshape(*weights.shape[:-1], self.k, self.k))
-        return _mean_ratio(weights @ self.inter, weights @ self.union)
+        return mean_ratio(weights @ self.inter, weights @ self.union)
 
 
 def bootstrap_difference(group: list[RunStats], base: list[RunStats], metric: str, samples: int,

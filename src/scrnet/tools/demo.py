@@ -27,6 +27,7 @@ from ..engine.trainer import train
 from ..evaluation.evaluate import EvalResult, evaluate
 from ..evaluation.run import format_table
 from ..loading import load_checkpoint
+from .compare import mean_ratio, miou_from
 from .predict import Predictor, flow_to_color
 
 
@@ -72,19 +73,11 @@ def bootstrap_difference(a: EvalResult, b: EvalResult, samples: int = 1000, seed
     bi_a = np.stack([np.stack(p[1:]) for p in a.per_image]).astype(np.float64)
     bi_b = np.stack([np.stack(p[1:]) for p in b.per_image]).astype(np.float64)
 
-    def miou(cm):
-        tp = np.diagonal(cm, axis1=-2, axis2=-1)
-        denom = cm.sum(-2) + cm.sum(-1) - tp
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.nanmean(np.where(denom > 0, tp / denom, np.nan), axis=-1)
-
     def mbiou(counts):
-        inter, union = counts[..., 0, :], counts[..., 1, :]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.nanmean(np.where(union > 0, inter / union, np.nan), axis=-1)
+        return mean_ratio(counts[..., 0, :], counts[..., 1, :])
 
     picks = rng.integers(0, n, size=(samples, n))
-    d_miou = miou(cm_a[picks].sum(1)) - miou(cm_b[picks].sum(1))
+    d_miou = miou_from(cm_a[picks].sum(1)) - miou_from(cm_b[picks].sum(1))
     d_biou = mbiou(bi_a[picks].sum(1)) - mbiou(bi_b[picks].sum(1))
     return {"miou": [float(np.percentile(d_miou, 2.5)), float(np.percentile(d_miou, 97.5))],
             "mbiou": [float(np.percentile(d_biou, 2.5)), float(np.percentile(d_biou, 97.5))]}

@@ -79,24 +79,27 @@ def preprocess(path: Path, eval_cfg, normalize) -> np.ndarray:
     return normalize(image.unsqueeze(0)).to(torch.float32).numpy()
 
 
-def _copy_metadata(src, dst_path: Path, extra: dict[str, str]) -> None:
-    import onnx
-
-    proto = onnx.load(str(dst_path))
-    have = {p.key for p in proto.metadata_props}
+def _copy_metadata(src, dst, extra: dict[str, str]) -> None:
+    """``src``'s metadata (the class names, palette, normalisation and run config export wrote) and ``extra`` onto
+    the ``dst`` model proto."""
+    have = {p.key for p in dst.metadata_props}
     for p in src.metadata_props:
         if p.key not in have:
-            proto.metadata_props.add(key=p.key, value=p.value)
+            dst.metadata_props.add(key=p.key, value=p.value)
     for key, value in extra.items():
-        proto.metadata_props.add(key=key, value=value)
-    onnx.save(proto, str(dst_path))
+        dst.metadata_props.add(key=key, value=value)
 
 
 def quantize_int8(fp32_path: str | Path, out_path: str | Path, images: list[Path], eval_cfg, normalize) -> dict:
     """Static QDQ INT8 of the float32 graph at ``fp32_path``, calibrated on ``images``; returns what was done."""
     import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -124,14 +127,14 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, images: list[Path
     finally:
         root.setLevel(level)
         ort.set_default_logger_severity(2)
-    ops = sorted({n.op_type for n in onnx.load(str(out_path)).graph.node
-                  if n.op_type not in ("QuantizeLinear", "DequantizeLinear")} & _quantized_types(out_path))
-    info = {"precision": "int8", "calibration_images": len(images), "float_nodes": len(excluded),
+    quantized = onnx.load(str(out_path))
+    ops = sorted(_quantized_types(quantized) - {"QuantizeLinear", "DequantizeLinear"})
+    _copy_metadata(src, quantized, {"scrnet.precision": "int8",
+                                    "scrnet.quantization": "QDQ static, per-channel s8 weights, u8 activations, "
+                                                           f"MinMax on {len(images)} images"})
+    onnx.save(quantized, str(out_path))
+    return {"precision": "int8", "calibration_images": len(images), "float_nodes": len(excluded),
             "quantized_ops": ",".join(ops)}
-    _copy_metadata(src, out_path, {"scrnet.precision": "int8",
-                                   "scrnet.quantization": "QDQ static, per-channel s8 weights, u8 activations, "
-                                                          f"MinMax on {len(images)} images"})
-    return info
 
 
 def drop_fp16_round_trips(model, float_nodes: set[str]) -> int:
@@ -142,10 +145,6 @@ def drop_fp16_round_trips(model, float_nodes: set[str]) -> int:
     from onnx import TensorProto
 
     producers = {out: node for node in model.graph.node for out in node.output}
-    consumers: dict[str, list] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
 
     def cast_to(node) -> int | None:
         if node.op_type != "Cast":
@@ -171,11 +170,8 @@ def drop_fp16_round_trips(model, float_nodes: set[str]) -> int:
     return count
 
 
-def _quantized_types(path: Path) -> set[str]:
-    """Op types of the nodes that read a DequantizeLinear output (run on quantised inputs)."""
-    import onnx
-
-    model = onnx.load(str(path))
+def _quantized_types(model) -> set[str]:
+    """Op types of the nodes of ``model`` that read a DequantizeLinear output (run on quantised inputs)."""
     dq = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     return {n.op_type for n in model.graph.node if any(i in dq for i in n.input)}
 
@@ -192,7 +188,6 @@ def convert_fp16(fp32_path: str | Path, out_path: str | Path) -> dict:
                                     op_block_list=blocked_ops)
     float_nodes = set(island) | {n.name for n in src.graph.node if n.op_type in blocked_ops}
     drop_fp16_round_trips(half, float_nodes)
-    out_path = Path(out_path)
+    _copy_metadata(src, half, {"scrnet.precision": "float16"})
     onnx.save(half, str(out_path))
-    _copy_metadata(src, out_path, {"scrnet.precision": "float16"})
     return {"precision": "float16", "float_nodes": len(island)}

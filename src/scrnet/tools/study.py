@@ -22,7 +22,7 @@ import yaml
 
 from ..checkpoint_io import checkpoint_path
 from ..config import ConfigError, load_config
-from .compare import fmt_value
+from .compare import flatten, fmt_value
 
 
 @dataclass
@@ -55,17 +55,7 @@ def read_variant(path: str | Path) -> tuple[str, list[str]]:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"variant file {path}: expected a mapping of config keys to values")
-
-    def flat(d: dict, prefix: str = "") -> list[str]:
-        out = []
-        for k, v in d.items():
-            if isinstance(v, dict):
-                out += flat(v, f"{prefix}{k}.")
-            else:
-                out.append(f"{prefix}{k}={fmt_value(v)}")
-        return out
-
-    return path.stem, flat(data)
+    return path.stem, [f"{k}={fmt_value(v)}" for k, v in flatten(data).items()]
 
 
 def expand(vary: list[str], variant_files: list[str], seeds: list[int]) -> list[Cell]:

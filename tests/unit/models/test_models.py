@@ -107,7 +107,8 @@ def test_every_switch_is_a_config_key():
 
 
 @pytest.mark.parametrize("override,message", [
-    (["srm.mode=diagonal"], r"model.srm.mode must be one of \['neighbor', 'pixel', 'bilinear', 'dysample'\], got 'diagonal'"),
+    (["srm.mode=diagonal"],
+     r"model.srm.mode must be one of \['neighbor', 'pixel', 'bilinear', 'dysample'\], got 'diagonal'"),
     (["context.type=aspp"], r"model.context.type must be one of .* got 'aspp'"),
     (["backbone=resnet34"], r"model.backbone must be one of .* got 'resnet34'"),
     (["channels=abc"], r"model.channels.*'abc'"),
