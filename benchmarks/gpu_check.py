@@ -4,8 +4,9 @@ On CUDA (full sizes): CUDA vs CPU logits (float32) of every zoo model; one AMP t
 with a GradScaler) at 1024x2048 with the shipped ImageNet weights where a backbone has them offline, finite and close
 to float32; channels_last; torch.compile of the eval forward and of a training step; SyncBatchNorm under a 1-process
 DDP group; the peak memory of a training step at batch 8, 1024x1024; OHEM (kthvalue, as before, against the topk
-version now used); the eval loop split into data / network / metric; and the FPS table (batch 1, 1024x2048, BN
-folded, final upsample included).
+version now used); the eval loop split into data / network / metric; and the FPS tables (batch 1, 1024x2048, BN
+folded, final upsample included): eager under autocast, float16 weights eager and replayed from a CUDA graph, and
+torch.compile of one model (--compiled-model, --compile-modes).
 
 On the CPU, `--quick` runs every section at a tiny size (the default test suite does, so the script cannot rot);
 CUDA-only sections (CPU reference, SyncBatchNorm) say "skipped" there. Figures are printed and written as JSON.
@@ -116,6 +117,11 @@ def check_eval_amp_full(device, size) -> dict:
                 got = model(x)
             out[amp] = {"finite": bool(torch.isfinite(got).all()), "logits_rel_err": rel_err(got, ref),
                         "argmax_agreement": float((got.argmax(1) == ref.argmax(1)).float().mean())}
+        # Weights and input cast (model.half(), the deployment setting of fps_deploy); float32 grid and affinities.
+        dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+        got = model.fuse().to(dtype)(x.to(dtype)).float()
+        out[f"cast_{str(dtype)[6:]}"] = {"finite": bool(torch.isfinite(got).all()), "logits_rel_err": rel_err(got, ref),
+                                        "argmax_agreement": float((got.argmax(1) == ref.argmax(1)).float().mean())}
     return out
 
 
@@ -272,6 +278,9 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=None)
     parser.add_argument("--skip", nargs="*", default=[], help="sections to leave out")
     parser.add_argument("--only", nargs="*", default=None, help="run only these sections")
+    parser.add_argument("--compiled-model", default="scrnet_van_b1", help="the model timed under torch.compile")
+    parser.add_argument("--compile-modes", nargs="*", default=["default", "reduce-overhead"],
+                        help="torch.compile modes timed for --compiled-model (CUDA only)")
     parser.add_argument("--json", metavar="OUT")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -318,17 +327,38 @@ def main() -> None:
             tables[dtype] = r
         return tables
 
-    def fps_compiled():
-        r = benchmark([("scrnet_van_b1", "torch")], size, 1, device.type, "float16", channels_last=True,
-                      compile_model=True)
-        print(format_benchmark(r), flush=True)
-        return r
+    def fps_deploy():
+        """float16 weights and input (model.half(), as deployments run), eager and replayed from a CUDA graph
+        (no Python or launch overhead), contiguous and channels_last; every zoo model, interleaved per setting."""
+        specs = [(m, "torch") for m in models]
+        dtype = "float16" if device.type == "cuda" else "bfloat16"
+        tables = {}
+        graphs = (False, True) if device.type == "cuda" else (False,)
+        for graph in graphs:
+            for channels_last in (False, True):
+                r = benchmark(specs, size, 1, device.type, dtype, channels_last=channels_last, precision="cast",
+                              cuda_graph=graph, warmup=1 if args.quick else None, rounds=1 if args.quick else None,
+                              min_time_s=0 if args.quick else None, measure_memory=False)
+                print(format_benchmark(r), flush=True)
+                tables[f"graph={graph},channels_last={channels_last}"] = r
+        return tables
 
+    def fps_compiled(mode):
+        def run():
+            r = benchmark([(compiled_model, "torch")], size, 1, device.type, "float16", channels_last=True,
+                          compile_mode=mode, precision="cast")
+            print(format_benchmark(r), flush=True)
+            return r
+        return run
+
+    compiled_model = args.compiled_model
     section("fps", fps)
     section("compile", lambda: check_compile("scrnet_effl0" if args.quick else "scrnet_van_b1", device,
                                              (64, 64) if args.quick else (512, 1024)))
+    section("fps_deploy", fps_deploy)
     if device.type == "cuda":
-        section("fps_compiled", fps_compiled)
+        for mode in args.compile_modes:
+            section(f"fps_compiled_{mode}", fps_compiled(mode))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2, default=str) + "\n")
 

@@ -82,6 +82,7 @@ EPILOG_BENCHMARK = """examples:
   scrnet benchmark scrnet_r18 fpn_r18 --size 512 1024                      # interleaved, ratios to the first
   scrnet benchmark scrnet_effl0 --runtime torch onnxruntime --json bench.json
   scrnet benchmark scrnet_van_b1 scrnet_r18 --device cuda --dtype float16 --channels-last --compile
+  scrnet benchmark scrnet_van_b1 --device cuda --dtype float16 --precision cast --cuda-graph   # deployment-style
   scrnet benchmark fpn_r18 runs/r18/checkpoints/best.pth --size 512 1024   # a trained model: checkpoint or folder
 """
 
@@ -389,13 +390,19 @@ def cmd_benchmark(args) -> None:
 
         if not torch.cuda.is_available():
             raise UsageError("--device cuda: no CUDA device is available")
+    if args.cuda_graph and args.device != "cuda":
+        raise UsageError("--cuda-graph needs --device cuda")
+    if args.cuda_graph and args.compile:
+        raise UsageError("--cuda-graph and --compile exclude each other: use --compile reduce-overhead for "
+                         "compiled code in CUDA graphs")
     if min(args.size) < 1 or args.batch < 1:
         raise UsageError(f"--size and --batch must be positive, got --size {args.size[0]} {args.size[1]} "
                          f"--batch {args.batch}")
     specs = [(m, r) for m in args.models for r in args.runtime]
     try:
         report = benchmark(specs, tuple(args.size), args.batch, args.device, args.dtype, args.channels_last,
-                           args.compile, args.warmup, args.rounds, args.min_time, fuse=not args.no_fuse)
+                           args.compile, args.warmup, args.rounds, args.min_time, fuse=not args.no_fuse,
+                           precision=args.precision, cuda_graph=args.cuda_graph)
     except ProviderUnavailable as exc:
         raise UsageError(str(exc)) from None
     print(format_benchmark(report))
@@ -595,6 +602,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap-seed", type=int, default=0)
     p.set_defaults(func=cmd_study)
 
+    from .tools.benchmark import COMPILE_MODES, PRECISIONS
+
     p = sub.add_parser("benchmark", help="latency of zoo models or trained models, interleaved in one run",
                        epilog=EPILOG_BENCHMARK, formatter_class=fmt)
     p.add_argument("models", nargs="+", metavar="MODEL",
@@ -605,7 +614,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32",
                    help="autocast dtype for the torch runtime")
     p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--compile", nargs="?", const="default", choices=COMPILE_MODES, metavar="MODE",
+                   help="torch.compile each model as one graph with static shapes; MODE one of "
+                        f"{', '.join(COMPILE_MODES)} (default: default)")
+    p.add_argument("--precision", choices=PRECISIONS, default="autocast",
+                   help="how --dtype applies: autocast over the float32 model, or cast the weights and input "
+                        "(model.half()); SRM's grid and CRM's affinities stay float32 either way")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="capture each torch model's forward in a CUDA graph and time its replay (CUDA only)")
     p.add_argument("--runtime", nargs="+", choices=["torch", "onnxruntime"], default=["torch"])
     p.add_argument("--warmup", type=int, help="untimed calls first (default 10 on CUDA, 3 on the CPU)")
     p.add_argument("--rounds", type=int, help="timed calls per model, at least (default 100 on CUDA, 10 on the CPU)")

@@ -17,8 +17,14 @@ class ConvBNReLU(nn.Sequential):
         )
 
 
+# Device types without autocast that SCRNet runs on: ``meta`` (compute counting). A fixed set rather than a call to
+# ``torch.amp.is_autocast_available`` inside forward: torch 2.11's Dynamo broke the graph at that call, and
+# ``torch.compile`` then ran most of the network eagerly (measured on an H100).
+NO_AUTOCAST_DEVICES = frozenset({"meta"})
+
+
 def autocast_off(x: torch.Tensor):
     """A context in which autocast is off on ``x``'s device (for maths that must run in float32: SRM's sampling
     grid, CRM's affinities); a no-op on devices without autocast (``meta``, used to count compute)."""
     device = x.device.type
-    return torch.autocast(device, enabled=False) if torch.amp.is_autocast_available(device) else nullcontext()
+    return nullcontext() if device in NO_AUTOCAST_DEVICES else torch.autocast(device, enabled=False)

@@ -108,15 +108,60 @@ class Runner:
 
     def __init__(self, fn, model=None, provider: str | None = None):
         self.fn, self.model, self.provider = fn, model, provider
+        self.graph_rel_diff: float | None = None  # CUDA graph replay against eager, when captured
 
     def __call__(self):
         return self.fn()
 
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+PRECISIONS = ("autocast", "cast")
+
+
+def compiled(model, mode: str):
+    """``torch.compile`` as the benchmark uses it: one graph per model (``fullgraph``: a graph break raises instead
+    of timing a network that runs partly eagerly) and static shapes (the input size is fixed); Dynamo's recompile
+    limit is raised so that several models compiled in one process do not push each other out of its cache."""
+    config = torch._dynamo.config
+    for key in ("recompile_limit", "cache_size_limit"):
+        if hasattr(config, key):
+            setattr(config, key, max(getattr(config, key), 64))
+    return torch.compile(model, mode=mode, fullgraph=True, dynamic=False)
+
+
+def cuda_graphed(fn: Callable[[], torch.Tensor]) -> tuple[Callable[[], torch.Tensor], float]:
+    """``fn`` (a forward pass on a fixed input) captured once in a CUDA graph and replayed: the kernels run without
+    Python or launch overhead, as in a TensorRT-style deployment. Warmed up on a side stream first (cuDNN autotuning,
+    lazy initialisation), as capture requires. Returns the replaying callable and the largest difference between the
+    replayed and the eager output, relative to the eager output's largest magnitude."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    reference = fn().float().clone()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_out = fn()
+
+    def replay():
+        graph.replay()
+        return static_out
+
+    diff = ((replay().float() - reference).abs().max() / reference.abs().max().clamp_min(1e-12)).item()
+    return replay, diff
+
+
 def _runner(name: str, runtime: str, size, batch: int, device: str, dtype: str, channels_last: bool,
-            compile_model: bool, fuse: bool = True) -> Runner:
+            compile_mode: str | None, fuse: bool = True, precision: str = "autocast",
+            cuda_graph: bool = False) -> Runner:
     """A no-argument callable running one forward pass of model ``name`` on a fixed random batch: the eval-mode
-    network (auxiliary heads off) including the final upsampling to the input size."""
+    network (auxiliary heads off) including the final upsampling to the input size.
+
+    ``precision="autocast"`` runs the float32 model under autocast to ``dtype``; ``"cast"`` converts the weights and
+    the input to ``dtype`` (``model.half()``), as float16 deployments do; SRM's sampling grid and CRM's affinities
+    stay float32 either way."""
     model = _build(name, device, channels_last and runtime == "torch", fuse)
     x = torch.randn(batch, 3, *size, device=device)
     if runtime == "onnxruntime":
@@ -142,16 +187,22 @@ def _runner(name: str, runtime: str, size, batch: int, device: str, dtype: str, 
         return Runner(lambda: session.run(["logits"], feed), None, used)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
+    cast = precision == "cast" and dtype != "float32"
+    if cast:
+        model, x = model.to(DTYPES[dtype]), x.to(DTYPES[dtype])
     module = model
-    if compile_model:
-        model = torch.compile(model)
-    amp = torch.autocast(device, dtype=DTYPES[dtype], enabled=dtype != "float32")
+    if compile_mode:
+        model = compiled(model, compile_mode)
+    amp = torch.autocast(device, dtype=DTYPES[dtype], enabled=dtype != "float32" and not cast)
 
     def fn():
         with torch.inference_mode(), amp:
             return model(x)
 
-    return Runner(fn, module)
+    runner = Runner(fn, module)
+    if cuda_graph:
+        runner.fn, runner.graph_rel_diff = cuda_graphed(fn)
+    return runner
 
 
 def cuda_peak_mb(runner: Runner) -> float:
@@ -191,16 +242,28 @@ def versions() -> dict:
 
 
 def benchmark(specs: list[tuple[str, str]], size=(512, 1024), batch: int = 1, device: str = "cpu",
-              dtype: str = "float32", channels_last: bool = False, compile_model: bool = False,
+              dtype: str = "float32", channels_last: bool = False, compile_mode: str | None = None,
               warmup: int | None = None, rounds: int | None = None, min_time_s: float | None = None,
-              measure_memory: bool = True, fuse: bool = True) -> dict:
+              measure_memory: bool = True, fuse: bool = True, precision: str = "autocast",
+              cuda_graph: bool = False) -> dict:
     """Latency of each ``(model, runtime)`` spec, timed interleaved in one run; ratios are to the first spec.
 
     Defaults follow real-time segmentation papers on CUDA: 10 warm-up calls, then at least 100 timed calls and at
     least 5 s, ``torch.cuda.synchronize()`` around each call, cuDNN autotuning and TF32 on (see
     :func:`scrnet.runtime.configure_cuda`); on the CPU 3 warm-up calls and 10 timed calls. BatchNorm is folded into
-    the convolutions (``fuse``) unless asked otherwise.
+    the convolutions (``fuse``) unless asked otherwise. ``compile_mode`` is a ``torch.compile`` mode (see
+    :func:`compiled`), ``precision`` how ``dtype`` is applied (see :func:`_runner`), ``cuda_graph`` replays each
+    torch model from a captured CUDA graph (see :func:`cuda_graphed`).
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if compile_mode is not None and compile_mode not in COMPILE_MODES:
+        raise ValueError(f"compile mode must be one of {COMPILE_MODES}, got {compile_mode!r}")
+    if cuda_graph and device != "cuda":
+        raise ValueError("a CUDA graph needs device cuda")
+    if cuda_graph and compile_mode:
+        raise ValueError("a CUDA graph and torch.compile exclude each other here: compile mode reduce-overhead "
+                         "captures CUDA graphs itself")
     cuda = device == "cuda"
     warmup = (10 if cuda else 3) if warmup is None else warmup
     rounds = (100 if cuda else 10) if rounds is None else rounds
@@ -210,7 +273,8 @@ def benchmark(specs: list[tuple[str, str]], size=(512, 1024), batch: int = 1, de
         from ..runtime import configure_cuda
 
         backend = configure_cuda(benchmark=True, tf32=True).describe()
-    runners = [_runner(n, r, size, batch, device, dtype, channels_last, compile_model, fuse) for n, r in specs]
+    runners = [_runner(n, r, size, batch, device, dtype, channels_last, compile_mode, fuse, precision,
+                       cuda_graph and r == "torch") for n, r in specs]
     sync = torch.cuda.synchronize if cuda else None
     peaks: list[float] = [0.0] * len(specs)
     times = time_interleaved(runners, warmup=warmup, rounds=rounds, min_time_s=min_time_s, sync=sync)
@@ -223,11 +287,13 @@ def benchmark(specs: list[tuple[str, str]], size=(512, 1024), batch: int = 1, de
         s = summarize(ms)
         results.append({"model": name, "runtime": runtime, "provider": runner.provider, "ms_median": s["ms_median"],
                         "ms_p90": s["ms_p90"], "fps": 1000.0 * batch / s["ms_median"], "peak_mem_mb": peak,
-                        "runs": s["runs"], "ratio_to_first": s["ms_median"] / summarize(times[0])["ms_median"]})
+                        "runs": s["runs"], "ratio_to_first": s["ms_median"] / summarize(times[0])["ms_median"],
+                        "graph_vs_eager_rel_diff": runner.graph_rel_diff})
     return {"results": results,
             "conditions": {"machine": machine(), "device": device, **versions(),
                            "threads": torch.get_num_threads(), "size": list(size), "batch": batch, "dtype": dtype,
-                           "channels_last": channels_last, "compile": compile_model, "bn_folded": fuse,
+                           "channels_last": channels_last, "compile": compile_mode, "precision": precision,
+                           "cuda_graph": cuda_graph, "bn_folded": fuse,
                            "final_upsample_included": True, "warmup": warmup, "min_rounds": rounds,
                            "min_time_s": min_time_s, "backend": backend,
                            "peak_memory": "CUDA: own weights + max allocated during one call beyond what was allocated "
@@ -243,7 +309,8 @@ def format_benchmark(report: dict) -> str:
                  f"{c.get('backend')}")
     lines = [f"{c['machine']}, {c['device']}, torch {c['torch']}, onnxruntime {c.get('onnxruntime')}{extra}, "
              f"{c['threads']} threads, batch {c['batch']}, {c['size'][0]}x{c['size'][1]}, {c['dtype']}, "
-             f"channels_last={c['channels_last']}, compile={c['compile']}, BN folded={c.get('bn_folded')}, "
+             f"precision={c.get('precision', 'autocast')}, channels_last={c['channels_last']}, "
+             f"compile={c['compile']}, cuda_graph={c.get('cuda_graph', False)}, BN folded={c.get('bn_folded')}, "
              f"final upsample to the input size included, {c['warmup']} warm-up calls, >= {c['min_rounds']} timed "
              f"calls and >= {c['min_time_s']:g} s",
              f"{'model':<16}{'runtime':<13}{'ms median':>10}{'ms p90':>9}{'FPS':>8}{'peak MB':>9}{'ratio':>7}"]
