@@ -4,7 +4,7 @@ A small module of its own so that training, evaluation, prediction and the bench
 device, which precision, which kernels" without importing each other.
 """
 
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -55,6 +55,21 @@ def configure_cuda(benchmark: bool = True, tf32: bool = True) -> BackendSettings
     torch.backends.cudnn.allow_tf32 = tf32
     torch.set_float32_matmul_precision("high" if tf32 else "highest")
     return current_backend_settings()
+
+
+@contextmanager
+def exact_float32():
+    """TF32 off for float32 convolutions and matrix products inside the block, the settings before it restored after
+    (a no-op on the CPU): for numerical checks that compare float32 results at a 1e-4 tolerance, which TF32's 10-bit
+    mantissa exceeds (a BatchNorm fold checked under TF32 on an H200 differed by 1.2e-3 of the logits' range)."""
+    saved = torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved[0]
+        torch.set_float32_matmul_precision(saved[1])
 
 
 def current_backend_settings() -> BackendSettings:

@@ -29,3 +29,23 @@ def test_fuse_folds_conv_bn_and_keeps_the_logits(name):
 
     with pytest.raises(ValueError, match="eval mode"):
         fuse_conv_bn(create_model(name, num_classes=5, channels=32).train(), x)
+
+
+def test_fuse_checks_the_fold_with_tf32_off_and_restores_the_settings():
+    """On CUDA with TF32 on (what training and the benchmark set), rounding alone exceeded the fold check's 1e-4
+    (1.2e-3 on an H200): the check runs in exact float32, and the caller's settings come back afterwards."""
+    from scrnet.runtime import configure_cuda, current_backend_settings
+
+    seen = []
+    model = create_model("scrnet_r18", num_classes=5, channels=32).eval()
+    model.register_forward_pre_hook(lambda m, i: seen.append(current_backend_settings()))
+    saved = torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()
+    before = configure_cuda(benchmark=False, tf32=True)
+    try:
+        model.fuse()
+        after = current_backend_settings()
+    finally:
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32 = saved[:2]
+        torch.set_float32_matmul_precision(saved[2])
+    assert seen and all(s.matmul_precision == "highest" and not s.cudnn_tf32 for s in seen)
+    assert after == before and before.cudnn_tf32 and before.matmul_precision == "high"
