@@ -21,6 +21,9 @@ def test_gpu_check_runs_at_a_tiny_size_on_the_cpu(tmp_path):
     report = json.loads(out.read_text())
     assert not [k for k, v in report.items() if isinstance(v, str) and v.startswith("FAILED")], report
     assert report["eval_amp_full_res"]["bf16"]["finite"]
+    cast = report["eval_amp_full_res"]["cast_bfloat16"]  # weights and input in bfloat16, as --precision cast
+    assert cast["finite"] and cast["argmax_agreement"] > 0.95
+    assert set(report["fps_deploy"]) == {"graph=False,channels_last=False", "graph=False,channels_last=True"}
     assert all(row["bf16"]["finite"] for row in report["amp_train_step"].values())
     assert report["ohem"]["loss_abs_diff"] < 1e-6 and report["eval_split"]["miou_equal"]
     assert max(report["channels_last"].values()) < 1e-4
@@ -31,3 +34,17 @@ def test_gpu_check_with_compile_on_the_cpu(tmp_path):
     result = subprocess.run([sys.executable, "gpu_check.py", "--quick", "--models", "scrnet_effl0", "--only",
                              "compile"], cwd=ROOT / "benchmarks", capture_output=True, text=True, timeout=900)
     assert result.returncode == 0 and "FAILED" not in result.stdout, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+def test_gpu_profile_runs_at_a_tiny_size_on_the_cpu(tmp_path):
+    out = tmp_path / "profile.json"
+    result = subprocess.run([sys.executable, "gpu_profile.py", "scrnet_van_b1", "--size", "64", "128", "--dtype",
+                             "bfloat16", "--calls", "2", "--rows", "5", "--json", str(out)], cwd=ROOT / "benchmarks",
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    import json
+
+    report = json.loads(out.read_text())
+    parts = report["parts_ms"]
+    assert parts["decoder_and_head"] == pytest.approx(parts["whole"] - parts["backbone"])
+    assert 0 < len(report["ops"]) <= 5 and all(0 < r["share"] <= 1 for r in report["ops"])

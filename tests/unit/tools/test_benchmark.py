@@ -3,9 +3,48 @@
 import subprocess
 import sys
 
+import pytest
+
 
 def test_benchmark_rejects_a_zero_size_with_one_line():
     result = subprocess.run([sys.executable, "-m", "scrnet", "benchmark", "scrnet_r18", "--size", "0", "0"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "--size and --batch must be positive" in result.stderr
+
+
+def test_benchmark_refuses_a_cuda_graph_without_cuda_and_with_compile():
+    for extra, message in ((["--cuda-graph"], "--cuda-graph needs --device cuda"),
+                           (["--cuda-graph", "--compile", "--device", "cuda"], None)):
+        result = subprocess.run([sys.executable, "-m", "scrnet", "benchmark", "scrnet_r18", *extra],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        if message:
+            assert message in result.stderr
+    from scrnet.tools.benchmark import benchmark
+
+    with pytest.raises(ValueError, match="device cuda"):
+        benchmark([("fpn_r18", "torch")], cuda_graph=True)
+    with pytest.raises(ValueError, match="precision"):
+        benchmark([("fpn_r18", "torch")], precision="half")
+    with pytest.raises(ValueError, match="compile mode"):
+        benchmark([("fpn_r18", "torch")], compile_mode="fast")
+
+
+def test_cast_precision_runs_the_model_in_the_requested_dtype():
+    """--precision cast converts weights and input (what a float16 deployment runs); the output keeps that dtype.
+    (Its closeness to float32 is checked with real weights by gpu_check.py's eval_amp_full_res.)"""
+    import torch
+
+    from scrnet.tools.benchmark import _runner, benchmark
+
+    ref = _runner("scrnet_effl0", "torch", (64, 128), 1, "cpu", "float32", False, None)
+    cast = _runner("scrnet_effl0", "torch", (64, 128), 1, "cpu", "bfloat16", False, None, precision="cast")
+    assert next(cast.model.parameters()).dtype == torch.bfloat16
+    torch.manual_seed(0)
+    out = cast()
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
+    report = benchmark([("scrnet_effl0", "torch")], (64, 128), dtype="bfloat16", precision="cast", warmup=1,
+                       rounds=1, measure_memory=False)
+    assert report["conditions"]["precision"] == "cast" and report["conditions"]["cuda_graph"] is False
+    assert ref().dtype == torch.float32
