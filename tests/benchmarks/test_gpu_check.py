@@ -48,3 +48,15 @@ def test_gpu_profile_runs_at_a_tiny_size_on_the_cpu(tmp_path):
     parts = report["parts_ms"]
     assert parts["decoder_and_head"] == pytest.approx(parts["whole"] - parts["backbone"])
     assert 0 < len(report["ops"]) <= 5 and all(0 < r["share"] <= 1 for r in report["ops"])
+
+
+def test_van_lka_runs_at_a_tiny_size_on_the_cpu(tmp_path):
+    out = tmp_path / "van.json"
+    result = subprocess.run([sys.executable, "van_lka.py", "--quick", "--json", str(out)], cwd=ROOT / "benchmarks",
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    import json
+
+    report = json.loads(out.read_text())
+    assert len(report["convs_ms"]) == 4 and all(r["phases_vs_native_rel_diff"] < 1e-2 for r in report["convs_ms"])
+    assert report["end_to_end"]["logits_rel_diff"] < 5e-2  # bfloat16 rounding in a different order

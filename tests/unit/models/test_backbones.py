@@ -156,3 +156,23 @@ def test_van_keeps_its_stochastic_depth_default_when_unset():
 
     assert rates(create_model("scrnet_van_b1")) and max(rates(create_model("scrnet_van_b1"))) == pytest.approx(0.1)
     assert max(rates(create_model("scrnet_van_b1", drop_path_rate=0.3))) == pytest.approx(0.3)
+
+
+@pytest.mark.parametrize("size", [(16, 32), (17, 31), (5, 7), (2, 3), (1, 1)])
+def test_phase_split_dilated_conv_equals_the_dilated_conv(size):
+    """VAN's 7x7 dilation-3 depth-wise conv computed on the 3 x 3 phases of its input: the same function (float32
+    rounding only) at sizes that are and are not multiples of the dilation, with a bias."""
+    from scrnet.models.backbones.van import LKA, dilated_depthwise_by_phases, split_dilated_convs
+
+    torch.manual_seed(0)
+    lka = LKA(6)
+    torch.nn.init.normal_(lka.conv_spatial.bias)
+    x = torch.randn(2, 6, *size)
+    ref = lka.conv_spatial(x)
+    got = dilated_depthwise_by_phases(lka.conv_spatial, x)
+    assert got.shape == ref.shape
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-5)
+    model = torch.nn.Sequential(lka)
+    before = model(x)
+    assert split_dilated_convs(model) == 1 and lka.split_dilation
+    torch.testing.assert_close(model(x), before, rtol=0, atol=1e-5)

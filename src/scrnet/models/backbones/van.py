@@ -48,17 +48,48 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.dwconv(self.fc1(x))))
 
 
+def dilated_depthwise_by_phases(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` for a stride-1 depth-wise conv with dilation d and 'same' padding, computed as an undilated conv
+    on the d x d phases of ``x`` (``pixel_unshuffle``, the conv's kernel repeated per phase, ``pixel_shuffle``).
+    The same sums of the same products, so equal up to rounding order; it exists because GPU libraries have fast
+    undilated depth-wise kernels and slow dilated ones. ``x`` is zero-padded to a multiple of d first (the conv's
+    own padding is zeros too), and the result cropped back."""
+    d, k = conv.dilation[0], conv.kernel_size[0]
+    height, width = x.shape[-2:]
+    pad_h, pad_w = (-height) % d, (-width) % d
+    phases = F.pixel_unshuffle(F.pad(x, (0, pad_w, 0, pad_h)), d)  # B x C*d*d x H/d x W/d, channel c*d*d + phase
+    weight = conv.weight.repeat_interleave(d * d, dim=0)
+    bias = conv.bias.repeat_interleave(d * d) if conv.bias is not None else None
+    out = F.conv2d(phases, weight, bias, padding=k // 2, groups=phases.shape[1])
+    return F.pixel_shuffle(out, d)[..., :height, :width]
+
+
 class LKA(nn.Module):
-    """Large-kernel attention: a 21x21 receptive field from a 5x5 and a dilated 7x7 depth-wise conv."""
+    """Large-kernel attention: a 21x21 receptive field from a 5x5 and a dilated 7x7 depth-wise conv.
+
+    ``split_dilation`` computes the dilated conv on the input's 3 x 3 phases instead (same result up to rounding;
+    see :func:`dilated_depthwise_by_phases`); off by default, switched for a whole model by
+    :func:`split_dilated_convs`."""
 
     def __init__(self, dim: int):
         super().__init__()
         self.conv0 = nn.Conv2d(dim, dim, 5, padding=2, groups=dim)
         self.conv_spatial = nn.Conv2d(dim, dim, 7, padding=9, groups=dim, dilation=3)
         self.conv1 = nn.Conv2d(dim, dim, 1)
+        self.split_dilation = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.conv1(self.conv_spatial(self.conv0(x)))
+        a = self.conv0(x)
+        a = dilated_depthwise_by_phases(self.conv_spatial, a) if self.split_dilation else self.conv_spatial(a)
+        return x * self.conv1(a)
+
+
+def split_dilated_convs(model: nn.Module, enabled: bool = True) -> int:
+    """Switch every LKA in ``model`` to (or back from) the phase-split dilated conv; returns how many."""
+    lkas = [m for m in model.modules() if isinstance(m, LKA)]
+    for m in lkas:
+        m.split_dilation = enabled
+    return len(lkas)
 
 
 class Attention(nn.Module):
