@@ -58,9 +58,10 @@ def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
-def _build(name: str, device: str, channels_last: bool, fuse: bool = True):
+def _build(name: str, device: str, channels_last: bool, fuse: bool = True, split_dilation: bool = False):
     """A zoo model (19 classes, random weights: latency does not depend on them) or a trained model from a
-    checkpoint, a published folder or an hf:// id."""
+    checkpoint, a published folder or an hf:// id; ``split_dilation`` computes VAN's dilated depth-wise convs on
+    input phases (the same function; see ``scrnet.models.backbones.van.split_dilated_convs``)."""
     from ..models import create_model, list_models
 
     if name in list_models():
@@ -71,6 +72,10 @@ def _build(name: str, device: str, channels_last: bool, fuse: bool = True):
         model = from_pretrained(name).model.eval()
     if fuse:
         model.fuse()
+    if split_dilation:
+        from ..models.backbones.van import split_dilated_convs
+
+        split_dilated_convs(model)
     model = model.to(device)
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
@@ -155,14 +160,14 @@ def cuda_graphed(fn: Callable[[], torch.Tensor]) -> tuple[Callable[[], torch.Ten
 
 def _runner(name: str, runtime: str, size, batch: int, device: str, dtype: str, channels_last: bool,
             compile_mode: str | None, fuse: bool = True, precision: str = "autocast",
-            cuda_graph: bool = False) -> Runner:
+            cuda_graph: bool = False, split_dilation: bool = False) -> Runner:
     """A no-argument callable running one forward pass of model ``name`` on a fixed random batch: the eval-mode
     network (auxiliary heads off) including the final upsampling to the input size.
 
     ``precision="autocast"`` runs the float32 model under autocast to ``dtype``; ``"cast"`` converts the weights and
     the input to ``dtype`` (``model.half()``), as float16 deployments do; SRM's sampling grid and CRM's affinities
     stay float32 either way."""
-    model = _build(name, device, channels_last and runtime == "torch", fuse)
+    model = _build(name, device, channels_last and runtime == "torch", fuse, split_dilation)
     x = torch.randn(batch, 3, *size, device=device)
     if runtime == "onnxruntime":
         import tempfile
@@ -245,7 +250,7 @@ def benchmark(specs: list[tuple[str, str]], size=(512, 1024), batch: int = 1, de
               dtype: str = "float32", channels_last: bool = False, compile_mode: str | None = None,
               warmup: int | None = None, rounds: int | None = None, min_time_s: float | None = None,
               measure_memory: bool = True, fuse: bool = True, precision: str = "autocast",
-              cuda_graph: bool = False) -> dict:
+              cuda_graph: bool = False, split_dilation: bool = False) -> dict:
     """Latency of each ``(model, runtime)`` spec, timed interleaved in one run; ratios are to the first spec.
 
     Defaults follow real-time segmentation papers on CUDA: 10 warm-up calls, then at least 100 timed calls and at
@@ -253,7 +258,7 @@ def benchmark(specs: list[tuple[str, str]], size=(512, 1024), batch: int = 1, de
     :func:`scrnet.runtime.configure_cuda`); on the CPU 3 warm-up calls and 10 timed calls. BatchNorm is folded into
     the convolutions (``fuse``) unless asked otherwise. ``compile_mode`` is a ``torch.compile`` mode (see
     :func:`compiled`), ``precision`` how ``dtype`` is applied (see :func:`_runner`), ``cuda_graph`` replays each
-    torch model from a captured CUDA graph (see :func:`cuda_graphed`).
+    torch model from a captured CUDA graph (see :func:`cuda_graphed`), ``split_dilation`` see :func:`_build`.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -274,7 +279,7 @@ def benchmark(specs: list[tuple[str, str]], size=(512, 1024), batch: int = 1, de
 
         backend = configure_cuda(benchmark=True, tf32=True).describe()
     runners = [_runner(n, r, size, batch, device, dtype, channels_last, compile_mode, fuse, precision,
-                       cuda_graph and r == "torch") for n, r in specs]
+                       cuda_graph and r == "torch", split_dilation) for n, r in specs]
     sync = torch.cuda.synchronize if cuda else None
     peaks: list[float] = [0.0] * len(specs)
     times = time_interleaved(runners, warmup=warmup, rounds=rounds, min_time_s=min_time_s, sync=sync)
@@ -293,7 +298,7 @@ def benchmark(specs: list[tuple[str, str]], size=(512, 1024), batch: int = 1, de
             "conditions": {"machine": machine(), "device": device, **versions(),
                            "threads": torch.get_num_threads(), "size": list(size), "batch": batch, "dtype": dtype,
                            "channels_last": channels_last, "compile": compile_mode, "precision": precision,
-                           "cuda_graph": cuda_graph, "bn_folded": fuse,
+                           "cuda_graph": cuda_graph, "split_dilation": split_dilation, "bn_folded": fuse,
                            "final_upsample_included": True, "warmup": warmup, "min_rounds": rounds,
                            "min_time_s": min_time_s, "backend": backend,
                            "peak_memory": "CUDA: own weights + max allocated during one call beyond what was allocated "
@@ -310,7 +315,8 @@ def format_benchmark(report: dict) -> str:
     lines = [f"{c['machine']}, {c['device']}, torch {c['torch']}, onnxruntime {c.get('onnxruntime')}{extra}, "
              f"{c['threads']} threads, batch {c['batch']}, {c['size'][0]}x{c['size'][1]}, {c['dtype']}, "
              f"precision={c.get('precision', 'autocast')}, channels_last={c['channels_last']}, "
-             f"compile={c['compile']}, cuda_graph={c.get('cuda_graph', False)}, BN folded={c.get('bn_folded')}, "
+             f"compile={c['compile']}, cuda_graph={c.get('cuda_graph', False)}, "
+             f"split_dilation={c.get('split_dilation', False)}, BN folded={c.get('bn_folded')}, "
              f"final upsample to the input size included, {c['warmup']} warm-up calls, >= {c['min_rounds']} timed "
              f"calls and >= {c['min_time_s']:g} s",
              f"{'model':<16}{'runtime':<13}{'ms median':>10}{'ms p90':>9}{'FPS':>8}{'peak MB':>9}{'ratio':>7}"]

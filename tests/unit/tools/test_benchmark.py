@@ -48,3 +48,13 @@ def test_cast_precision_runs_the_model_in_the_requested_dtype():
                        rounds=1, measure_memory=False)
     assert report["conditions"]["precision"] == "cast" and report["conditions"]["cuda_graph"] is False
     assert ref().dtype == torch.float32
+
+
+def test_split_dilation_reaches_the_benchmarked_model():
+    from scrnet.models.backbones.van import LKA
+    from scrnet.tools.benchmark import _runner
+
+    runner = _runner("scrnet_van_b1", "torch", (64, 128), 1, "cpu", "float32", False, None, split_dilation=True)
+    lkas = [m for m in runner.model.modules() if isinstance(m, LKA)]
+    assert len(lkas) == 10 and all(m.split_dilation for m in lkas)
+    assert runner().shape == (1, 19, 64, 128)
