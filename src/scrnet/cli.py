@@ -83,8 +83,8 @@ EPILOG_BENCHMARK = """examples:
   scrnet benchmark scrnet_effl0 --runtime torch onnxruntime --json bench.json
   scrnet benchmark scrnet_van_b1 scrnet_r18 --device cuda --dtype float16 --channels-last --compile
   scrnet benchmark scrnet_van_b1 --device cuda --dtype float16 --precision cast --cuda-graph   # deployment-style
-  scrnet benchmark scrnet_van_b1 --device cuda --dtype float16 --precision cast \
-      --compile reduce-overhead --split-dilation             # 198 FPS on an H200
+  scrnet benchmark scrnet_van_b1 --device cuda --dtype float16 --precision cast \\
+      --compile reduce-overhead --split-dilation                                  # 198 FPS on an H200
   scrnet benchmark fpn_r18 runs/r18/checkpoints/best.pth --size 512 1024   # a trained model: checkpoint or folder
 """
 
