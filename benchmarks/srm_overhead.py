@@ -4,7 +4,7 @@
 
 A SPEC is a zoo name with optional config overrides, ``NAME[:key=value,...]`` (e.g.
 ``scrnet_r18:srm.mask_input=hidden``); the first SPEC is the baseline of the ratios. Models are timed interleaved
-(one call each per round), eval mode, batch 1, float32, no grad; the goal is scrnet_r18 / fpn_r18 <= 1.10.
+(one call each per round), eval mode, BatchNorm folded, batch 1, float32, no grad; the goal is scrnet_r18 / fpn_r18 <= 1.10.
 """
 
 import argparse
@@ -34,7 +34,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     x = torch.randn(1, 3, *args.size)
     configs = [parse_spec(s) for s in args.specs]
-    models = [build_model(cfg).eval() for cfg in configs]
+    models = [build_model(cfg).eval().fuse() for cfg in configs]  # BatchNorm folded, as export and benchmark do
 
     def call(model):
         def fn():
@@ -44,7 +44,7 @@ def main() -> None:
 
     times = time_interleaved([call(m) for m in models], warmup=3, rounds=args.rounds)
     base = summarize(times[0])["ms_median"]
-    print(f"SRM overhead, CPU float32, batch 1, {args.size[0]}x{args.size[1]}, {conditions()}")
+    print(f"SRM overhead, CPU float32, BN folded, batch 1, {args.size[0]}x{args.size[1]}, {conditions()}")
     print(f"{'model':<36}{'GMACs':>8}{'ms median':>12}{'ms p90':>10}{'ratio':>8}")
     for spec, cfg, ms in zip(args.specs, configs, times):
         s = summarize(ms)

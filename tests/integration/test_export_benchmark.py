@@ -50,6 +50,16 @@ def test_dysample_mode_exports_and_matches_at_two_sizes(scope, tmp_path):
     assert all(r.ok for r in results), [r.describe() for r in results]
 
 
+def test_srm_sampling_the_coarse_map_exports_and_matches_at_two_sizes(tmp_path):
+    model = calibrated(scrnet.create_model("scrnet_effl0", num_classes=5, srm={"mask_input": "hidden",
+                                                                                "sample_from": "coarse"}))
+    for srm in model.decoder.refine:  # offsets of a few pixels, so the check sees the sampling
+        torch.nn.init.normal_(srm.offset.weight, std=0.05)
+    path = export_onnx(model, tmp_path / "coarse.onnx", size=SIZES[0])
+    results = check_onnx(model, path, SIZES)
+    assert all(r.ok for r in results), [r.describe() for r in results]
+
+
 @pytest.mark.parametrize("opset", [16, 18])
 def test_other_opsets(opset, tmp_path):
     model = scrnet.create_model("sfnet_r18", num_classes=3, channels=32).eval()

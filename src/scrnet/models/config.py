@@ -11,7 +11,7 @@ from typing import Optional
 from .backbones import BACKBONES
 from .crm import ATTENTION_TYPES, CONTEXT_TYPES, STAGE_CHOICES
 from .dysample import DYSAMPLE_SCOPES
-from .srm import MASK_INPUTS, SRM_MODES
+from .srm import MASK_INPUTS, SAMPLE_FROM, SRM_MODES
 
 
 def _check_choice(key: str, value, choices) -> None:
@@ -31,6 +31,7 @@ class SRMConfig:
     mask_input: str = "guide"  # what the neighbour mask conv reads: guide (cat[u, f'], default) | hidden (cheaper)
     dysample_groups: int = 4  # mode=dysample: channel groups, each with its own offsets (DySample's default)
     dysample_scope: str = "static"  # mode=dysample: static (offsets x 0.25) | dynamic (x 0.5 sigmoid(conv(g)))
+    sample_from: str = "upsampled"  # neighbor/pixel: sample u = bilinear(g) (default) | coarse (g itself, one interp.)
 
     def __post_init__(self):
         _check_choice("model.srm.mode", self.mode, SRM_MODES)
@@ -38,6 +39,7 @@ class SRMConfig:
         _check_positive("model.srm.hidden_channels", self.hidden_channels)
         _check_positive("model.srm.dysample_groups", self.dysample_groups)
         _check_choice("model.srm.dysample_scope", self.dysample_scope, DYSAMPLE_SCOPES)
+        _check_choice("model.srm.sample_from", self.sample_from, SAMPLE_FROM)
 
 
 @dataclass

@@ -41,7 +41,8 @@ class Decoder(nn.Module):
         self.context = build_context(context, in_channels, strides, channels)
         # refine[0] makes G3 from (G4, F3), refine[1] G2 from (G3, F2), refine[2] G1 from (G2, F1)
         self.refine = nn.ModuleList(SRM(in_channels[i], channels, srm.mode, srm.hidden_channels, srm.mask_input,
-                                        srm.dysample_groups, srm.dysample_scope) for i in (2, 1, 0))
+                                        srm.dysample_groups, srm.dysample_scope, srm.sample_from)
+                                    for i in (2, 1, 0))
         self.fuse = ConvBNReLU(4 * channels, channels, 3)
         self.classifier = nn.Conv2d(channels, num_classes, 1)
         self.aux_heads = nn.ModuleList(SegHead(channels, num_classes) for _ in range(3)) if deep_supervision else None

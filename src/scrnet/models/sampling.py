@@ -26,7 +26,9 @@ def base_grid(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def warp(u: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     """Sample ``u`` at each pixel centre of the offsets' grid shifted by ``offsets`` (``B x 2 x H x W``, dx then dy,
-    in pixels of that grid); SRM passes offsets of u's own size.
+    in pixels of that grid). ``u`` may be smaller than that grid (SRM's ``sample_from="coarse"`` passes the coarse
+    map): positions are normalised, so each output pixel samples ``u`` at the same physical position, and zero
+    offsets give exactly bilinear upsampling (``align_corners=False``).
 
     The grid maths and the sampling run in float32 whatever autocast or ``u``'s dtype say (reduced-precision
     coordinates move pixels by whole pixels at Cityscapes sizes); the result is returned in ``u``'s dtype.

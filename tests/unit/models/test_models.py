@@ -110,6 +110,7 @@ def test_every_switch_is_a_config_key():
     (["srm.mode=diagonal"],
      r"model.srm.mode must be one of \['neighbor', 'pixel', 'bilinear', 'dysample'\], got 'diagonal'"),
     (["context.type=aspp"], r"model.context.type must be one of .* got 'aspp'"),
+    (["srm.sample_from=fine"], r"model.srm.sample_from must be one of \['upsampled', 'coarse'\], got 'fine'"),
     (["backbone=resnet34"], r"model.backbone must be one of .* got 'resnet34'"),
     (["channels=abc"], r"model.channels.*'abc'"),
     (["channels=-8"], r"model.channels must be a positive number, got -8"),

@@ -157,3 +157,50 @@ def test_srm_grid_is_float32_and_exact_under_bf16():
     assert out.dtype == torch.float32 and torch.equal(out, u)  # zero offsets: the input, bit for bit
     half = u.bfloat16()
     assert torch.equal(warp(half, torch.zeros(1, 2, 8, 2048)), half)  # a .bfloat16() model too
+
+
+@pytest.mark.parametrize("coarse,fine", [((8, 16), (16, 32)), ((9, 12), (17, 23)), ((32, 64), (64, 128))])
+def test_sampling_the_coarse_map_with_zero_offsets_is_bilinear_upsampling(coarse, fine):
+    """sample_from="coarse": warp(g, 0) over the fine grid equals bilinear upsampling of g (float32 rounding of
+    the normalised coordinates only), so a fresh SRM in that mode is still an FPN step."""
+    g = torch.randn(2, 5, *coarse)
+    got = warp(g, torch.zeros(2, 2, *fine))
+    torch.testing.assert_close(got, F.interpolate(g, size=fine, mode="bilinear", align_corners=False),
+                               rtol=0, atol=1e-4)
+
+
+def test_sampling_the_coarse_map_lands_where_the_offsets_say():
+    """Against an independent construction: fine pixel x + dx sits at coarse coordinate (x + 0.5 + dx) * Wc / Wf - 0.5
+    (pixel indices), sampled with align_corners=True normalisation and border clamping."""
+    torch.manual_seed(0)
+    g = torch.randn(1, 3, 7, 10)
+    hf, wf = 13, 19
+    off = 3 * torch.randn(1, 2, hf, wf)
+    ys, xs = torch.meshgrid(torch.arange(hf, dtype=torch.float32), torch.arange(wf, dtype=torch.float32),
+                            indexing="ij")
+    cx = (xs + 0.5 + off[0, 0]) * 10 / wf - 0.5
+    cy = (ys + 0.5 + off[0, 1]) * 7 / hf - 0.5
+    grid = torch.stack([2 * cx / 9 - 1, 2 * cy / 6 - 1], dim=-1)[None]
+    expected = F.grid_sample(g, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    torch.testing.assert_close(warp(g, off), expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode,mask_input", [("neighbor", "guide"), ("neighbor", "hidden"), ("pixel", "guide")])
+def test_sample_from_coarse_keeps_the_offsets_and_samples_g(mode, mask_input):
+    torch.manual_seed(0)
+    ref = SRM(6, 8, mode=mode, mask_input=mask_input).eval()
+    for p in ref.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    srm = SRM(6, 8, mode=mode, mask_input=mask_input, sample_from="coarse").eval()
+    srm.load_state_dict(ref.state_dict())
+    g, f = torch.randn(2, 8, 8, 16), torch.randn(2, 6, 16, 32)
+    with torch.no_grad():
+        out, offsets = srm(g, f, return_offsets=True)
+        _, ref_offsets = ref(g, f, return_offsets=True)
+        f_lat = srm.lateral(f)
+        expected = srm.out(warp(g, offsets) + f_lat)
+    assert torch.count_nonzero(offsets) > 0
+    torch.testing.assert_close(offsets, ref_offsets)  # same offsets whether u is passed in or built inside
+    torch.testing.assert_close(out, expected)
+    with pytest.raises(ValueError, match="sample_from"):
+        SRM(6, 8, sample_from="fine")
