@@ -5,10 +5,15 @@ BIN := $(VENV)/bin
 .PHONY: test test-slow test-gpu demo install clean
 
 # Created on first use; constraints.txt pins torch to the CPU build so no CUDA packages are pulled.
-$(BIN)/scrnet: pyproject.toml constraints.txt
+# Two steps: the package with its core dependencies (all the demo needs), then the extras the tests use.
+$(VENV)/.core: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade --quiet pip
 	$(BIN)/pip install --quiet -c constraints.txt torch
+	$(BIN)/pip install --quiet -c constraints.txt -e .
+	touch $@
+
+$(BIN)/scrnet: $(VENV)/.core
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,eval,log,export,hub,report]"
 	touch $@
 
@@ -18,7 +23,7 @@ test: $(BIN)/scrnet
 	$(BIN)/python -m pytest -q
 
 # The embedded default: synthetic data, train SCRNet and the FPN baseline, compare (about 5 minutes on 2 cores).
-demo: $(BIN)/scrnet
+demo: $(VENV)/.core
 	$(BIN)/scrnet demo --out demo_out
 
 test-slow: $(BIN)/scrnet

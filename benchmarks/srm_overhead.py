@@ -1,13 +1,18 @@
 """SRM's latency overhead: scrnet_r18 and sfnet_r18 against the bilinear baseline fpn_r18, in one run on CPU.
 
     python benchmarks/srm_overhead.py [SPEC ...] [--size 512 1024] [--rounds 20] [--threads N]
+        [--runtime torch|onnxruntime]
 
 A SPEC is a zoo name with optional config overrides, ``NAME[:key=value,...]`` (e.g.
 ``scrnet_r18:srm.mask_input=hidden``); the first SPEC is the baseline of the ratios. Models are timed interleaved
-(one call each per round), eval mode, BatchNorm folded, batch 1, float32, no grad; the goal is scrnet_r18 / fpn_r18 <= 1.10.
+(one call each per round), eval mode, BatchNorm folded, batch 1, float32, no grad. The goal is
+scrnet_r18 / fpn_r18 <= 1.10 in eager PyTorch and <= 1.15 in onnxruntime (``--runtime onnxruntime``: each model
+exported as ``scrnet export`` does and run in an onnxruntime session with as many threads as torch).
 """
 
 import argparse
+import tempfile
+from pathlib import Path
 
 import torch
 
@@ -29,6 +34,7 @@ def main() -> None:
     parser.add_argument("--size", nargs=2, type=int, default=[512, 1024], metavar=("H", "W"))
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--runtime", choices=["torch", "onnxruntime"], default="torch")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -42,9 +48,24 @@ def main() -> None:
                 model(x)
         return fn
 
-    times = time_interleaved([call(m) for m in models], warmup=3, rounds=args.rounds)
+    def session(model, folder):
+        import onnxruntime as ort
+
+        from scrnet.tools.export import export_onnx
+
+        path = export_onnx(model, Path(folder) / f"m{id(model)}.onnx", size=tuple(args.size))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        sess = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        feed = {"image": x.numpy()}
+        return lambda: sess.run(["logits"], feed)
+
+    with tempfile.TemporaryDirectory() as folder:
+        fns = [call(m) if args.runtime == "torch" else session(m, folder) for m in models]
+        times = time_interleaved(fns, warmup=3, rounds=args.rounds)
     base = summarize(times[0])["ms_median"]
-    print(f"SRM overhead, CPU float32, BN folded, batch 1, {args.size[0]}x{args.size[1]}, {conditions()}")
+    runtime = "eager PyTorch" if args.runtime == "torch" else "onnxruntime"
+    print(f"SRM overhead, {runtime}, CPU float32, BN folded, batch 1, {args.size[0]}x{args.size[1]}, {conditions()}")
     print(f"{'model':<36}{'GMACs':>8}{'ms median':>12}{'ms p90':>10}{'ratio':>8}")
     for spec, cfg, ms in zip(args.specs, configs, times):
         s = summarize(ms)
