@@ -35,6 +35,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--runtime", choices=["torch", "onnxruntime"], default="torch")
+    parser.add_argument("--sampler", choices=["gather", "gridsample"], default="gather",
+                        help="how the exported graphs sample (scrnet export --sampler)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -53,7 +55,7 @@ def main() -> None:
 
         from scrnet.tools.export import export_onnx
 
-        path = export_onnx(model, Path(folder) / f"m{id(model)}.onnx", size=tuple(args.size))
+        path = export_onnx(model, Path(folder) / f"m{id(model)}.onnx", size=tuple(args.size), sampler=args.sampler)
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         sess = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -64,7 +66,7 @@ def main() -> None:
         fns = [call(m) if args.runtime == "torch" else session(m, folder) for m in models]
         times = time_interleaved(fns, warmup=3, rounds=args.rounds)
     base = summarize(times[0])["ms_median"]
-    runtime = "eager PyTorch" if args.runtime == "torch" else "onnxruntime"
+    runtime = "eager PyTorch" if args.runtime == "torch" else f"onnxruntime (sampler {args.sampler})"
     print(f"SRM overhead, {runtime}, CPU float32, BN folded, batch 1, {args.size[0]}x{args.size[1]}, {conditions()}")
     print(f"{'model':<36}{'GMACs':>8}{'ms median':>12}{'ms p90':>10}{'ratio':>8}")
     for spec, cfg, ms in zip(args.specs, configs, times):

@@ -334,7 +334,8 @@ def cmd_export(args) -> None:
         model.fuse()
     out = Path(args.onnx)
     float_path = out.with_name(out.stem + ".float32.tmp.onnx") if (args.int8 or args.fp16) else out
-    path = export_onnx(model, float_path, tuple(args.size), args.opset, meta)
+    meta["scrnet.sampler"] = args.sampler
+    path = export_onnx(model, float_path, tuple(args.size), args.opset, meta, sampler=args.sampler)
     folded = "BatchNorm kept separate" if args.no_fuse else f"BatchNorm folded into {model.fused_pairs} convs"
     precision = "float32"
     if args.int8 or args.fp16:
@@ -345,17 +346,18 @@ def cmd_export(args) -> None:
                 info = quantize_int8(float_path, out, calib, loaded.config.data.eval, loaded.normalization)
                 precision = (f"INT8 QDQ ({info['quantized_ops']} on quantised inputs, calibrated on "
                              f"{len(calib)} images under {args.calib}; {info['float_nodes']} nodes kept float32: "
-                             f"sampling grids, GridSample, attention)")
+                             f"sampling grids and sampling, attention)")
             else:
                 info = convert_fp16(float_path, out)
-                precision = (f"float16 ({info['float_nodes']} nodes kept float32: sampling grids, GridSample, "
+                precision = (f"float16 ({info['float_nodes']} nodes kept float32: sampling grids and sampling, "
                              f"attention; float32 input and output)")
         finally:  # the float32 intermediate and anything the tools wrote beside it
             for extra in out.parent.glob(out.stem + ".float32.tmp*"):
                 extra.unlink(missing_ok=True)
         path = out
     size_mb = Path(path).stat().st_size / 2**20
-    print(f"wrote {path} ({size_mb:.1f} MB, opset {args.opset}, dynamic batch/height/width, {folded}, {precision})")
+    print(f"wrote {path} ({size_mb:.1f} MB, opset {args.opset}, dynamic batch/height/width, {folded}, "
+          f"sampling as {args.sampler}, {precision})")
     if args.check:
         h, w = args.size
         results = check_onnx(model, path, [(h, w), (h // 2 + 17, w // 2 + 31)])
@@ -556,6 +558,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-fuse", action="store_true", help="keep BatchNorm separate (default: folded into convs)")
     p.add_argument("--size", nargs=2, type=int, default=[512, 1024], metavar=("H", "W"), help="export size")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset: 16, 17 (default) or 18")
+    p.add_argument("--sampler", choices=["gather", "gridsample"], default="gather",
+                   help="SRM's sampling as row gathers (default; ~3x faster than onnxruntime's CPU GridSample) or "
+                        "as one GridSample op (for runtimes with a fast one, e.g. TensorRT)")
     p.add_argument("--check", action="store_true", help="compare onnxruntime with PyTorch at two sizes")
     p.add_argument("--int8", action="store_true", help="static INT8 (QDQ) with onnxruntime's quantisation tools")
     p.add_argument("--calib", metavar="DIR", help="with --int8: calibration images, found recursively under DIR")

@@ -24,24 +24,41 @@ def producers(model):
     return {out: node for node in model.graph.node for out in node.output}
 
 
-def grid_slice_casts(model, op_type: str = "GridSample", index: int = 1) -> list[str]:
-    """Cast-to-float16 nodes on the way from any convolution to input ``index`` of every ``op_type`` node (default:
-    GridSample's sampling grid)."""
+def grid_slice_casts(model, op_type: str | None = None, index: int = 1, kinds=("Cast",)) -> list[str]:
+    """Cast-to-float16 nodes (or nodes of ``kinds``) on the way from any convolution to input ``index`` of every
+    ``op_type`` node; by default the sampling coordinates: GridSample's grid, or the input of the gather form's
+    Floor nodes."""
     prod, found, seen = producers(model), [], set()
-    stack = [n.input[index] for n in model.graph.node if n.op_type == op_type]
+    if op_type is None:
+        stack = [n.input[1] if n.op_type == "GridSample" else n.input[0] for n in model.graph.node
+                 if n.op_type == "GridSample" or (n.op_type == "Floor" and "/sampler/" in n.name)]
+        assert stack, "no sampler in the graph"
+    else:
+        stack = [n.input[index] for n in model.graph.node if n.op_type == op_type]
     while stack:
         node = prod.get(stack.pop())
         if node is None or node.name in seen or node.op_type == "Conv":
             continue
         seen.add(node.name)
-        if node.op_type == "Cast" and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT16 for a in node.attribute):
+        if node.op_type == "Shape":  # only the shape flows on: values before it do not reach the coordinates
+            continue
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):  # the quantised output of an offset conv is
+            up = prod.get(node.input[0])                               # the boundary, like the conv itself
+            if up is not None and up.op_type == "QuantizeLinear":
+                up = prod.get(up.input[0])
+            if up is not None and up.op_type == "Conv":
+                continue
+        if node.op_type == "Cast" and "Cast" in kinds and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT16
+                                                              for a in node.attribute):
+            found.append(node.name)
+        elif node.op_type != "Cast" and node.op_type in kinds:
             found.append(node.name)
         stack.extend(node.input)
     return found
 
 
-@pytest.fixture(scope="module")
-def effl0_onnx(tmp_path_factory):
+@pytest.fixture(scope="module", params=["gather", "gridsample"])
+def effl0_onnx(tmp_path_factory, request):
     """A random scrnet_effl0 whose position-attention energies exceed float16's range: key = query, both x 5000,
     so each position's energy with itself is |q|^2 ~ 1e5 (a fresh model's energies are ~0.006)."""
     torch.manual_seed(0)
@@ -54,7 +71,8 @@ def effl0_onnx(tmp_path_factory):
         for srm in model.decoder.refine:
             torch.nn.init.normal_(srm.offset.weight, std=0.05)
     x = torch.randn(1, 3, 128, 256)
-    path = export_onnx(model.fuse(), tmp_path_factory.mktemp("onnx") / "fp32.onnx", size=(128, 256))
+    path = export_onnx(model.fuse(), tmp_path_factory.mktemp("onnx") / "fp32.onnx", size=(128, 256),
+                       sampler=request.param)
     return model, path, x
 
 
@@ -63,11 +81,12 @@ def test_float_island_holds_grid_maths_gridsample_and_attention_but_no_conv(effl
     model = onnx.load(str(path))
     island = set(float_island(model))
     ops = {n.name: n.op_type for n in model.graph.node}
-    assert {n for n, op in ops.items() if op == "GridSample"} <= island
+    assert {n for n, op in ops.items() if op == "GridSample" or "/sampler/" in n} <= island
+    assert any(op in ("GridSample", "Gather") and "/sampler/" in n for n, op in ops.items())
     assert {n for n, op in ops.items() if op in ("MatMul", "Softmax") and "/context/attention/" in n} <= island
     assert {n for n, op in ops.items() if op == "CumSum"} <= island  # the pixel-centre grid
     assert not any(ops[n] == "Conv" for n in island)
-    assert all("/backbone/" not in n for n in island)
+    assert all("/backbone/" not in n or ops[n] == "Constant" for n in island)  # constants are shared by name
 
 
 def test_fp16_keeps_the_island_float32_end_to_end(effl0_onnx, tmp_path):
@@ -75,7 +94,7 @@ def test_fp16_keeps_the_island_float32_end_to_end(effl0_onnx, tmp_path):
     half_path = tmp_path / "fp16.onnx"
     convert_fp16(path, half_path)
     half = onnx.load(str(half_path))
-    assert grid_slice_casts(half) == []  # no float16 rounding between the offset convs and GridSample
+    assert grid_slice_casts(half) == []  # no float16 rounding between the offset convs and the sampling
     assert grid_slice_casts(half, "Softmax", 0) == []  # nor of attention energies (SRM's mask softmax too)
     ref = ort.InferenceSession(str(path)).run(None, {"image": x.numpy()})[0]
     sess = ort.InferenceSession(str(half_path))
@@ -110,10 +129,10 @@ def test_cli_int8_and_fp16_files_are_scored_by_scrnet_eval(trained, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m8.onnx"]  # the float32 intermediate is gone
     model = onnx.load(str(tmp_path / "m8.onnx"))
     ops = [n.op_type for n in model.graph.node]
-    assert ops.count("QuantizeLinear") > 10 and "GridSample" in ops
+    assert ops.count("QuantizeLinear") > 10 and "Floor" in ops and "GridSample" not in ops  # the gather form
     assert grid_slice_casts(model) == []
-    prod = producers(model)
-    assert all(prod[n.input[1]].op_type != "DequantizeLinear" for n in model.graph.node if n.op_type == "GridSample")
+    # the sampling coordinates are never quantised: no Q/DQ between the offset convs and the sampler
+    assert grid_slice_casts(model, kinds=("QuantizeLinear", "DequantizeLinear")) == []
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["scrnet.precision"] == "int8" and "scrnet.config" in meta
     code, out, err = run("export", ckpt, "--onnx", tmp_path / "m16.onnx", "--fp16", "--size", 64, 128)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import autocast_off
-from .sampling import base_grid
+from .sampling import BilinearSampler, base_grid
 
 DySampleScope = Literal["static", "dynamic"]
 DYSAMPLE_SCOPES = ("static", "dynamic")
@@ -43,6 +43,7 @@ class DySample(nn.Module):
             raise ValueError(f"DySample groups ({groups}) must divide the decoder width ({channels})")
         self.groups = groups
         self.scope_kind = scope
+        self.sampler = BilinearSampler()  # no parameters: names the sampling in exported graphs
         out = 2 * groups * self.scale ** 2
         self.offset = nn.Conv2d(channels, out, 1)
         nn.init.normal_(self.offset.weight, std=0.001)
@@ -69,7 +70,7 @@ class DySample(nn.Module):
             gy = 2.0 * (ys + off[:, self.groups:]) / height - 1.0
             grid = torch.stack([gx, gy], dim=-1).flatten(0, 1)  # B*G x H x W x 2
             src = g.float().reshape(b * self.groups, c // self.groups, g.shape[2], g.shape[3])
-            out = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
+            out = self.sampler(src, grid)
             out = out.reshape(b, c, fine_h, fine_w).to(g.dtype)
             mean_offsets = torch.stack([off[:, :self.groups].mean(1), off[:, self.groups:].mean(1)], dim=1)
         return out, mean_offsets

@@ -37,7 +37,7 @@ from torch import nn
 
 from .dysample import DySample
 from .layers import ConvBNReLU, autocast_off
-from .sampling import base_grid, upsample_bilinear, warp  # noqa: F401  (base_grid: public via srm)
+from .sampling import BilinearSampler, base_grid, upsample_bilinear, warp  # noqa: F401  (base_grid: public)
 
 SRMMode = Literal["neighbor", "pixel", "bilinear", "dysample"]
 SRM_MODES = ("neighbor", "pixel", "bilinear", "dysample")
@@ -78,6 +78,7 @@ class SRM(nn.Module):
         self.sample_from = sample_from
         self.lateral = ConvBNReLU(in_channels, channels, 1)
         self.out = ConvBNReLU(channels, channels, 3)
+        self.sampler = BilinearSampler()  # no parameters: names the sampling in exported graphs
         if mode == "bilinear":
             return
         if mode == "dysample":
@@ -143,10 +144,10 @@ class SRM(nn.Module):
             a = upsample_bilinear(g, f_lat)
         elif self.sample_from == "coarse":  # one interpolation of g; u only if the mask conv reads it
             offsets = self.offsets(g, None, f_lat)
-            a = warp(g, offsets)
+            a = warp(g, offsets, self.sampler)
         else:
             u = upsample_bilinear(g, f_lat)
             offsets = self.offsets(g, u, f_lat)
-            a = warp(u, offsets)
+            a = warp(u, offsets, self.sampler)
         out = self.out(a + f_lat)
         return (out, offsets) if return_offsets else out

@@ -4,9 +4,10 @@ Both start from the float32 graph ``export_onnx`` writes and keep a *float islan
 computes SRM's (or DySample's) sampling positions, the ``GridSample`` that uses them, and CRM's attention maps
 (matrix products and softmax). Sampling positions are pixel coordinates: in float16 they are not exact above 2048,
 and an 8-bit coordinate would move samples by whole pixels; CRM's channel affinity exceeds float16's range at
-Cityscapes sizes. The island is found in the graph, not by name: the backward slice of each ``GridSample``'s grid
-input, stopping at convolutions (the offset convs themselves are ordinary convs and are converted), plus the
-attention nodes under ``/decoder/context/attention``.
+Cityscapes sizes. The island is found in the graph: every node of the samplers (scope ``/sampler/``: the
+``GridSample``, or the gathers and weights of ``export --sampler gather``) and the backward slice of their inputs,
+stopping at convolutions (the offset convs themselves are ordinary convs and are converted), plus the attention
+nodes under ``/decoder/context/attention``.
 
 INT8 uses onnxruntime's quantisation tools (``quantize_static``, QDQ format, per-channel signed 8-bit weights,
 unsigned 8-bit activations, MinMax calibration), calibrated on images preprocessed exactly as at evaluation (the
@@ -24,6 +25,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 # label folders of the supported layouts (folder, BDD100K, ADE20K, Cityscapes): their PNGs are masks, not images
 LABEL_DIRS = ("masks", "labels", "annotations", "gtFine", "gtCoarse")
 ATTENTION_SCOPE = "/decoder/context/attention/"
+SAMPLER_SCOPE = "/sampler/"  # SRM's and DySample's BilinearSampler (gathers, or one GridSample)
 
 
 def float_island(model) -> list[str]:
@@ -38,12 +40,18 @@ def float_island(model) -> list[str]:
             if node is None or node.name in keep or node.op_type == "Conv":
                 continue
             keep.add(node.name)
-            stack.extend(node.input)
+            if node.op_type != "Shape":  # a shape does not depend on the values: do not follow it into the network
+                stack.extend(node.input)
 
     for node in model.graph.node:
         if node.op_type == "GridSample":
             keep.add(node.name)
             walk(node.input[1])
+        elif SAMPLER_SCOPE in node.name:  # the gather form: coordinates, indices, weights and the weighted sum
+            keep.add(node.name)
+            for tensor in node.input:
+                if tensor in producers and SAMPLER_SCOPE not in producers[tensor].name:
+                    walk(tensor)  # back from the sampler's inputs to the convs: the grid maths (and the sampled map)
         elif node.name.startswith(ATTENTION_SCOPE) and node.op_type != "Conv":
             keep.add(node.name)
     return sorted(keep)
