@@ -27,7 +27,7 @@ __all__ = ["CONFIG_FORMAT", "BoundaryConfig", "Config", "ConfigError", "DataConf
            "ModelConfig", "OptimConfig", "TrainConfig", "config_from_dict", "config_to_dict", "config_to_yaml",
            "load_config", "normalization", "resolve", "upgrade_config"]
 
-CONFIG_FORMAT = 2
+CONFIG_FORMAT = 3
 AMP_MODES = ("none", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 OPTIMIZERS = ("sgd", "adamw")
@@ -221,11 +221,14 @@ def _rename(d: dict, first_step: int, origin: str, quiet: bool) -> None:
                 _put(d, new, value)
 
 
-def upgrade_config(d: dict, origin: str = "config", quiet: bool = False) -> dict:
+def upgrade_config(d: dict, origin: str = "config", quiet: bool = False, stored: bool = False) -> dict:
     """A plain config dict of any format version as the current one (a new dict; ``format_version`` set).
 
     Version 1 (no ``format_version``): ``model.aux_weight`` becomes ``train.loss.aux_weight`` and
-    ``model.drop_path_rate`` is dropped for backbones other than VAN (it never applied to them). A newer version
+    ``model.drop_path_rate`` is dropped for backbones other than VAN (it never applied to them). Versions 1-2 of a
+    ``stored`` config (a checkpoint's, an eval JSON's: resolved, every key written): ``model.srm.sample_from``, new
+    in version 3 with the default ``coarse``, is set to ``upsampled``, what those networks computed. A hand-written
+    file gets the current defaults. A newer version
     raises :class:`ConfigError` naming ``origin``, both versions and the keys this version does not know. Renamed
     keys in a file written by hand are upgraded with a warning (unless ``quiet``, as for stored checkpoints).
     """
@@ -244,6 +247,10 @@ def upgrade_config(d: dict, origin: str = "config", quiet: bool = False) -> dict
         backbone = model.get("backbone")
         if backbone in BACKBONES and "drop_path_rate" not in BACKBONES[backbone].options:
             model.pop("drop_path_rate", None)
+    if version < 3 and stored:
+        srm = d.get("model", {}).get("srm") if isinstance(d.get("model"), dict) else None
+        if isinstance(srm, dict) and "sample_from" not in srm:
+            srm["sample_from"] = "upsampled"
     d["format_version"] = CONFIG_FORMAT
     return d
 
@@ -279,5 +286,5 @@ def config_to_dict(cfg: Config) -> dict:
 def config_from_dict(d: dict, origin: str = "stored config") -> Config:
     """The inverse of :func:`config_to_dict` (for configs stored in checkpoints), upgraded from older format
     versions and resolved."""
-    d = upgrade_config(d, origin, quiet=True)
+    d = upgrade_config(d, origin, quiet=True, stored=True)
     return resolve(OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), d)))

@@ -43,3 +43,14 @@ def apply_overrides(obj: T, *updates: dict | list[str] | DictConfig | None, key_
         raise ValueError(first_line(exc, key_prefix)) from None
     except Exception as exc:  # omegaconf's errors (unknown key, wrong type) carry the key
         raise ValueError(first_line(exc, key_prefix)) from None
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    """A nested dict as ``{"a.b.c": value}`` (dotted keys, as overrides name them)."""
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

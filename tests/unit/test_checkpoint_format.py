@@ -45,7 +45,7 @@ def test_a_version_1_checkpoint_loads_with_renamed_keys_mapped(v1):
 
 def test_training_resumes_from_a_version_1_checkpoint(v1, tmp_path):
     from scrnet.data.synthetic import generate_synthetic
-    from scrnet.engine.trainer import Trainer
+    from scrnet.engine.trainer import Trainer, TrainingAborted
 
     data = generate_synthetic(tmp_path / "data", 4, 2, (64, 64), 0)
     work = tmp_path / "run"
@@ -55,6 +55,18 @@ def test_training_resumes_from_a_version_1_checkpoint(v1, tmp_path):
         f"data.root={data}", "model.backbone_weights=null", "train.max_iters=3", "train.batch_size=2",
         "train.num_workers=0", "train.val_interval=0", "train.checkpoint_interval=3", "train.tensorboard=false",
         "train.device=cpu", "data.train.crop_size=[64,64]", "data.train.scale=[64,64]", "model.channels=16"])
+    # SRM's defaults changed in config format 3: the run must name the network the checkpoint trained
+    with pytest.raises(TrainingAborted) as info:
+        Trainer(cfg, work, resume=True, progress=False)
+    message = str(info.value)
+    assert "model.srm.mask_input: checkpoint 'guide', this run 'hidden'" in message and "\n" not in message
+    assert "model.srm.sample_from: checkpoint 'upsampled', this run 'coarse'" in message
+    assert message.endswith("pass model.srm.mask_input=guide model.srm.sample_from=upsampled")
+    cfg = load_config(Path(__file__).parents[2] / "configs" / "synthetic" / "scrnet_effl0.yaml", [
+        f"data.root={data}", "model.backbone_weights=null", "train.max_iters=3", "train.batch_size=2",
+        "train.num_workers=0", "train.val_interval=0", "train.checkpoint_interval=3", "train.tensorboard=false",
+        "train.device=cpu", "data.train.crop_size=[64,64]", "data.train.scale=[64,64]", "model.channels=16",
+        "model.srm.mask_input=guide", "model.srm.sample_from=upsampled"])
     trainer = Trainer(cfg, work, resume=True, progress=False)
     assert trainer.iteration == 2
     trainer.train()
@@ -133,3 +145,16 @@ def test_newest_readable_skips_torn_files_with_a_warning_and_names_all_when_none
         newest_readable(tmp_path)
     assert all(f"iter_000000{i}0.pth" in str(exc.value) for i in (1, 2, 3, 4))
     assert newest_readable(tmp_path / "empty") is None
+
+
+def test_stored_configs_of_format_2_keep_the_sampling_they_trained_with():
+    """Format 3 made srm.sample_from=coarse the default; a stored config of an older format (every key written,
+    sample_from absent) is read as upsampled, what that network computed. A hand-written file gets the default."""
+    from scrnet.config import config_from_dict, config_to_dict, upgrade_config
+
+    d = config_to_dict(load_config(None, []))
+    d["format_version"] = 2
+    del d["model"]["srm"]["sample_from"]
+    assert config_from_dict(d).model.srm.sample_from == "upsampled"
+    assert upgrade_config({"model": {"srm": {"mode": "pixel"}}})["model"]["srm"] == {"mode": "pixel"}
+    assert load_config(None, []).model.srm.sample_from == "coarse"

@@ -183,6 +183,7 @@ class Trainer:
                 print(f"--resume: no checkpoint in {self.work_dir / 'checkpoints'}; starting from iteration 0")
             return
         path, state = found
+        self._check_same_network(path, state)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -195,6 +196,24 @@ class Trainer:
         self.resumed_from = path
         if self.dist.is_main:
             print(f"resumed from {path} at iteration {self.iteration}")
+
+    def _check_same_network(self, path: Path, state: dict) -> None:
+        """The network this run builds must be the one the checkpoint trained: a model key that differs (an override
+        left out, or a default that changed between scrnet versions) aborts with one line naming each key and both
+        values, instead of a state-dict size error or, for keys without weights, a silently different network."""
+        from ..config import config_from_dict, config_to_dict
+        from ..overrides import flatten
+
+        if "config" not in state:
+            return
+        stored = flatten(config_to_dict(config_from_dict(state["config"], origin=f"checkpoint {path}"))["model"])
+        current = flatten(config_to_dict(self.cfg)["model"])
+        ignored = {"backbone_weights"}  # only the initialisation, which the checkpoint's weights replace
+        diff = [k for k in sorted(set(stored) | set(current)) if k not in ignored and stored.get(k) != current.get(k)]
+        if diff:
+            pairs = ", ".join(f"model.{k}: checkpoint {stored.get(k)!r}, this run {current.get(k)!r}" for k in diff)
+            fix = " ".join(f"model.{k}={stored.get(k)}" for k in diff)
+            raise TrainingAborted(f"--resume: {path} trained another network ({pairs}); to continue it, pass {fix}")
 
     def _check_resume_agrees(self) -> None:
         """Every rank must start from the same iteration (e.g. each read its own copy of the work dir)."""

@@ -28,10 +28,10 @@ def _check_positive(key: str, value) -> None:
 class SRMConfig:
     mode: str = "neighbor"  # neighbor (the paper's design) | pixel (SFNet-like) | bilinear (plain FPN) | dysample
     hidden_channels: Optional[int] = None  # width of the offset branch's 1x1 conv; None means channels // 2
-    mask_input: str = "guide"  # what the neighbour mask conv reads: guide (cat[u, f'], default) | hidden (cheaper)
+    mask_input: str = "hidden"  # what the neighbour mask conv reads: hidden (offset branch's map) | guide (cat[u,f'])
     dysample_groups: int = 4  # mode=dysample: channel groups, each with its own offsets (DySample's default)
     dysample_scope: str = "static"  # mode=dysample: static (offsets x 0.25) | dynamic (x 0.5 sigmoid(conv(g)))
-    sample_from: str = "upsampled"  # neighbor/pixel: sample u = bilinear(g) (default) | coarse (g itself, one interp.)
+    sample_from: str = "coarse"  # neighbor/pixel: sample g itself (one interpolation) | upsampled (u = bilinear(g))
 
     def __post_init__(self):
         _check_choice("model.srm.mode", self.mode, SRM_MODES)

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..config import ConfigError, config_from_dict, config_to_dict
 from ..evaluation.counts import PerImageCounts, counts_path
+from ..overrides import flatten
 
 # Keys that do not change what a run trains or how it is scored: never part of a group or a label.
 IGNORED_KEYS = ("data.root", "train.device", "train.num_workers", "train.log_interval", "train.checkpoint_interval",
@@ -35,16 +36,6 @@ METRICS = {"miou": "mIoU", "mbiou": "BIoU*"}  # compared with intervals; key in 
 
 class CompareError(ValueError):
     """Runs that cannot be compared (one line naming the runs and what differs)."""
-
-
-def flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in d.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def fmt_value(value) -> str:

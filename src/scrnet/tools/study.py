@@ -22,7 +22,8 @@ import yaml
 
 from ..checkpoint_io import checkpoint_path
 from ..config import ConfigError, load_config
-from .compare import flatten, fmt_value
+from ..overrides import flatten
+from .compare import fmt_value
 
 
 @dataclass

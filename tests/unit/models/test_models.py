@@ -9,11 +9,11 @@ from scrnet import create_model
 from scrnet.models import SegmentationOutput, apply_overrides, model_config
 
 PARAMS = {
-    "scrnet_r18": (14644902, 15095391),
-    "scrnet_r50": (36038774, 37824431),
-    "scrnet_r101": (55030902, 56816559),
-    "scrnet_van_b1": (15306310, 15371599),
-    "scrnet_effl0": (4373634, 4628571),
+    "scrnet_r18": (14598246, 15048735),
+    "scrnet_r50": (35945462, 37731119),
+    "scrnet_r101": (54937590, 56723247),
+    "scrnet_van_b1": (15288814, 15354103),
+    "scrnet_effl0": (4338642, 4593579),
     "fpn_r18": (13713363, 14163852),
     "sfnet_r18": (13766361, 14216850),
 }
