@@ -35,6 +35,9 @@ def test_a_version_1_checkpoint_loads_with_renamed_keys_mapped(v1):
     assert loaded.config.train.loss.aux_weight == 0.25  # was model.aux_weight
     assert loaded.config.model.drop_path_rate is None  # v1 stored 0.1 for a backbone that never used it
     assert loaded.config.format_version == CONFIG_FORMAT
+    # the SRM it trained: mask over cat[u, f'], sampling u (the defaults before config format 3)
+    assert (loaded.config.model.srm.mask_input, loaded.config.model.srm.sample_from) == ("guide", "upsampled")
+    assert all(srm.sample_from == "upsampled" for srm in loaded.model.decoder.refine)
     assert loaded.normalization.mean == (0.498, 0.498, 0.498) and loaded.normalization.std == (0.502,) * 3
     assert loaded.class_names[0] == "road" and len(loaded.palette) == 9
     state = torch.load(v1, weights_only=True)
