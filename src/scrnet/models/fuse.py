@@ -50,10 +50,11 @@ def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
     conv.bias = nn.Parameter(folded.to(conv.weight.dtype))
 
 
-def fuse_conv_bn(model: nn.Module, example: torch.Tensor, rtol: float = 1e-4) -> int:
+def fuse_conv_bn(model: nn.Module, example: torch.Tensor, rtol: float = 1e-4, extra=None) -> int:
     """Fold, in place, each BatchNorm2d fed directly by a Conv2d into it (the BatchNorm becomes ``Identity``);
-    ``model`` must be in eval mode (running statistics). Returns the number of pairs folded. Raises ValueError if
-    the folded model's output on ``example`` differs from the original's by more than ``rtol`` of its range."""
+    ``model`` must be in eval mode (running statistics). ``extra``: a callable doing folds the hooks cannot see
+    (convolutions applied functionally), returning how many. Returns the number of pairs folded. Raises ValueError
+    if the folded model's output on ``example`` differs from the original's by more than ``rtol`` of its range."""
     if model.training:
         raise ValueError("fuse: put the model in eval mode first (BatchNorm folding uses the running statistics)")
     with exact_float32():
@@ -65,10 +66,11 @@ def fuse_conv_bn(model: nn.Module, example: torch.Tensor, rtol: float = 1e-4) ->
             _fold(conv, bn)
             parent, name = parents[id(bn)]
             setattr(parent, name, nn.Identity())
+        folded = len(pairs) + (extra() if extra is not None else 0)
         with torch.no_grad():
             after = model(example)
     scale = before.abs().max().clamp(min=1e-6)
     err = float((after - before).abs().max() / scale)
     if err > rtol:
         raise ValueError(f"fuse: folding changed the output by {err:.2e} of its range (limit {rtol:.0e})")
-    return len(pairs)
+    return folded

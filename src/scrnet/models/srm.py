@@ -103,6 +103,22 @@ class SRM(nn.Module):
         branch = [self.offset_hidden, self.offset_bn, self.offset] + ([self.mask] if self.mode == "neighbor" else [])
         return [p for m in branch for p in m.parameters()]
 
+    @torch.no_grad()
+    def fold_offset_bn(self) -> int:
+        """Fold the offset branch's BatchNorm into its 1x1 conv for inference (what ``SCRNet.fuse`` does for the
+        module convs, here for the conv that ``offsets`` applies functionally in two halves): the scale goes into
+        both halves' weights, the shift becomes a bias (bilinear upsampling keeps constants, so adding it after the
+        sum is exact). Returns 1 if folded, 0 if there is nothing to fold."""
+        if not isinstance(getattr(self, "offset_bn", None), nn.BatchNorm2d):
+            return 0
+        bn, conv = self.offset_bn, self.offset_hidden
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        conv.weight.mul_(scale.reshape(-1, 1, 1, 1).to(conv.weight.dtype))
+        conv.bias = nn.Parameter((bn.bias + (bias - bn.running_mean) * scale).to(conv.weight.dtype))
+        self.offset_bn = nn.Identity()
+        return 1
+
     def offsets(self, g: torch.Tensor, u: torch.Tensor | None, f_lat: torch.Tensor) -> torch.Tensor:
         """The offset field (``B x 2 x H x W``, pixels of f's grid, dx then dy) that SRM applies when it samples
         ``u = bilinear(g)`` (or ``g`` itself, ``sample_from="coarse"``). ``u`` may be None: it is computed here if
@@ -119,7 +135,7 @@ class SRM(nn.Module):
             return self.dysample(g)[1]
         c = g.shape[1]
         w = self.offset_hidden.weight
-        pre = upsample_bilinear(F.conv2d(g, w[:, :c]), f_lat) + F.conv2d(f_lat, w[:, c:])
+        pre = upsample_bilinear(F.conv2d(g, w[:, :c]), f_lat) + F.conv2d(f_lat, w[:, c:], self.offset_hidden.bias)
         hidden = F.relu(self.offset_bn(pre))
         if self.mode == "pixel":
             return self.offset(hidden)

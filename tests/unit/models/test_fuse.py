@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+import scrnet
 from scrnet import create_model
 
 
@@ -49,3 +50,26 @@ def test_fuse_checks_the_fold_with_tf32_off_and_restores_the_settings():
         torch.set_float32_matmul_precision(saved[2])
     assert seen and all(s.matmul_precision == "highest" and not s.cudnn_tf32 for s in seen)
     assert after == before and before.cudnn_tf32 and before.matmul_precision == "high"
+
+
+@pytest.mark.parametrize("name", scrnet.list_models())
+def test_fuse_leaves_no_batchnorm_after_a_conv_in_the_eval_network(name):
+    """Every BatchNorm that follows a convolution is folded, SRM's offset branch included (its 1x1 conv is applied
+    functionally, in two halves); what remains are the auxiliary heads (train mode only) and VAN's pre-norms,
+    which no convolution precedes."""
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=5, channels=32).eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        ref = model(x)
+        model.fuse()
+        got = model(x)
+    left = [k for k, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)
+            and not k.startswith("decoder.aux_heads") and not k.endswith((".norm1", ".norm2"))]
+    assert left == []
+    assert all(not isinstance(getattr(srm, "offset_bn", None), torch.nn.BatchNorm2d) for srm in model.decoder.refine)
+    assert (got - ref).abs().max() <= 1e-4 * ref.abs().max()
