@@ -103,6 +103,11 @@ def check_amp(models, device, size) -> dict:
     return out
 
 
+def agreement(got: torch.Tensor, ref: torch.Tensor) -> dict:
+    return {"finite": bool(torch.isfinite(got).all()), "logits_rel_err": rel_err(got, ref),
+            "argmax_agreement": float((got.argmax(1) == ref.argmax(1)).float().mean())}
+
+
 def check_eval_amp_full(device, size) -> dict:
     """The case that overflowed: scrnet_effl0 with its ImageNet weights, eval logits under fp16/bf16 autocast."""
     model = model_for("scrnet_effl0", device).eval()
@@ -115,13 +120,10 @@ def check_eval_amp_full(device, size) -> dict:
                 continue
             with torch.autocast(device.type, dtype=dtype):
                 got = model(x)
-            out[amp] = {"finite": bool(torch.isfinite(got).all()), "logits_rel_err": rel_err(got, ref),
-                        "argmax_agreement": float((got.argmax(1) == ref.argmax(1)).float().mean())}
+            out[amp] = agreement(got, ref)
         # Weights and input cast (model.half(), the deployment setting of fps_deploy); float32 grid and affinities.
         dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-        got = model.fuse().to(dtype)(x.to(dtype)).float()
-        out[f"cast_{str(dtype)[6:]}"] = {"finite": bool(torch.isfinite(got).all()), "logits_rel_err": rel_err(got, ref),
-                                        "argmax_agreement": float((got.argmax(1) == ref.argmax(1)).float().mean())}
+        out[f"cast_{str(dtype)[6:]}"] = agreement(model.fuse().to(dtype)(x.to(dtype)).float(), ref)
     return out
 
 
@@ -345,13 +347,12 @@ def main() -> None:
 
     def fps_compiled(mode):
         def run():
-            r = benchmark([(compiled_model, "torch")], size, 1, device.type, "float16", compile_mode=mode,
+            r = benchmark([(args.compiled_model, "torch")], size, 1, device.type, "float16", compile_mode=mode,
                           precision="cast", split_dilation=True)  # the README's fastest setting
             print(format_benchmark(r), flush=True)
             return r
         return run
 
-    compiled_model = args.compiled_model
     section("fps", fps)
     section("compile", lambda: check_compile("scrnet_effl0" if args.quick else "scrnet_van_b1", device,
                                              (64, 64) if args.quick else (512, 1024)))

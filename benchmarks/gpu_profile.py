@@ -11,28 +11,13 @@ rows of gpu_check.py's fps_deploy run):
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import torch
 
 from scrnet import create_model
 from scrnet.runtime import configure_cuda
-from scrnet.tools.benchmark import DTYPES, compiled, cuda_graphed
-
-
-def time_ms(fn, calls: int, cuda: bool) -> float:
-    """Median ms of ``calls`` calls, synchronised around each on CUDA."""
-    times = []
-    for _ in range(calls):
-        if cuda:
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if cuda:
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return sorted(times)[len(times) // 2]
+from scrnet.tools.benchmark import DTYPES, compiled, cuda_graphed, summarize, time_interleaved
 
 
 def main() -> None:
@@ -78,7 +63,8 @@ def main() -> None:
             fn, _ = cuda_graphed(fn)
         else:
             fn()
-        parts[name] = time_ms(fn, args.calls, cuda)
+        times = time_interleaved([fn], warmup=0, rounds=args.calls, sync=torch.cuda.synchronize if cuda else None)
+        parts[name] = summarize(times[0])["ms_median"]
     print(f"{report['device_name']}, torch {torch.__version__}, {args.model}, {args.size[0]}x{args.size[1]}, "
           f"{args.dtype} weights, BN folded, split_dilation={args.split_dilation}, compile={args.compile}")
     if parts:

@@ -12,12 +12,11 @@ exported as ``scrnet export`` does and run in an onnxruntime session with as man
 
 import argparse
 import tempfile
-from pathlib import Path
 
 import torch
 
 from scrnet.models import build_model, model_config
-from scrnet.tools.benchmark import conditions, summarize, time_interleaved
+from scrnet.tools.benchmark import conditions, onnxruntime_runner, summarize, time_interleaved
 from scrnet.tools.flops import compute_report
 
 DEFAULT_SPECS = ["fpn_r18", "sfnet_r18", "scrnet_r18", "scrnet_r18:srm.mask_input=hidden"]
@@ -50,20 +49,9 @@ def main() -> None:
                 model(x)
         return fn
 
-    def session(model, folder):
-        import onnxruntime as ort
-
-        from scrnet.tools.export import export_onnx
-
-        path = export_onnx(model, Path(folder) / f"m{id(model)}.onnx", size=tuple(args.size), sampler=args.sampler)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        sess = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        feed = {"image": x.numpy()}
-        return lambda: sess.run(["logits"], feed)
-
     with tempfile.TemporaryDirectory() as folder:
-        fns = [call(m) if args.runtime == "torch" else session(m, folder) for m in models]
+        fns = [call(m) if args.runtime == "torch" else onnxruntime_runner(m, x, folder, sampler=args.sampler)
+               for m in models]
         times = time_interleaved(fns, warmup=3, rounds=args.rounds)
     base = summarize(times[0])["ms_median"]
     runtime = "eager PyTorch" if args.runtime == "torch" else f"onnxruntime (sampler {args.sampler})"

@@ -42,7 +42,8 @@ def _find_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[nn.Conv2d
 
 
 @torch.no_grad()
-def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+def fold_into_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+    """Fold ``bn``, applied to ``conv``'s output, into ``conv``'s weight and bias, in place."""
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     conv.weight.mul_(scale.reshape(-1, 1, 1, 1).to(conv.weight.dtype))
     bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
@@ -63,7 +64,7 @@ def fuse_conv_bn(model: nn.Module, example: torch.Tensor, rtol: float = 1e-4, ex
         pairs = _find_pairs(model, example)
         parents = {id(c): (parent, name) for parent in model.modules() for name, c in parent.named_children()}
         for conv, bn in pairs:
-            _fold(conv, bn)
+            fold_into_conv(conv, bn)
             parent, name = parents[id(bn)]
             setattr(parent, name, nn.Identity())
         folded = len(pairs) + (extra() if extra is not None else 0)

@@ -79,8 +79,9 @@ class SCRNet(nn.Module):
         if example is None:
             p = next(self.parameters())
             example = torch.randn(1, 3, 64, 128, generator=torch.Generator().manual_seed(0)).to(p.device, p.dtype)
+
         def srm_folds() -> int:  # SRM's offset branch applies its 1x1 conv functionally: folded by SRM itself
-            return sum(srm.fold_offset_bn() for srm in self.decoder.refine if hasattr(srm, "fold_offset_bn"))
+            return sum(srm.fold_offset_bn() for srm in self.decoder.refine)
 
         self.fused_pairs = fuse_conv_bn(self, example, extra=srm_folds)
         return self

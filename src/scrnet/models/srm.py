@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .dysample import DySample
+from .fuse import fold_into_conv
 from .layers import ConvBNReLU, autocast_off
 from .sampling import BilinearSampler, base_grid, upsample_bilinear, warp  # noqa: F401  (base_grid: public)
 
@@ -103,7 +104,6 @@ class SRM(nn.Module):
         branch = [self.offset_hidden, self.offset_bn, self.offset] + ([self.mask] if self.mode == "neighbor" else [])
         return [p for m in branch for p in m.parameters()]
 
-    @torch.no_grad()
     def fold_offset_bn(self) -> int:
         """Fold the offset branch's BatchNorm into its 1x1 conv for inference (what ``SCRNet.fuse`` does for the
         module convs, here for the conv that ``offsets`` applies functionally in two halves): the scale goes into
@@ -111,11 +111,7 @@ class SRM(nn.Module):
         sum is exact). Returns 1 if folded, 0 if there is nothing to fold."""
         if not isinstance(getattr(self, "offset_bn", None), nn.BatchNorm2d):
             return 0
-        bn, conv = self.offset_bn, self.offset_hidden
-        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-        conv.weight.mul_(scale.reshape(-1, 1, 1, 1).to(conv.weight.dtype))
-        conv.bias = nn.Parameter((bn.bias + (bias - bn.running_mean) * scale).to(conv.weight.dtype))
+        fold_into_conv(self.offset_hidden, self.offset_bn)
         self.offset_bn = nn.Identity()
         return 1
 

@@ -172,24 +172,7 @@ def _runner(name: str, runtime: str, size, batch: int, device: str, dtype: str, 
     if runtime == "onnxruntime":
         import tempfile
 
-        import onnxruntime as ort
-
-        from .export import export_onnx
-
-        folder = tempfile.mkdtemp(prefix="scrnet_bench_")
-        path = export_onnx(model.cpu(), os.path.join(folder, "model.onnx"), size=tuple(size))
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        wanted = "CUDAExecutionProvider" if device == "cuda" else "CPUExecutionProvider"
-        if wanted not in ort.get_available_providers():
-            raise ProviderUnavailable(f"onnxruntime {ort.__version__} has no {wanted} here (available: "
-                               f"{ort.get_available_providers()}); install onnxruntime-gpu for --device cuda")
-        session = ort.InferenceSession(str(path), options, providers=[wanted])
-        used = session.get_providers()[0]
-        if used != wanted:  # onnxruntime falls back to the CPU silently when the CUDA provider fails to load
-            raise ProviderUnavailable(f"onnxruntime fell back to {used} instead of {wanted}")
-        feed = {"image": x.cpu().numpy()}
-        return Runner(lambda: session.run(["logits"], feed), None, used)
+        return onnxruntime_runner(model, x, tempfile.mkdtemp(prefix="scrnet_bench_"), device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     cast = precision == "cast" and dtype != "float32"
@@ -208,6 +191,31 @@ def _runner(name: str, runtime: str, size, batch: int, device: str, dtype: str, 
     if cuda_graph:
         runner.fn, runner.graph_rel_diff = cuda_graphed(fn)
     return runner
+
+
+def onnxruntime_runner(model: torch.nn.Module, x: torch.Tensor, folder: str | os.PathLike, device: str = "cpu",
+                       sampler: str = "gather") -> Runner:
+    """``model`` exported as ``scrnet export`` does (into ``folder``, at ``x``'s size) and run on ``x`` in an
+    onnxruntime session with as many threads as torch, on ``device``'s execution provider. Raises
+    :class:`ProviderUnavailable` if that provider is missing, or onnxruntime falls back to another."""
+    import onnxruntime as ort
+
+    from .export import export_onnx
+
+    path = export_onnx(model.cpu(), os.path.join(folder, f"model{id(model)}.onnx"), size=tuple(x.shape[-2:]),
+                       sampler=sampler)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    wanted = "CUDAExecutionProvider" if device == "cuda" else "CPUExecutionProvider"
+    if wanted not in ort.get_available_providers():
+        raise ProviderUnavailable(f"onnxruntime {ort.__version__} has no {wanted} here (available: "
+                                  f"{ort.get_available_providers()}); install onnxruntime-gpu for --device cuda")
+    session = ort.InferenceSession(str(path), options, providers=[wanted])
+    used = session.get_providers()[0]
+    if used != wanted:  # onnxruntime falls back to the CPU silently when the CUDA provider fails to load
+        raise ProviderUnavailable(f"onnxruntime fell back to {used} instead of {wanted}")
+    feed = {"image": x.cpu().numpy()}
+    return Runner(lambda: session.run(["logits"], feed), None, used)
 
 
 def cuda_peak_mb(runner: Runner) -> float:
