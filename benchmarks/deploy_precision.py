@@ -31,7 +31,7 @@ def main() -> None:
 
     import onnxruntime as ort
 
-    from scrnet.tools.benchmark import summarize, time_interleaved
+    from scrnet.tools.benchmark import onnxruntime_options, summarize, time_interleaved
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -49,8 +49,7 @@ def main() -> None:
                 subprocess.run([sys.executable, "-m", "scrnet", "eval", str(path), "--json", str(js)], check=True,
                                capture_output=True, text=True)
                 scores[precision] = json.loads(js.read_text())["miou"]
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = args.threads
+            options = onnxruntime_options(args.threads)  # spinning off: sessions timed in turn (see there)
             sessions = {p: ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
                         for p, path in paths.items()}
             x = np.random.default_rng(0).standard_normal((1, 3, *args.size)).astype(np.float32)

@@ -346,7 +346,7 @@ def cmd_export(args) -> None:
                 info = quantize_int8(float_path, out, calib, loaded.config.data.eval, loaded.normalization)
                 precision = (f"INT8 QDQ ({info['quantized_ops']} on quantised inputs, calibrated on "
                              f"{len(calib)} images under {args.calib}; {info['float_nodes']} nodes kept float32: "
-                             f"sampling grids and sampling, attention)")
+                             f"sampling grids and sampling, attention, the logits' resize)")
             else:
                 info = convert_fp16(float_path, out)
                 precision = (f"float16 ({info['float_nodes']} nodes kept float32: sampling grids and sampling, "

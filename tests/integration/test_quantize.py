@@ -133,6 +133,10 @@ def test_cli_int8_and_fp16_files_are_scored_by_scrnet_eval(trained, tmp_path):
     assert grid_slice_casts(model) == []
     # the sampling coordinates are never quantised: no Q/DQ between the offset convs and the sampler
     assert grid_slice_casts(model, kinds=("QuantizeLinear", "DequantizeLinear")) == []
+    prod = producers(model)
+    assert prod["logits"].op_type == "Slice"  # float logits: the resize and crop after the last conv stay float32
+    assert not [n.name for n in model.graph.node if n.op_type == "Shape" and n.input[0] in prod
+                and prod[n.input[0]].op_type == "DequantizeLinear"]  # shapes are read before dequantising
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["scrnet.precision"] == "int8" and "scrnet.config" in meta
     code, out, err = run("export", ckpt, "--onnx", tmp_path / "m16.onnx", "--fp16", "--size", 64, 128)

@@ -10,6 +10,7 @@ from typing import Optional
 
 from .backbones import BACKBONES
 from .crm import ATTENTION_TYPES, CONTEXT_TYPES, STAGE_CHOICES
+from .head import FUSIONS
 from .dysample import DYSAMPLE_SCOPES
 from .srm import MASK_INPUTS, SAMPLE_FROM, SRM_MODES
 
@@ -71,11 +72,13 @@ class ModelConfig:
     channels: int = 128  # decoder width C
     srm: SRMConfig = field(default_factory=SRMConfig)
     context: ContextConfig = field(default_factory=ContextConfig)
+    fusion: str = "conv3x3"  # head: conv3x3 over the 4C-channel concat | reduce1x1 (1x1 to C, then 3x3; 13/36 MACs)
     deep_supervision: bool = True  # auxiliary heads on G2, G3, G4 (train mode only)
     pad_to: int = 32  # inputs are zero-padded to a multiple of this (the output stride), logits cropped back
 
     def __post_init__(self):
         _check_choice("model.backbone", self.backbone, BACKBONES)
+        _check_choice("model.fusion", self.fusion, FUSIONS)
         for key in ("num_classes", "channels", "pad_to"):
             _check_positive(f"model.{key}", getattr(self, key))
         options = BACKBONES[self.backbone].options

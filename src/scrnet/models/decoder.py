@@ -4,6 +4,7 @@
 G4 = context(F1..F4)                       CRM | PPM | none
 G3 = SRM(G4, F3); G2 = SRM(G3, F2); G1 = SRM(G2, F1)
 head: upsample G2..G4 to stride 4, concat with G1, conv3x3-BN-ReLU to C, conv1x1 to classes
+      (fusion="reduce1x1": conv1x1-BN-ReLU to C, then conv3x3-BN-ReLU, a third of the MACs)
 deep supervision (train only): conv3x3-BN-ReLU + conv1x1 heads on G2, G3, G4
 ```
 """
@@ -13,6 +14,7 @@ from torch import nn
 
 from .config import ContextConfig, SRMConfig
 from .crm import CRM, PPM, NoContext
+from .head import build_fusion
 from .layers import ConvBNReLU
 from .srm import SRM, upsample_bilinear
 
@@ -36,14 +38,14 @@ class SegHead(nn.Sequential):
 
 class Decoder(nn.Module):
     def __init__(self, in_channels: tuple[int, ...], strides: tuple[int, ...], channels: int, num_classes: int,
-                 srm: SRMConfig, context: ContextConfig, deep_supervision: bool):
+                 srm: SRMConfig, context: ContextConfig, deep_supervision: bool, fusion: str = "conv3x3"):
         super().__init__()
         self.context = build_context(context, in_channels, strides, channels)
         # refine[0] makes G3 from (G4, F3), refine[1] G2 from (G3, F2), refine[2] G1 from (G2, F1)
         self.refine = nn.ModuleList(SRM(in_channels[i], channels, srm.mode, srm.hidden_channels, srm.mask_input,
                                         srm.dysample_groups, srm.dysample_scope, srm.sample_from)
                                     for i in (2, 1, 0))
-        self.fuse = ConvBNReLU(4 * channels, channels, 3)
+        self.fuse = build_fusion(fusion, channels)
         self.classifier = nn.Conv2d(channels, num_classes, 1)
         self.aux_heads = nn.ModuleList(SegHead(channels, num_classes) for _ in range(3)) if deep_supervision else None
 

@@ -39,7 +39,7 @@ class SCRNet(nn.Module):
             options["drop_path_rate"] = cfg.drop_path_rate
         self.backbone = build_backbone(cfg.backbone, cfg.backbone_weights, **options)
         self.decoder = Decoder(self.backbone.channels, self.backbone.strides, cfg.channels, cfg.num_classes,
-                               cfg.srm, cfg.context, cfg.deep_supervision)
+                               cfg.srm, cfg.context, cfg.deep_supervision, cfg.fusion)
 
     @property
     def normalization(self) -> Normalization:

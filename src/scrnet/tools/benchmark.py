@@ -193,19 +193,36 @@ def _runner(name: str, runtime: str, size, batch: int, device: str, dtype: str, 
     return runner
 
 
+def onnxruntime_options(threads: int):
+    """Session options for timing onnxruntime: ``threads`` intra-op threads, and their spin-waiting off.
+
+    With spinning on (onnxruntime's default), the worker threads of the session that has just run keep spinning
+    while the next session runs, so sessions timed in turn in one process slow each other down: on 2 CPU threads
+    that added ~25 ms to every call of both a float32 (128 -> 152 ms) and an INT8 (60 -> 83 ms) graph of
+    ``scrnet_effl0`` at 512x1024, which understated INT8's speed-up (1.84x instead of 2.15x; timing each session in
+    its own block of calls gave 2.25x with spinning, 2.16x without). A single deployed session may spin; these
+    figures are then ~2-3 ms per call pessimistic."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
 def onnxruntime_runner(model: torch.nn.Module, x: torch.Tensor, folder: str | os.PathLike, device: str = "cpu",
                        sampler: str = "gather") -> Runner:
     """``model`` exported as ``scrnet export`` does (into ``folder``, at ``x``'s size) and run on ``x`` in an
-    onnxruntime session with as many threads as torch, on ``device``'s execution provider. Raises
-    :class:`ProviderUnavailable` if that provider is missing, or onnxruntime falls back to another."""
+    onnxruntime session with as many threads as torch (:func:`onnxruntime_options`), on ``device``'s execution
+    provider. Raises :class:`ProviderUnavailable` if that provider is missing, or onnxruntime falls back to
+    another."""
     import onnxruntime as ort
 
     from .export import export_onnx
 
     path = export_onnx(model.cpu(), os.path.join(folder, f"model{id(model)}.onnx"), size=tuple(x.shape[-2:]),
                        sampler=sampler)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
+    options = onnxruntime_options(torch.get_num_threads())
     wanted = "CUDAExecutionProvider" if device == "cuda" else "CPUExecutionProvider"
     if wanted not in ort.get_available_providers():
         raise ProviderUnavailable(f"onnxruntime {ort.__version__} has no {wanted} here (available: "

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..models.sampling import export_sampler
+from .onnx_passes import fold_pads_into_convs
 
 OPSETS = (16, 17, 18)
 
@@ -25,7 +26,8 @@ def export_onnx(model: torch.nn.Module, path: str | Path, size: tuple[int, int] 
     """Export ``model`` (put in eval mode) to one self-contained ONNX file with input ``image`` (B x 3 x H x W,
     normalised RGB) and output ``logits`` (B x K x H x W); B, H and W are dynamic. ``sampler``: how SRM's and
     DySample's sampling is written (``scrnet.models.sampling.export_sampler``): ``gather`` (default; 3x faster than
-    onnxruntime's CPU ``GridSample``) or ``gridsample`` (one ONNX op, for runtimes with a fast one)."""
+    onnxruntime's CPU ``GridSample``) or ``gridsample`` (one ONNX op, for runtimes with a fast one). A zero ``Pad``
+    in front of a ``Conv`` is folded into the conv's padding (``onnx_passes.fold_pads_into_convs``)."""
     if opset not in OPSETS:
         raise ValueError(f"opset must be one of {list(OPSETS)} (grid_sample needs 16 or later), got {opset}")
     path = Path(path)
@@ -38,13 +40,13 @@ def export_onnx(model: torch.nn.Module, path: str | Path, size: tuple[int, int] 
                           output_names=["logits"], do_constant_folding=True,
                           dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
                                         "logits": {0: "batch", 2: "height", 3: "width"}})
-    if metadata:
-        import onnx
+    import onnx
 
-        proto = onnx.load(str(path))
-        for key, value in metadata.items():
-            proto.metadata_props.add(key=key, value=value)
-        onnx.save(proto, str(path))
+    proto = onnx.load(str(path))
+    fold_pads_into_convs(proto)  # stride-2 'SAME' pads (EfficientNet-Lite) into the convs' own padding: exact
+    for key, value in (metadata or {}).items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save(proto, str(path))
     return path
 
 

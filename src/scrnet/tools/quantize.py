@@ -57,6 +57,43 @@ def float_island(model) -> list[str]:
     return sorted(keep)
 
 
+def output_tail(model) -> list[str]:
+    """Names of the nodes between the last convolution and each graph output (the logits' resize to the input size
+    and the crop), found by following each node's data input back from the outputs until a ``Conv``. INT8 keeps them
+    in float32: the logits are then returned unrounded instead of as 8-bit levels (near-ties between classes would
+    otherwise flip), and the full-resolution resize skips a quantise-dequantise pair."""
+    producers = {out: node for node in model.graph.node for out in node.output}
+    tail = []
+    for output in model.graph.output:
+        node = producers.get(output.name)
+        while node is not None and node.op_type != "Conv" and node.name not in tail:
+            tail.append(node.name)
+            node = producers.get(node.input[0])
+    return tail
+
+
+def read_shapes_before_dequantize(model) -> int:
+    """Make every ``Shape`` node that reads a ``DequantizeLinear`` output read the quantised tensor instead (the same
+    shape), in place; dequantise nodes left without a consumer are removed. Returns the number of rewired reads.
+
+    The quantisation tools put a dequantise in front of every consumer of a quantised tensor, ``Shape`` included,
+    and onnxruntime gives each consumer its own copy: the graph's size arithmetic (input padding, SRM's grid,
+    PyTorch's resize targets) dequantised whole feature maps, and the input image twice, only to read their shapes.
+    """
+    producers = {out: node for node in model.graph.node for out in node.output}
+    count = 0
+    for node in model.graph.node:
+        if node.op_type == "Shape":
+            source = producers.get(node.input[0])
+            if source is not None and source.op_type == "DequantizeLinear":
+                node.input[0] = source.input[0]
+                count += 1
+    used = {t for n in model.graph.node for t in n.input} | {o.name for o in model.graph.output}
+    for node in [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.output[0] not in used]:
+        model.graph.node.remove(node)
+    return count
+
+
 def find_images(root: str | Path, limit: int) -> list[Path]:
     """Up to ``limit`` images found recursively under ``root``, spread evenly over the sorted list; files under a
     label folder of a supported layout (``LABEL_DIRS``) are skipped, so a split's root can be given."""
@@ -122,7 +159,8 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, images: list[Path
     import onnxruntime as ort
 
     src = onnx.load(str(fp32_path))
-    excluded = float_island(src)
+    island = float_island(src)
+    excluded = island + [name for name in output_tail(src) if name not in island]
     out_path = Path(out_path)
     root = logging.getLogger()
     level = root.level
@@ -136,6 +174,7 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, images: list[Path
         root.setLevel(level)
         ort.set_default_logger_severity(2)
     quantized = onnx.load(str(out_path))
+    read_shapes_before_dequantize(quantized)
     ops = sorted(_quantized_types(quantized) - {"QuantizeLinear", "DequantizeLinear"})
     _copy_metadata(src, quantized, {"scrnet.precision": "int8",
                                     "scrnet.quantization": "QDQ static, per-channel s8 weights, u8 activations, "

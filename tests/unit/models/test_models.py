@@ -106,7 +106,29 @@ def test_every_switch_is_a_config_key():
     assert apply_overrides(cfg, {"srm": {"mode": "bilinear"}}).srm.mode == "bilinear"
 
 
+def test_reduce1x1_head_fusion_is_a_1x1_reduction_then_the_3x3_at_a_third_of_the_macs():
+    from scrnet.tools.flops import count_macs
+
+    base = model_config("scrnet_effl0", ["channels=32"])
+    light = apply_overrides(base, ["fusion=reduce1x1"])
+    model = scrnet.build_model(light)
+    first, second = model.decoder.fuse
+    assert (first[0].in_channels, first[0].out_channels, first[0].kernel_size) == (128, 32, (1, 1))
+    assert (second[0].in_channels, second[0].out_channels, second[0].kernel_size) == (32, 32, (3, 3))
+    assert isinstance(scrnet.build_model(base).decoder.fuse[0], torch.nn.Conv2d)  # conv3x3: one ConvBNReLU
+    fuse_macs = {}
+    for cfg in (base, light):
+        with torch.device("meta"):
+            counted = scrnet.build_model(cfg).eval()
+        fuse_macs[cfg.fusion] = count_macs(counted, (128, 256))[2]["SCRNet.decoder.fuse"]
+    assert fuse_macs["reduce1x1"] / fuse_macs["conv3x3"] == pytest.approx(13 / 36, rel=1e-6)  # 4C^2 + 9C^2 : 36C^2
+    out = model.train()(torch.randn(2, 3, 64, 96))
+    out.out.sum().backward()
+    assert out.out.shape == (2, light.num_classes, 64, 96) and first[0].weight.grad is not None
+
+
 @pytest.mark.parametrize("override,message", [
+    (["fusion=sum"], r"model.fusion must be one of \['conv3x3', 'reduce1x1'\], got 'sum'"),
     (["srm.mode=diagonal"],
      r"model.srm.mode must be one of \['neighbor', 'pixel', 'bilinear', 'dysample'\], got 'diagonal'"),
     (["context.type=aspp"], r"model.context.type must be one of .* got 'aspp'"),

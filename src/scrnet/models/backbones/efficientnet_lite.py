@@ -30,15 +30,21 @@ LITE0_STAGES = [
 
 
 class SameConv2d(nn.Conv2d):
-    """Conv2d with TensorFlow 'SAME' padding for even-sized inputs (stride 2) or any input (stride 1)."""
+    """Conv2d with TensorFlow 'SAME' padding for even-sized inputs (stride 2) or any input (stride 1).
+
+    At stride 1 (odd kernels) 'SAME' is symmetric: the conv pads itself (no separate pad, so no copy of the input and
+    no ``Pad`` node in an ONNX export; 1x1 convs pad nothing). At stride 2 the extra pixel at the bottom/right needs
+    an explicit ``F.pad``; ``scrnet export`` folds that ``Pad`` into the conv's own (asymmetric) ONNX padding.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding=0, groups=groups, bias=False)
-        total = kernel_size - stride if stride > 1 else kernel_size - 1
-        self.pad = (total // 2, total - total // 2, total // 2, total - total // 2)
+        own = (kernel_size - 1) // 2 if stride == 1 else 0
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding=own, groups=groups, bias=False)
+        total = kernel_size - stride if stride > 1 else 0
+        self.pad = (total // 2, total - total // 2, total // 2, total - total // 2) if total else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(F.pad(x, self.pad))
+        return super().forward(F.pad(x, self.pad) if self.pad else x)
 
 
 class MBConv(nn.Module):
