@@ -27,7 +27,7 @@ __all__ = ["CONFIG_FORMAT", "BoundaryConfig", "Config", "ConfigError", "DataConf
            "ModelConfig", "OptimConfig", "TrainConfig", "config_from_dict", "config_to_dict", "config_to_yaml",
            "load_config", "normalization", "resolve", "upgrade_config"]
 
-CONFIG_FORMAT = 3
+CONFIG_FORMAT = 4
 AMP_MODES = ("none", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 OPTIMIZERS = ("sgd", "adamw")
@@ -227,8 +227,10 @@ def upgrade_config(d: dict, origin: str = "config", quiet: bool = False, stored:
     Version 1 (no ``format_version``): ``model.aux_weight`` becomes ``train.loss.aux_weight`` and
     ``model.drop_path_rate`` is dropped for backbones other than VAN (it never applied to them). Versions 1-2 of a
     ``stored`` config (a checkpoint's, an eval JSON's: resolved, every key written): ``model.srm.sample_from``, new
-    in version 3 with the default ``coarse``, is set to ``upsampled``, what those networks computed. A hand-written
-    file gets the current defaults. A newer version
+    in version 3 with the default ``coarse``, is set to ``upsampled``, what those networks computed. Version 4 added
+    ``model.fusion`` (default ``conv3x3``, what older networks computed) and moved ``model.context.attention``'s
+    default to ``cbam`` (always written in stored configs): nothing to pin. A hand-written file gets the current
+    defaults. A newer version
     raises :class:`ConfigError` naming ``origin``, both versions and the keys this version does not know. Renamed
     keys in a file written by hand are upgraded with a warning (unless ``quiet``, as for stored checkpoints).
     """

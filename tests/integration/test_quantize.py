@@ -62,7 +62,7 @@ def effl0_onnx(tmp_path_factory, request):
     """A random scrnet_effl0 whose position-attention energies exceed float16's range: key = query, both x 5000,
     so each position's energy with itself is |q|^2 ~ 1e5 (a fresh model's energies are ~0.006)."""
     torch.manual_seed(0)
-    model = scrnet.create_model("scrnet_effl0", num_classes=5).eval()
+    model = scrnet.create_model("scrnet_effl0", num_classes=5, context={"attention": "danet"}).eval()
     pos = model.decoder.context.attention[1]
     with torch.no_grad():
         pos.query.weight.mul_(5000)

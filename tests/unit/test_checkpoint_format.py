@@ -58,18 +58,21 @@ def test_training_resumes_from_a_version_1_checkpoint(v1, tmp_path):
         f"data.root={data}", "model.backbone_weights=null", "train.max_iters=3", "train.batch_size=2",
         "train.num_workers=0", "train.val_interval=0", "train.checkpoint_interval=3", "train.tensorboard=false",
         "train.device=cpu", "data.train.crop_size=[64,64]", "data.train.scale=[64,64]", "model.channels=16"])
-    # SRM's defaults changed in config format 3: the run must name the network the checkpoint trained
+    # SRM's defaults changed in config format 3, CRM's attention in 4: the run must name the network the checkpoint
+    # trained
     with pytest.raises(TrainingAborted) as info:
         Trainer(cfg, work, resume=True, progress=False)
     message = str(info.value)
     assert "model.srm.mask_input: checkpoint 'guide', this run 'hidden'" in message and "\n" not in message
     assert "model.srm.sample_from: checkpoint 'upsampled', this run 'coarse'" in message
-    assert message.endswith("pass model.srm.mask_input=guide model.srm.sample_from=upsampled")
+    assert "model.context.attention: checkpoint 'danet', this run 'cbam'" in message
+    assert message.endswith("pass model.context.attention=danet model.srm.mask_input=guide "
+                            "model.srm.sample_from=upsampled")
     cfg = load_config(Path(__file__).parents[2] / "configs" / "synthetic" / "scrnet_effl0.yaml", [
         f"data.root={data}", "model.backbone_weights=null", "train.max_iters=3", "train.batch_size=2",
         "train.num_workers=0", "train.val_interval=0", "train.checkpoint_interval=3", "train.tensorboard=false",
         "train.device=cpu", "data.train.crop_size=[64,64]", "data.train.scale=[64,64]", "model.channels=16",
-        "model.srm.mask_input=guide", "model.srm.sample_from=upsampled"])
+        "model.srm.mask_input=guide", "model.srm.sample_from=upsampled", "model.context.attention=danet"])
     trainer = Trainer(cfg, work, resume=True, progress=False)
     assert trainer.iteration == 2
     trainer.train()
@@ -161,3 +164,20 @@ def test_stored_configs_of_format_2_keep_the_sampling_they_trained_with():
     assert config_from_dict(d).model.srm.sample_from == "upsampled"
     assert upgrade_config({"model": {"srm": {"mode": "pixel"}}})["model"]["srm"] == {"mode": "pixel"}
     assert load_config(None, []).model.srm.sample_from == "coarse"
+
+
+def test_stored_configs_of_format_3_keep_their_attention_and_head():
+    """Format 4 added model.fusion (default conv3x3, what every older network computed) and made CBAM CRM's default
+    attention; a stored format-3 config (attention written out, no fusion key) builds the network it trained."""
+    from scrnet.config import config_from_dict, config_to_dict
+    from scrnet.models import build_model, model_config
+
+    d = config_to_dict(load_config(None, []))
+    d["format_version"] = 3
+    d["model"]["context"]["attention"] = "danet"
+    del d["model"]["fusion"]
+    cfg = config_from_dict(d).model
+    assert (cfg.context.attention, cfg.fusion) == ("danet", "conv3x3")
+    old = build_model(model_config("scrnet_r18", ["context.attention=danet"])).state_dict()
+    assert build_model(cfg).state_dict().keys() == old.keys()
+    assert (load_config(None, []).model.context.attention, load_config(None, []).model.fusion) == ("cbam", "conv3x3")

@@ -46,7 +46,8 @@ class SRMConfig:
 @dataclass
 class ContextConfig:
     type: str = "crm"  # crm (the paper's module) | ppm (PSPNet pyramid pooling, as SFNet) | none
-    attention: str = "danet"  # CRM attention: danet (channel then position attention) | cbam (gates)
+    attention: str = "cbam"  # CRM attention: cbam (channel then spatial gates) | danet (channel then position
+    #                           attention; the default before config format 4)
     stages: str = "all"  # CRM input: all four stages pooled to stride 32 | last stage only
     reduce_threshold: int = 1024  # CRM reduces the concatenation with a 1x1 conv only above this many channels
     reduce_channels: int = 1024  # ... to this many channels

@@ -72,10 +72,11 @@ def check_onnx(model: torch.nn.Module, path: str | Path, sizes: list[tuple[int, 
     """Run the ONNX file in onnxruntime and PyTorch on the same random inputs at each size.
 
     A size passes when argmax agrees on ``min_agreement`` of the pixels and the largest logit difference is at most
-    ``atol``, or, where PyTorch's own float32 result is further than that from its float64 result (deep networks:
-    float32 rounding alone can exceed 1e-4), when onnxruntime is no further from the float64 result than twice
-    PyTorch's float32 error. An export bug (a size baked into the graph, a wrong op) is orders of magnitude above
-    either bound.
+    ``atol``, or else when onnxruntime is within ``atol`` of PyTorch's float64 result, or within twice PyTorch's own
+    float32 error from it. Two float32 computations can each be within ``atol`` of the exact logits and still differ
+    by more (a CBAM-gated ``scrnet_effl0`` at 97x131: 1.3e-4 apart, 8.1e-5 and 9.8e-5 from float64), and in deep
+    networks float32 rounding alone exceeds 1e-4. An export bug (a size baked into the graph, a wrong op) is orders
+    of magnitude above every bound.
     """
     import copy
 
@@ -103,7 +104,7 @@ def check_onnx(model: torch.nn.Module, path: str | Path, sizes: list[tuple[int, 
             with torch.no_grad():
                 exact = reference64(x.double()).numpy()
             errors = (float(np.abs(ref - exact).max()), float(np.abs(out - exact).max()))
-            close = errors[0] > atol and errors[1] <= 2 * errors[0]
+            close = errors[1] <= max(atol, 2 * errors[0])
         results.append(CheckResult(tuple(size), diff, agreement, close and agreement >= min_agreement, errors))
     return results
 

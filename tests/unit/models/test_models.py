@@ -9,11 +9,11 @@ from scrnet import create_model
 from scrnet.models import SegmentationOutput, apply_overrides, model_config
 
 PARAMS = {
-    "scrnet_r18": (14598246, 15048735),
-    "scrnet_r50": (35945462, 37731119),
-    "scrnet_r101": (54937590, 56723247),
-    "scrnet_van_b1": (15288814, 15354103),
-    "scrnet_effl0": (4338642, 4593579),
+    "scrnet_r18": (13561365, 14011854),
+    "scrnet_r50": (34765721, 36551378),
+    "scrnet_r101": (53757849, 55543506),
+    "scrnet_van_b1": (14109073, 14174362),
+    "scrnet_effl0": (4061880, 4316817),
     "fpn_r18": (13713363, 14163852),
     "sfnet_r18": (13766361, 14216850),
 }
