@@ -10,8 +10,8 @@ from typing import Optional
 
 from .backbones import BACKBONES
 from .crm import ATTENTION_TYPES, CONTEXT_TYPES, STAGE_CHOICES
-from .head import FUSIONS
 from .dysample import DYSAMPLE_SCOPES
+from .head import FUSIONS
 from .srm import MASK_INPUTS, SAMPLE_FROM, SRM_MODES
 
 
