@@ -11,16 +11,15 @@ onnxruntime 1.32 on 2 CPU threads). Folding also gives every other runtime one n
 import numpy as np
 
 
-def _constant_value(name: str, model, initializers: dict):
+def _constant_value(name: str, model, nodes: list, position: dict, initializers: dict):
     """The value of tensor ``name`` if it is computed from constants alone (initialisers, ``Constant`` nodes and
-    ops over them), else None. Evaluated with onnx's reference runtime on the slice of the graph that computes it."""
+    ops over them), else None. Evaluated with onnx's reference runtime on the slice of the graph that computes it.
+    ``nodes`` is ``model.graph.node`` as a list, ``position`` maps each node output to its index there."""
     import onnx
     from onnx.reference import ReferenceEvaluator
 
     if name in initializers:
         return onnx.numpy_helper.to_array(initializers[name])
-    nodes = list(model.graph.node)
-    position = {out: i for i, node in enumerate(nodes) for out in node.output}
     needed, stack, seen, used_inits = set(), [name], set(), set()
     while stack:
         tensor = stack.pop()
@@ -49,24 +48,30 @@ def fold_pads_into_convs(model) -> int:
 
     graph = model.graph
     initializers = {init.name: init for init in graph.initializer}
+    nodes = list(graph.node)  # indexed once: rewiring conv inputs below leaves the pads' constant slices as they are
+    position = {out: i for i, node in enumerate(nodes) for out in node.output}
+
+    def constant(tensor: str):
+        return _constant_value(tensor, model, nodes, position, initializers)
+
     consumers: dict[str, list] = {}
-    for node in graph.node:
+    for node in nodes:
         for tensor in node.input:
             consumers.setdefault(tensor, []).append(node)
     outputs = {o.name for o in graph.output}
     removed = []
-    for pad in [n for n in graph.node if n.op_type == "Pad"]:
+    for pad in [n for n in nodes if n.op_type == "Pad"]:
         mode = next((a.s.decode() for a in pad.attribute if a.name == "mode"), "constant")
         users = consumers.get(pad.output[0], [])
         if mode != "constant" or not users or pad.output[0] in outputs or any(u.op_type != "Conv" for u in users):
             continue
         if len(pad.input) > 2 and pad.input[2]:  # the pad value: only zero folds into a conv
-            value = _constant_value(pad.input[2], model, initializers)
+            value = constant(pad.input[2])
             if value is None or np.any(value != 0):
                 continue
         if len(pad.input) > 3 and pad.input[3]:  # opset 18's axes input: not written by our exports
             continue
-        pads = _constant_value(pad.input[1], model, initializers)
+        pads = constant(pad.input[1])
         if pads is None or pads.size % 2 or np.any(pads < 0):
             continue
         pads = [int(p) for p in pads.ravel()]

@@ -3,6 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from scrnet.models.sampling import gather_sample
 from scrnet.models.srm import SRM, base_grid, neighbor_offsets, upsample_bilinear, warp
 
 
@@ -204,3 +205,13 @@ def test_sample_from_coarse_keeps_the_offsets_and_samples_g(mode, mask_input):
     torch.testing.assert_close(out, expected)
     with pytest.raises(ValueError, match="sample_from"):
         SRM(6, 8, sample_from="fine")
+
+
+@pytest.mark.parametrize("batch,src,out", [(1, (5, 7), (10, 14)), (2, (8, 6), (19, 11)), (1, (1, 4), (3, 3))])
+def test_gather_sample_is_grid_sample(batch, src, out):
+    """Border padding, align_corners=False, grids reaching past every edge, odd and one-pixel sizes."""
+    g = torch.Generator().manual_seed(batch)
+    x = torch.randn(batch, 3, *src, generator=g)
+    grid = torch.rand(batch, *out, 2, generator=g) * 2.6 - 1.3
+    ref = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    torch.testing.assert_close(gather_sample(x, grid), ref, rtol=1e-6, atol=1e-6)

@@ -58,3 +58,12 @@ def test_split_dilation_reaches_the_benchmarked_model():
     lkas = [m for m in runner.model.modules() if isinstance(m, LKA)]
     assert len(lkas) == 10 and all(m.split_dilation for m in lkas)
     assert runner().shape == (1, 19, 64, 128)
+
+
+def test_benchmark_sessions_do_not_spin():
+    pytest.importorskip("onnxruntime")
+    from scrnet.tools.benchmark import onnxruntime_options
+
+    options = onnxruntime_options(3)
+    assert options.intra_op_num_threads == 3
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"

@@ -1,5 +1,5 @@
 """ONNX graph rewrites: zero pads folded into convolutions (export), shapes read before dequantising and float
-logits (INT8), and the gather form of the sampler: each the same function as before, checked in onnxruntime."""
+logits (INT8): each the same function as before, checked in onnxruntime."""
 
 import numpy as np
 import pytest
@@ -12,8 +12,6 @@ ort = pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper  # noqa: E402
 
-from scrnet.models.sampling import gather_sample  # noqa: E402
-from scrnet.tools.benchmark import onnxruntime_options  # noqa: E402
 from scrnet.tools.onnx_passes import fold_pads_into_convs  # noqa: E402
 from scrnet.tools.quantize import output_tail, read_shapes_before_dequantize  # noqa: E402
 
@@ -130,19 +128,3 @@ def test_output_tail_is_the_logits_resize_and_crop(tmp_path):
     assert tail and {ops[n] for n in tail} <= {"Resize", "Slice"} and "Resize" in {ops[n] for n in tail}
     producers = {o: n for n in proto.graph.node for o in n.output}
     assert producers["logits"].name in tail
-
-
-@pytest.mark.parametrize("batch,src,out", [(1, (5, 7), (10, 14)), (2, (8, 6), (19, 11)), (1, (1, 4), (3, 3))])
-def test_gather_sample_is_grid_sample(batch, src, out):
-    """Border padding, align_corners=False, grids reaching past every edge, odd and one-pixel sizes."""
-    g = torch.Generator().manual_seed(batch)
-    x = torch.randn(batch, 3, *src, generator=g)
-    grid = torch.rand(batch, *out, 2, generator=g) * 2.6 - 1.3
-    ref = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    torch.testing.assert_close(gather_sample(x, grid), ref, rtol=1e-6, atol=1e-6)
-
-
-def test_benchmark_sessions_do_not_spin():
-    options = onnxruntime_options(3)
-    assert options.intra_op_num_threads == 3
-    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
