@@ -95,24 +95,38 @@ EPILOG_DEMO = """examples:
 """
 EPILOG_COMPARE = """examples:
   scrnet compare work_dirs/study/*/seed*                          # work dirs holding eval.json (scrnet study's cells)
-  scrnet compare a_seed0.json a_seed1.json b_seed0.json b_seed1.json --baseline model.srm.mode=bilinear
-  scrnet compare runs/*/ --json compare.json --markdown compare.md --bootstrap-seed 1
+  scrnet compare a_seed*.json b_seed*.json --baseline model.srm.mode=bilinear --plot forest.png
+  scrnet compare runs/*/ --json compare.json --markdown compare.md --margin 0.5   # "no worse" within 0.5 points
 
 Groups are the runs' resolved configs without train.seed; labels are the keys that differ between groups. Each
-group is compared with the baseline (the first group unless --baseline names a run, a label or key=value pairs) by
-a hierarchical bootstrap over seeds (paired) and validation images: 95% interval and a verdict.
+group is compared with the baseline (the first group unless --baseline names a run, a label or key=value pairs):
+paired t over the seeds both groups have (Welch's t when they share none) plus an image-bootstrap variance shared
+by every run, Satterthwaite degrees of freedom. "better"/"worse" need --min-seeds seeds (default 5): with fewer the
+verdict is "inconclusive (N seeds)". About 10 seeds detect a difference of one seed-sd 80% of the time.
 """
 EPILOG_STUDY = """examples:
   scrnet study configs/synthetic/scrnet_effl0.yaml --variants configs/ablations/srm_mode/*.yaml \\
-      --seeds 0 1 2 --work-dir work_dirs/study_srm
+      --seeds 0 1 2 3 4 --work-dir work_dirs/study_srm
   scrnet study configs/synthetic/scrnet_effl0.yaml --vary model.srm.mode=bilinear,neighbor --seeds 0 1 \\
       --work-dir work_dirs/s train.max_iters=100
-  scrnet study configs/cityscapes/scrnet_r18.yaml --vary model.context.type=ppm,crm --seeds 0 1 2 \\
+  scrnet study configs/cityscapes/scrnet_r18.yaml --vary model.context.type=ppm,crm --seeds 0 1 2 3 4 \\
       --work-dir /scratch/study --print-commands > cells.sh     # one line per cell, for a SLURM array
 
 Each cell is an ordinary `scrnet train` (with --resume) and `scrnet eval` of its final checkpoint into
-CELL/eval.json; cells with an eval.json are skipped, so a killed study continues where it stopped.
+CELL/eval.json. A cell whose eval.json holds the planned config is skipped, so a killed study continues where it
+stopped; a cell trained with another config (an edited variant file, another max_iters) is refused, naming the
+keys, unless --rerun-stale, which moves it aside to CELL.stale-N and trains it again.
 """
+
+
+def add_verdict_options(p) -> None:
+    p.add_argument("--min-seeds", type=int, default=5,
+                   help="fewest seeds for a verdict other than inconclusive (default 5, at least 2)")
+    p.add_argument("--margin", type=float, metavar="POINTS",
+                   help="say \"no worse\" when the 95%% interval lies above -POINTS (e.g. 0.5)")
+    p.add_argument("--unpaired", action="store_true",
+                   help="compare groups without pairing runs by seed (Welch); needed when seeds only partly "
+                        "overlap")
 
 
 class RunFailed(Exception):
@@ -419,14 +433,21 @@ def cmd_compare(args) -> None:
 
     try:
         runs = [load_run(p) for p in args.runs]
-        result = compare(runs, args.baseline, args.bootstrap_samples, args.bootstrap_seed)
+        result = compare(runs, args.baseline, args.bootstrap_samples, args.bootstrap_seed, **verdict_options(args))
     except (CompareError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
-    write_compare(result, args.json, args.markdown)
+    write_compare(result, args.json, args.markdown, args.plot)
 
 
-def write_compare(result: dict, json_path: str | Path | None, markdown_path: str | Path | None) -> None:
-    """Print a compare result's table, and write its JSON and Markdown where asked."""
+def verdict_options(args) -> dict:
+    """compare()'s verdict keywords from the shared --min-seeds / --margin (points) / --unpaired options."""
+    return {"min_seeds": args.min_seeds, "margin": None if args.margin is None else args.margin / 100,
+            "unpaired": args.unpaired}
+
+
+def write_compare(result: dict, json_path: str | Path | None, markdown_path: str | Path | None,
+                  plot_path: str | Path | None = None) -> None:
+    """Print a compare result's table, and write its JSON, Markdown and forest plot where asked."""
     from .tools.compare import format_markdown, format_text
 
     print(format_text(result))
@@ -434,6 +455,10 @@ def write_compare(result: dict, json_path: str | Path | None, markdown_path: str
                        (markdown_path, format_markdown(result))):
         if path:
             Path(path).write_text(text)
+    if plot_path:
+        from .tools.forest import forest_plot
+
+        forest_plot(result, plot_path)
 
 
 def cmd_study(args) -> None:
@@ -443,7 +468,7 @@ def cmd_study(args) -> None:
 
     try:
         cells = run_study(args.config, args.vary, args.variants, args.seeds, args.work_dir, args.overrides,
-                          args.print_commands)
+                          args.print_commands, rerun_stale=args.rerun_stale)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     except RuntimeError as exc:
@@ -452,12 +477,14 @@ def cmd_study(args) -> None:
     if args.print_commands:
         return
     try:
-        result = compare([load_run(c) for c in cells], args.baseline, seed=args.bootstrap_seed)
+        result = compare([load_run(c) for c in cells], args.baseline, seed=args.bootstrap_seed,
+                         **verdict_options(args))
     except (CompareError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
     work_dir = Path(args.work_dir)
-    write_compare(result, work_dir / "compare.json", work_dir / "compare.md")
-    print(f"wrote {work_dir / 'compare.json'} and {work_dir / 'compare.md'}")
+    write_compare(result, work_dir / "compare.json", work_dir / "compare.md", args.plot)
+    print(f"wrote {work_dir / 'compare.json'} and {work_dir / 'compare.md'}" + (f" and {args.plot}" if args.plot
+                                                                                  else ""))
 
 
 def cmd_publish(args) -> None:
@@ -583,15 +610,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="with --push: say what would be uploaded, upload nothing")
     p.set_defaults(func=cmd_publish)
 
-    p = sub.add_parser("compare", help="an ablation table over runs and seeds, with bootstrap intervals",
+    p = sub.add_parser("compare", help="an ablation table over runs and seeds, with calibrated intervals",
                        epilog=EPILOG_COMPARE, formatter_class=fmt)
     p.add_argument("runs", nargs="+", metavar="RUN", help="eval JSON files (scrnet eval --json) or work dirs "
                                                            "holding eval.json")
     p.add_argument("--baseline", metavar="RUN|LABEL", help="the group to compare against (default: the first)")
     p.add_argument("--json", metavar="OUT", help="write {groups, comparisons, baseline, bootstrap} to OUT")
     p.add_argument("--markdown", metavar="OUT", help="write the tables as Markdown to OUT")
-    p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap draws (default 0)")
-    p.add_argument("--bootstrap-samples", type=int, default=2000, help="bootstrap draws (default 2000)")
+    p.add_argument("--plot", metavar="OUT.png", help="write a forest plot (needs matplotlib: the report extra)")
+    p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the image bootstrap draws (default 0)")
+    p.add_argument("--bootstrap-samples", type=int, default=2000, help="image bootstrap draws (default 2000)")
+    add_verdict_options(p)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("study", help="train and score a grid of variants x seeds, then compare them",
@@ -607,6 +636,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--print-commands", action="store_true", help="print one shell line per cell, run nothing")
     p.add_argument("--baseline", metavar="RUN|LABEL", help="for the final compare (default: the first variant)")
     p.add_argument("--bootstrap-seed", type=int, default=0)
+    p.add_argument("--plot", metavar="OUT.png", help="also write the final compare's forest plot")
+    p.add_argument("--rerun-stale", action="store_true",
+                   help="a cell trained with another config is moved aside (CELL.stale-N) and trained again, "
+                        "instead of refused")
+    add_verdict_options(p)
     p.set_defaults(func=cmd_study)
 
     from .tools.benchmark import COMPILE_MODES, PRECISIONS

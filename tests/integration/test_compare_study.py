@@ -1,5 +1,6 @@
 """scrnet compare on constructed per-image counts (verdicts, pairing by seed, reproducibility, refusals) and scrnet
-study on a tiny grid (runs, skips finished cells, prints commands)."""
+study on a tiny grid (runs, skips finished cells, refuses or re-runs stale ones, prints commands). The calibration of
+the intervals on simulated experiments is in tests/unit/tools/test_intervals.py."""
 
 import json
 from pathlib import Path
@@ -12,7 +13,7 @@ from scrnet.cli import main
 from scrnet.config import config_to_dict, load_config
 from scrnet.data.synthetic import generate_synthetic
 from scrnet.evaluation.counts import PerImageCounts
-from scrnet.tools.compare import compare, load_run, miou_from
+from scrnet.tools.compare import CompareError, compare, load_run, miou_from
 from scrnet.tools.study import expand, run_study
 
 CLASSES = ["a", "b", "c"]
@@ -47,7 +48,10 @@ def write_run(path: Path, cms: np.ndarray, seed: int, overrides=(), split="val",
     return path
 
 
-def study_runs(tmp_path, acc_a, acc_b, seeds_a=(0, 1, 2), seeds_b=(0, 1, 2), seed_effect=None, noise_seed=0):
+FIVE = (0, 1, 2, 3, 4)
+
+
+def study_runs(tmp_path, acc_a, acc_b, seeds_a=FIVE, seeds_b=FIVE, seed_effect=None, noise_seed=0):
     rng = np.random.default_rng(noise_seed)
     paths = []
     for name, acc, seeds, over in (("base", acc_a, seeds_a, ["model.srm.mode=bilinear"]),
@@ -70,7 +74,9 @@ def test_a_group_better_by_construction_is_better_and_labels_name_the_differing_
     assert result["groups"][1]["overrides"] == {"model.srm.mode": "neighbor"}
     c = comparison(result)
     assert c["verdict"] == "better" and 0 < c["low"] < c["diff"] < c["high"]
-    assert c["paired_seeds"] == [0, 1, 2]
+    assert c["paired_seeds"] == [0, 1, 2, 3, 4] and c["pairing"] == "paired" and c["seeds"] == 5
+    assert c["df"] > 1 and c["seed_var"] >= 0 and c["image_var"] > 0
+    assert result["method"].startswith("paired t") and result["min_seeds"] == 5
     # the point estimate is the mean over seeds of each run's own mIoU difference, as scrnet eval computed them
     own = [g["miou"]["mean"] for g in result["groups"]]
     assert c["diff"] == pytest.approx(own[1] - own[0], abs=1e-12)
@@ -78,25 +84,52 @@ def test_a_group_better_by_construction_is_better_and_labels_name_the_differing_
     assert comparison(worse)["verdict"] == "worse"
 
 
-def test_groups_from_the_same_distribution_are_within_noise(tmp_path):
+def test_groups_from_the_same_distribution_are_inconclusive(tmp_path):
     result = compare([load_run(p) for p in study_runs(tmp_path, 0.75, 0.75, noise_seed=3)])
     c = comparison(result)
-    assert c["verdict"] == "within noise" and c["low"] < 0 < c["high"]
+    assert c["verdict"] == "inconclusive" and c["low"] < 0 < c["high"] and c["why"].startswith("the 95%")
     same = study_runs(tmp_path / "same", 0.75, 0.75)
-    for a, b in zip(same[:3], same[3:]):  # identical counts: a difference of exactly zero
+    for a, b in zip(same[:5], same[5:]):  # identical counts: a difference of exactly zero
         Path(b.with_suffix(".npz")).write_bytes(Path(a.with_suffix(".npz")).read_bytes())
     exact = comparison(compare([load_run(p) for p in same]))
-    assert exact["diff"] == 0 and exact["low"] == 0 == exact["high"] and exact["verdict"] == "within noise"
+    assert exact["diff"] == 0 and exact["low"] == 0 == exact["high"] and exact["verdict"] == "inconclusive"
+    # a stated margin turns an interval above -margin into "no worse"
+    assert comparison(compare([load_run(p) for p in same], margin=0.005))["verdict"] == "no worse"
+
+
+def test_fewer_seeds_than_min_seeds_is_inconclusive_whatever_the_interval(tmp_path):
+    three = [load_run(p) for p in study_runs(tmp_path, 0.70, 0.80, seeds_a=(0, 1, 2), seeds_b=(0, 1, 2))]
+    c = comparison(compare(three))
+    assert c["low"] > 0 and c["verdict"] == "inconclusive" and c["why"].startswith("3 seeds")
+    assert comparison(compare(three, min_seeds=3))["verdict"] == "better"
+    code, out, err = run("compare", *(r.path for r in three))
+    assert code == 0 and "inconclusive (3 seeds)" in out and "a verdict needs 5 seeds" in out, out
 
 
 def test_seeds_are_paired_so_shared_seed_effects_cancel(tmp_path):
-    effect = {0: -0.10, 1: 0.0, 2: 0.10, 3: -0.10, 4: 0.0, 5: 0.10}  # a seed moves both groups alike
+    effect = dict(enumerate([-0.10, 0.0, 0.10, -0.05, 0.05] * 2))  # a seed moves both groups alike
     paired = comparison(compare([load_run(p) for p in study_runs(tmp_path / "p", 0.70, 0.72, seed_effect=effect)]))
-    unpaired = comparison(compare([load_run(p) for p in study_runs(tmp_path / "u", 0.70, 0.72, seeds_b=(3, 4, 5),
-                                                                   seed_effect=effect)]))
-    assert paired["paired_seeds"] == [0, 1, 2] and unpaired["paired_seeds"] == []
+    unpaired = comparison(compare([load_run(p) for p in study_runs(tmp_path / "u", 0.70, 0.72,
+                                                                   seeds_b=(5, 6, 7, 8, 9), seed_effect=effect)]))
+    assert paired["paired_seeds"] == [0, 1, 2, 3, 4] and unpaired["paired_seeds"] == []
+    assert unpaired["pairing"] == "unpaired" and unpaired["baseline_seeds"] == [0, 1, 2, 3, 4]
     assert paired["verdict"] == "better"
     assert unpaired["high"] - unpaired["low"] > 3 * (paired["high"] - paired["low"])
+
+
+def test_partly_overlapping_seeds_are_refused_naming_the_runs_or_compared_unpaired(tmp_path):
+    """No run is dropped: a group whose worst seed has no partner used to be compared on the others only."""
+    paths = study_runs(tmp_path, 0.70, 0.72, seeds_b=(0, 1, 2, 3, 4, 5))
+    runs = [load_run(p) for p in paths]
+    with pytest.raises(CompareError, match="share only some seeds") as err:
+        compare(runs)
+    assert str(tmp_path / "other" / "seed5.json") in str(err.value)
+    c = comparison(compare(runs, unpaired=True))
+    assert c["pairing"] == "unpaired" and c["group_seeds"] == [0, 1, 2, 3, 4, 5] and c["seeds"] == 5
+    code, out, err = run("compare", *paths)
+    assert code == 2 and "seed5.json" in err and "--unpaired" in err and len(err.strip().splitlines()) == 1
+    code, out, err = run("compare", *paths, "--unpaired")
+    assert code == 0 and "(unpaired)" in out, err
 
 
 def test_bootstrap_is_reproducible_for_a_seed(tmp_path):
@@ -126,11 +159,14 @@ def test_miou_from_counts_skips_absent_classes():
     assert miou_from(cm) == pytest.approx(np.mean([5 / 6, 4 / 5]))
 
 
-def test_cli_compare_writes_json_and_markdown_and_picks_the_baseline(tmp_path):
+def test_cli_compare_writes_json_markdown_and_forest_plot_and_picks_the_baseline(tmp_path):
+    pytest.importorskip("matplotlib")
     paths = study_runs(tmp_path, 0.70, 0.80)
     code, out, err = run("compare", *paths, "--baseline", "model.srm.mode=neighbor", "--json", tmp_path / "c.json",
-                         "--markdown", tmp_path / "c.md")
+                         "--markdown", tmp_path / "c.md", "--plot", tmp_path / "forest.png")
     assert code == 0, err
+    png = (tmp_path / "forest.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 5000
     result = json.loads((tmp_path / "c.json").read_text())
     assert result["baseline"] == "model.srm.mode=neighbor"
     c = comparison(result)
@@ -140,7 +176,7 @@ def test_cli_compare_writes_json_and_markdown_and_picks_the_baseline(tmp_path):
     assert "| `model.srm.mode=bilinear` |" in (tmp_path / "c.md").read_text()
     assert "worse" in out and "baseline" in out
     # by a run's path too
-    code, out, _ = run("compare", *paths, "--baseline", paths[4])
+    code, out, _ = run("compare", *paths, "--baseline", paths[6])
     assert code == 0 and "Δ: against the baseline (model.srm.mode=neighbor)" in out
 
 
@@ -222,6 +258,35 @@ def test_study_runs_a_tiny_grid_then_skips_finished_cells(tiny, tmp_path, capsys
     result = json.loads((work / "compare.json").read_text())
     assert [g["label"] for g in result["groups"]] == ["model.srm.mode=bilinear", "model.srm.mode=dysample"]
     assert result["groups"][0]["seeds"] == [0, 1] and (work / "compare.md").is_file()
+
+
+def test_a_stale_cell_is_refused_naming_the_key_or_moved_aside_and_run_again(tiny, tmp_path, capsys):
+    """Editing a variant file after its cells ran used to report the old cells' results as the new variant's."""
+    config = tmp_path / "base.yaml"
+    config.write_text("train:\n  max_iters: 2\n")
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("model.srm.mode: bilinear\n")
+    b.write_text("model.srm.mode: dysample\n")
+    calls = []
+
+    def runner(argv):
+        calls.append((argv[0], argv[3] if argv[0] == "train" else argv[1]))
+        return main(argv)
+
+    work = tmp_path / "study"
+    run_study(str(config), [], [str(a), str(b)], [0], work, tiny_overrides(tiny), runner=runner)
+    old = (work / "b/seed0/eval.json").read_text()
+    b.write_text("model.srm.mode: dysample\nmodel.srm.dysample_groups: 2\n")  # the variant changed
+    calls.clear()
+    code, out, err = run("study", config, *tiny_overrides(tiny), "--variants", a, b, "--seeds", 0, "--work-dir", work)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{work / 'b/seed0'}" in err and "model.srm.dysample_groups: 4 -> 2" in err and "--rerun-stale" in err
+    assert (work / "b/seed0/eval.json").read_text() == old  # nothing moved or run
+    run_study(str(config), [], [str(a), str(b)], [0], work, tiny_overrides(tiny), runner=runner, rerun_stale=True)
+    assert [c[0] for c in calls] == ["train", "eval"] and str(work / "b/seed0") in calls[0][1]
+    assert (work / "stale-1/b/seed0/eval.json").read_text() == old  # kept, out of the way of */seed* globs
+    assert load_run(work / "b/seed0").config["model.srm.dysample_groups"] == 2
+    assert "b/seed0: stale, moved to" in capsys.readouterr().out
 
 
 def test_print_commands_prints_one_line_per_cell_and_runs_nothing(tiny, tmp_path):

@@ -10,7 +10,11 @@ def test_demo_quick(tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
-    assert "SCRNet (SRM + CRM)" in out and "FPN baseline (bilinear+PPM)" in out and "95% bootstrap interval" in out
+    assert "SCRNet (SRM + CRM)" in out and "FPN baseline (bilinear+PPM)" in out and "image-only 95% interval" in out
+    # scored at the final iteration (best.pth was picked on the same images), and no verdict from one run each
+    assert "scoring scrnet at iteration 12 (its final checkpoint)" in out and "iteration 12:" in out
+    assert "no verdict: one training run per model" in out
+    assert not any(word in out for word in ("better beyond", "within evaluation noise", "worse beyond"))
     assert "scrnet predict" in out and "scrnet train configs/cityscapes/scrnet_r18.yaml" in out
     for name in ("scrnet_effl0_synthetic.pth", "metrics.json", "srm_offsets.png", "training_curve.png"):
         assert (tmp_path / name).is_file(), name
@@ -18,28 +22,26 @@ def test_demo_quick(tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     for model in ("scrnet", "fpn"):
         assert {"miou", "mbiou", "iou", "biou", "num_images"} <= set(metrics[model])
-    # the printed comparison is the one in metrics.json, and its verdict follows from the interval
+    assert metrics["scored_iteration"] == 12
+    # the printed comparison is the one in metrics.json
     for key, label in (("miou", "mIoU"), ("mbiou", "boundary IoU")):
-        low, high = (100 * v for v in metrics["difference_95ci"][key])
+        low, high = (100 * v for v in metrics["difference_image_only_95ci"][key])
         diff = 100 * (metrics["scrnet"][key] - metrics["fpn"][key])
-        assert -100 <= low <= high <= 100
-        verdict = ("within evaluation noise" if low <= 0 <= high else
-                   "SCRNet better beyond" if low > 0 else "FPN better beyond")
-        assert (f"{label} difference {diff:+.2f} points, 95% bootstrap interval over validation images "
-                f"[{low:+.2f}, {high:+.2f}]: {verdict}") in out, out
+        assert -100 <= low <= diff <= high <= 100
+        assert f"{label} difference {diff:+.2f} points, image-only 95% interval [{low:+.2f}, {high:+.2f}]" in out
     check = subprocess.run([sys.executable, "-m", "scrnet", "eval", str(tmp_path / "scrnet_effl0_synthetic.pth"),
                             "--data.root", str(tmp_path / "data")], capture_output=True, text=True, timeout=300)
     assert check.returncode == 0 and f"{100 * metrics['scrnet']['miou']:.2f}" in check.stdout
 
 
-def test_bootstrap_interval_of_identical_results_is_zero_and_of_a_shift_excludes_zero():
+def test_image_only_interval_of_identical_results_is_zero_and_of_a_shift_excludes_zero():
     import numpy as np
     import torch
 
     from scrnet.evaluation.boundary import BoundaryIoU
     from scrnet.evaluation.evaluate import EvalResult
     from scrnet.evaluation.metrics import ConfusionMatrix
-    from scrnet.tools.demo import bootstrap_difference
+    from scrnet.tools.demo import image_only_interval
 
     def result(correct: float) -> EvalResult:
         per_image = []
@@ -48,7 +50,7 @@ def test_bootstrap_interval_of_identical_results_is_zero_and_of_a_shift_excludes
             per_image.append((cm, np.array([10, 10]), np.array([20, 20])))
         return EvalResult(ConfusionMatrix(2), BoundaryIoU(2), 20, ["a", "b"], per_image=per_image)
 
-    same = bootstrap_difference(result(0.5), result(0.5))
+    same = image_only_interval(result(0.5), result(0.5))
     assert same["miou"] == [0.0, 0.0] and same["mbiou"] == [0.0, 0.0]
-    better = bootstrap_difference(result(0.9), result(0.3))
+    better = image_only_interval(result(0.9), result(0.3))
     assert 0 < better["miou"][0] <= better["miou"][1]

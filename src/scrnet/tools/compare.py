@@ -7,12 +7,13 @@ their resolved config without ``train.seed`` (and without keys that do not chang
 workers, device); a group's label is the set of keys whose values differ between the groups, so nothing is typed by
 hand. Runs that were not scored the same way (data set, split, classes, images, eval protocol) are refused.
 
-Each group is compared with the baseline group by a hierarchical bootstrap: one draw resamples the seeds (paired:
-the same seed of both groups when both have it), then, for each drawn seed, the validation images (the same images
-for both groups' runs of that seed), rebuilds each run's confusion matrix (and boundary counts) from the per-image
-counts, and takes the mean over the drawn seeds of the group's metric minus the baseline's. The 2.5 and 97.5
-percentiles of the draws give the 95% interval; the verdict is "better" when it lies above 0, "worse" below, and
-"within noise" otherwise. Fractions in 0..1, like ``scrnet eval``.
+Each group is compared with the baseline group on every metric (``tools/intervals.py`` states the method): the
+difference of the groups' means, paired by seed when both groups have the same seeds (Welch's form when they share
+none; partly overlapping seeds are refused unless ``unpaired``), with a standard error that adds the seed-to-seed
+variance and an image-bootstrap variance (one image-weight vector per draw, shared by every run of both groups), and
+a t quantile with Satterthwaite degrees of freedom. The verdict is "better" or "worse" when the 95% interval excludes
+0, "no worse" when it lies above a margin the user stated, and "inconclusive" otherwise or with fewer than
+``min_seeds`` (default 5) seeds. Fractions in 0..1, like ``scrnet eval``.
 """
 
 import json
@@ -25,6 +26,7 @@ import numpy as np
 from ..config import ConfigError, config_from_dict, config_to_dict
 from ..evaluation.counts import PerImageCounts, counts_path
 from ..overrides import flatten
+from .intervals import MIN_SEEDS, Interval, difference_interval, image_weights, verdict
 
 # Keys that do not change what a run trains or how it is scored: never part of a group or a label.
 IGNORED_KEYS = ("data.root", "train.device", "train.num_workers", "train.log_interval", "train.checkpoint_interval",
@@ -32,6 +34,8 @@ IGNORED_KEYS = ("data.root", "train.device", "train.num_workers", "train.log_int
                 "train.cudnn_benchmark", "format_version")
 SEED_KEY = "train.seed"
 METRICS = {"miou": "mIoU", "mbiou": "BIoU*"}  # compared with intervals; key in the eval JSON -> column name
+METHOD = ("paired t over seeds (Welch's t when unpaired) with an image-bootstrap variance term shared by every run, "
+          "Satterthwaite degrees of freedom")
 
 
 class CompareError(ValueError):
@@ -188,12 +192,17 @@ def mean_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 class RunStats:
     """A run's per-image counts as matrices for fast re-weighting: metric(weights over images)."""
 
-    def __init__(self, run: Run):
-        c = run.counts
-        self.k = c.confusion.shape[1]
-        self.cm = c.confusion.reshape(len(c.images), -1).astype(np.float64)  # N x K^2
-        self.inter = c.biou_inter.astype(np.float64)
-        self.union = c.biou_union.astype(np.float64)
+    def __init__(self, confusion: np.ndarray, inter: np.ndarray | None = None, union: np.ndarray | None = None):
+        """``confusion``: ``N x K x K`` per-image confusion matrices; ``inter``/``union``: ``N x K`` BIoU* counts."""
+        self.k = confusion.shape[1]
+        self.cm = confusion.reshape(len(confusion), -1).astype(np.float64)  # N x K^2
+        self.inter = None if inter is None else inter.astype(np.float64)
+        self.union = None if union is None else union.astype(np.float64)
+        self._draws: dict[str, tuple[int, np.ndarray]] = {}
+
+    @classmethod
+    def of(cls, run: Run) -> "RunStats":
+        return cls(run.counts.confusion, run.counts.biou_inter, run.counts.biou_union)
 
     def metric(self, name: str, weights: np.ndarray) -> np.ndarray:
         """``weights``: ``... x N`` image multiplicities (ones: the run's own value)."""
@@ -201,31 +210,23 @@ class RunStats:
             return miou_from((weights @ self.cm).reshape(*weights.shape[:-1], self.k, self.k))
         return mean_ratio(weights @ self.inter, weights @ self.union)
 
+    def scored_and_drawn(self, name: str, weights: np.ndarray) -> tuple[float, np.ndarray]:
+        """The metric on the images as scored, and under each row of ``weights`` (kept for the same weights)."""
+        cached = self._draws.get(name)
+        if cached is None or cached[0] is not weights:
+            cached = (weights, self.metric(name, weights))
+            self._draws[name] = cached
+        return float(self.metric(name, np.ones(self.cm.shape[0]))), cached[1]
 
-def bootstrap_difference(group: list[RunStats], base: list[RunStats], metric: str, samples: int,
-                         rng: np.random.Generator, paired: bool) -> np.ndarray:
-    """``samples`` draws of mean(group metric) - mean(baseline metric) under the hierarchical bootstrap.
-    ``paired``: ``group[i]`` and ``base[i]`` share a seed, and one draw of seeds and images serves both."""
-    n = group[0].cm.shape[0]
-    uniform = np.full(n, 1.0 / n)
 
-    def draw(stats: list[RunStats], seeds: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        values = np.empty(seeds.shape)
-        for s, st in enumerate(stats):
-            hit = seeds == s
-            if hit.any():
-                values[hit] = st.metric(metric, weights[hit])
-        return np.nanmean(values, axis=1)
-
-    s_a = len(group)
-    seeds_a = rng.integers(0, s_a, size=(samples, s_a))
-    w_a = rng.multinomial(n, uniform, size=(samples, s_a)).astype(np.float64)
-    if paired:
-        return draw(group, seeds_a, w_a) - draw(base, seeds_a, w_a)
-    s_b = len(base)
-    seeds_b = rng.integers(0, s_b, size=(samples, s_b))
-    w_b = rng.multinomial(n, uniform, size=(samples, s_b)).astype(np.float64)
-    return draw(group, seeds_a, w_a) - draw(base, seeds_b, w_b)
+def interval_between(mine: list[RunStats], theirs: list[RunStats], metric: str, weights: np.ndarray,
+                     paired: bool) -> Interval:
+    """The 95% interval of mean(mine) - mean(theirs) on ``metric`` with the image bootstrap ``weights`` (one row a
+    draw, shared by every run); ``paired``: ``mine[i]`` and ``theirs[i]`` share a seed."""
+    a = [st.scored_and_drawn(metric, weights) for st in mine]
+    b = [st.scored_and_drawn(metric, weights) for st in theirs]
+    return difference_interval(np.array([v for v, _ in a]), np.array([v for v, _ in b]), np.stack([d for _, d in a]),
+                               np.stack([d for _, d in b]), paired, weights.shape[1])
 
 
 def _mean_sd(values: list) -> dict:
@@ -248,39 +249,58 @@ def summarise_group(g: Group) -> dict:
     return out
 
 
-def compare(runs: list[Run], baseline: str | None = None, samples: int = 2000, seed: int = 0) -> dict:
-    """The ``scrnet compare`` result: ``{"groups": [...], "comparisons": [...], "baseline", "bootstrap"}``."""
+def pairing(group: Group, base: Group, unpaired: bool) -> tuple[list[Run], list[Run], bool]:
+    """The runs of ``group`` and ``base`` to compare, and whether they are paired by seed: paired when both groups
+    have exactly the same seeds, unpaired when they share none (or ``unpaired`` is asked for); partly overlapping
+    seeds are refused, naming the runs without a partner, so no run is ever dropped."""
+    mine, theirs = {r.seed: r for r in group.runs}, {r.seed: r for r in base.runs}
+    if not unpaired and set(mine) == set(theirs):
+        seeds = [r.seed for r in group.runs]
+        return [mine[s] for s in seeds], [theirs[s] for s in seeds], True
+    if unpaired or not set(mine) & set(theirs):
+        return group.runs, base.runs, False
+    alone = [r.path for r in group.runs if r.seed not in theirs] + [r.path for r in base.runs if r.seed not in mine]
+    raise CompareError(f"group {group.label!r} (seeds {','.join(map(fmt_value, mine))}) and the baseline "
+                       f"{base.label!r} (seeds {','.join(map(fmt_value, theirs))}) share only some seeds; runs "
+                       f"without a partner: {', '.join(alone)}. Give both groups the same seeds, or --unpaired to "
+                       f"compare all runs without pairing")
+
+
+def compare(runs: list[Run], baseline: str | None = None, samples: int = 2000, seed: int = 0,
+            min_seeds: int = MIN_SEEDS, margin: float | None = None, unpaired: bool = False) -> dict:
+    """The ``scrnet compare`` result: ``{"groups", "comparisons", "baseline", "method", ...}``. ``margin``: the
+    difference (a fraction, like the metrics) below which "no worse" may be said; ``min_seeds``: fewest seeds for
+    any verdict but "inconclusive"; ``unpaired``: compare groups without pairing runs by seed."""
     if not runs:
         raise CompareError("no runs to compare")
+    if min_seeds < 2:
+        raise CompareError(f"--min-seeds {min_seeds}: a verdict needs the seed-to-seed variance, so at least 2")
+    if margin is not None and not margin >= 0:
+        raise CompareError(f"--margin {margin}: a margin is a non-negative number of points")
     check_comparable(runs)
     groups = group_runs(runs)
     b = find_baseline(groups, baseline)
     base = groups[b]
+    images = len(runs[0].counts.images)
+    weights = image_weights(images, samples, np.random.default_rng(seed))
+    stats = {id(r): RunStats.of(r) for r in runs}
+
     result = {"baseline": base.label, "groups": [summarise_group(g) for g in groups], "comparisons": [],
-              "bootstrap": {"samples": samples, "seed": seed,
-                            "method": "hierarchical: seeds (paired where both groups have the seed), then images"}}
+              "method": METHOD, "min_seeds": min_seeds, "margin": margin,
+              "bootstrap": {"samples": samples, "seed": seed, "images": images}}
     for i, g in enumerate(groups):
         if i == b:
             continue
-        base_seeds = {r.seed: r for r in base.runs}
-        common = [r.seed for r in g.runs if r.seed in base_seeds]
-        if common:
-            mine = [RunStats(r) for r in g.runs if r.seed in base_seeds]
-            theirs = [RunStats(base_seeds[r.seed]) for r in g.runs if r.seed in base_seeds]
-        else:
-            mine, theirs = [RunStats(r) for r in g.runs], [RunStats(r) for r in base.runs]
-        ones = np.ones(mine[0].cm.shape[0])
+        mine, theirs, paired = pairing(g, base, unpaired)
         for metric in METRICS:
-            rng = np.random.default_rng([seed, i, list(METRICS).index(metric)])
-            draws = bootstrap_difference(mine, theirs, metric, samples, rng, paired=bool(common))
-            diff = float(np.mean([m.metric(metric, ones) for m in mine]) -
-                         np.mean([t.metric(metric, ones) for t in theirs]))
-            low, high = (float(np.nanpercentile(draws, q)) for q in (2.5, 97.5))
-            verdict = "better" if low > 0 else "worse" if high < 0 else "within noise"
+            interval = interval_between([stats[id(r)] for r in mine], [stats[id(r)] for r in theirs], metric, weights,
+                                        paired)
+            word, why = verdict(interval, min_seeds, margin)
             result["comparisons"].append({
-                "group": g.label, "baseline": base.label, "metric": metric, "diff": diff, "low": low, "high": high,
-                "verdict": verdict, "paired_seeds": common,
-                "seeds": len(mine) if common else [len(mine), len(theirs)]})
+                "group": g.label, "baseline": base.label, "metric": metric, **interval.to_json(),
+                "verdict": word, "why": why, "pairing": "paired" if paired else "unpaired",
+                "group_seeds": [r.seed for r in mine], "baseline_seeds": [r.seed for r in theirs],
+                "paired_seeds": [r.seed for r in mine] if paired else []})
     return result
 
 
@@ -296,6 +316,21 @@ def _mean_sd_text(block: dict | None) -> str:
     return _pct(block["mean"]) + ("" if block["sd"] is None else f" ± {_pct(block['sd'])}")
 
 
+def verdict_text(c: dict) -> str:
+    """A comparison's verdict as the tables print it: "inconclusive (3 seeds)" when the seeds were too few."""
+    if c["verdict"] == "inconclusive" and not c["why"].startswith("the 95%"):
+        return f"inconclusive ({c['seeds']} seed{'s' if c['seeds'] != 1 else ''})"
+    return c["verdict"]
+
+
+def seeds_text(c: dict | None, group: dict) -> str:
+    if c is None:
+        return ",".join(fmt_value(s) for s in group["seeds"])
+    if c["pairing"] == "paired":
+        return ",".join(fmt_value(s) for s in c["group_seeds"]) + " (paired)"
+    return ",".join(fmt_value(s) for s in c["group_seeds"]) + " (unpaired)"
+
+
 def table_rows(result: dict) -> tuple[list[str], list[list[str]]]:
     """The main table: one row per group; the baseline's difference columns read 'baseline'."""
     by_group = {}
@@ -308,20 +343,32 @@ def table_rows(result: dict) -> tuple[list[str], list[list[str]]]:
         head.append("Boundary IoU")
     rows = []
     for g in result["groups"]:
-        row = [g["label"], ",".join(fmt_value(s) for s in g["seeds"]), _mean_sd_text(g["miou"]),
+        mine = by_group.get(g["label"], {})
+        row = [g["label"], seeds_text(mine.get("miou"), g), _mean_sd_text(g["miou"]),
                " / ".join(_pct(r["miou"]) for r in g["per_seed"])]
         for metric in METRICS:
-            c = by_group.get(g["label"], {}).get(metric)
+            c = mine.get(metric)
             if metric != "miou":
                 row.append(_mean_sd_text(g[metric]))
             if c is None:
                 row += ["baseline", ""]
             else:
-                row += [f"{_pct(c['diff'], True)} [{_pct(c['low'], True)}, {_pct(c['high'], True)}]", c["verdict"]]
+                row += [f"{_pct(c['diff'], True)} [{_pct(c['low'], True)}, {_pct(c['high'], True)}]", verdict_text(c)]
         if has_published:
             row.append(_mean_sd_text(g["boundary_iou"]))
         rows.append(row)
     return head, rows
+
+
+def method_note(result: dict, markdown: bool = False) -> str:
+    """The sentence under every table: what the numbers are and how the intervals and verdicts were made."""
+    label = f"`{result['baseline']}`" if markdown else result["baseline"]
+    b = result["bootstrap"]
+    margin = ("" if result.get("margin") is None else
+              f"; \"no worse\": the interval lies above -{100 * result['margin']:g} points")
+    return (f"mean ± sd over seeds, in points; Δ: against the baseline ({label}), 95% interval: "
+            f"{result['method']} ({b['samples']} image draws, bootstrap seed {b['seed']}); a verdict needs "
+            f"{result['min_seeds']} seeds{margin}, otherwise \"inconclusive\"")
 
 
 def class_rows(result: dict) -> tuple[list[str], list[list[str]]]:
@@ -337,10 +384,7 @@ def format_text(result: dict) -> str:
         line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
         return "\n".join([line(head)] + [line(r) for r in rows])
 
-    b = result["bootstrap"]
-    parts = [render(*table_rows(result)),
-             f"mean ± sd over seeds, in points; Δ: against the baseline ({result['baseline']}), 95% interval of a "
-             f"{b['method']} bootstrap ({b['samples']} draws, --bootstrap-seed {b['seed']})",
+    parts = [render(*table_rows(result)), method_note(result),
              "", "per-class IoU (mean over seeds):",
              "\n".join(f"  ({i + 1}) {g['label']}" for i, g in enumerate(result["groups"])),
              render(*class_rows(result))]
@@ -354,13 +398,11 @@ def format_markdown(result: dict) -> str:
         out += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows]
         return "\n".join(out)
 
-    b = result["bootstrap"]
     head, rows = table_rows(result)
     for r in rows:
         r[0] = f"`{r[0]}`"
     chead, crows = class_rows(result)
     legend = "\n".join(f"- ({i + 1}) `{g['label']}`" for i, g in enumerate(result["groups"]))
     return (render(head, rows) + "\n\n"
-            f"mean ± sd over seeds, in points; Δ: against the baseline (`{result['baseline']}`), 95% interval of a "
-            f"{b['method']} bootstrap ({b['samples']} draws, bootstrap seed {b['seed']}).\n\n"
+            + method_note(result, markdown=True) + ".\n\n"
             "Per-class IoU (mean over seeds):\n\n" + legend + "\n\n" + render(chead, crows) + "\n")

@@ -1,9 +1,11 @@
 """``scrnet study``: a grid of ordinary training runs (variants x seeds), each scored, then ``scrnet compare``.
 
 A cell is one ``scrnet train CONFIG --work-dir CELL --resume [key=value ...]`` followed by ``scrnet eval`` of its
-final checkpoint (not ``best.pth``, which was picked on the split being scored) into ``CELL/eval.json``. Cells whose
-``eval.json`` exists are skipped, and a cell killed mid-training resumes from its newest checkpoint, so a killed
-study goes on where it stopped when run again. ``--print-commands`` prints one shell line per cell instead of
+final checkpoint (not ``best.pth``, which was picked on the split being scored) into ``CELL/eval.json``. A cell whose
+``eval.json`` holds the planned config is skipped, and a cell killed mid-training (its ``config.yaml`` the planned
+one) resumes from its newest checkpoint, so a killed study goes on where it stopped when run again. A cell made with
+another config (an edited variant file, another ``max_iters``) is stale: the study refuses before running anything,
+naming the cell and the keys, or with ``rerun_stale`` moves it to ``WORK_DIR/stale-N/CELL`` and trains it again. ``--print-commands`` prints one shell line per cell instead of
 running them, for a SLURM array or torchrun jobs: there is no scheduler here.
 
 Variants come from ``--vary KEY=V1,V2`` (each key one axis of the grid) and ``--variants FILE...`` (one axis whose
@@ -11,6 +13,7 @@ values are YAML files of ``dotted.key: value`` overrides, named by their stem, a
 """
 
 import itertools
+import json
 import shlex
 import subprocess
 import sys
@@ -21,9 +24,9 @@ from pathlib import Path
 import yaml
 
 from ..checkpoint_io import checkpoint_path
-from ..config import ConfigError, load_config
+from ..config import Config, ConfigError, config_from_dict, config_to_dict, load_config
 from ..overrides import flatten
-from .compare import fmt_value
+from .compare import IGNORED_KEYS, fmt_value
 
 
 @dataclass
@@ -84,14 +87,58 @@ def expand(vary: list[str], variant_files: list[str], seeds: list[int]) -> list[
     return cells
 
 
-def cell_commands(config: str, cell: Cell, work_dir: Path, common: list[str]) -> tuple[list[str], list[str]]:
-    """The ``scrnet train`` and ``scrnet eval`` argument lists of one cell (without the program name)."""
+def cell_commands(config: str, cell: Cell, work_dir: Path, common: list[str]) -> tuple[list[str], list[str], Config]:
+    """The ``scrnet train`` and ``scrnet eval`` argument lists of one cell (without the program name), and the
+    config they train."""
     cfg = load_config(config, common + cell.overrides)
     cell_dir = work_dir / cell.name
     final = checkpoint_path(cell_dir, cfg.train.max_iters)
     train = ["train", str(config), "--work-dir", str(cell_dir), "--resume"] + common + cell.overrides
     evaluate = ["eval", str(final), "--json", str(cell_dir / "eval.json")]
-    return train, evaluate
+    return train, evaluate, cfg
+
+
+def _comparable(cfg: Config) -> dict:
+    """The flattened config without the keys that change neither what is trained nor how it is scored."""
+    return {k: fmt_value(v) for k, v in flatten(config_to_dict(cfg)).items() if k not in IGNORED_KEYS}
+
+
+def stored_config(cell_dir: Path) -> tuple[Path, Config] | None:
+    """The config a cell was made with: its ``eval.json``'s, else the ``config.yaml`` its training wrote; None for
+    a cell not started. A file that does not read is a ConfigError naming it."""
+    scored, trained = cell_dir / "eval.json", cell_dir / "config.yaml"
+    try:
+        if scored.is_file():
+            return scored, config_from_dict(json.loads(scored.read_text())["config"], str(scored))
+        if trained.is_file():
+            return trained, load_config(trained)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{scored if scored.is_file() else trained}: cannot read the cell's config ({exc}); "
+                          f"move the cell away to run it again") from None
+    return None
+
+
+def stale_keys(planned: Config, cell_dir: Path) -> tuple[Path, list[str]] | None:
+    """``(file, ["key: stored -> planned", ...])`` when the cell was made with another config, else None."""
+    found = stored_config(cell_dir)
+    if found is None:
+        return None
+    path, stored = found
+    a, b = _comparable(stored), _comparable(planned)
+    diff = [f"{k}: {a.get(k, '(absent)')} -> {b.get(k, '(absent)')}" for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k)]
+    return (path, diff) if diff else None
+
+
+def move_aside(work_dir: Path, cell: Cell) -> Path:
+    """Move a stale cell to ``WORK_DIR/stale-N/CELL`` (the first N free), keeping everything in it."""
+    n = 1
+    while (work_dir / f"stale-{n}" / cell.name).exists():
+        n += 1
+    target = work_dir / f"stale-{n}" / cell.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    (work_dir / cell.name).rename(target)
+    return target
 
 
 def shell_line(train: list[str], evaluate: list[str]) -> str:
@@ -99,9 +146,11 @@ def shell_line(train: list[str], evaluate: list[str]) -> str:
 
 
 def run_study(config: str, vary: list[str], variant_files: list[str], seeds: list[int], work_dir: str | Path,
-              common: list[str] | None = None, print_commands: bool = False, runner=None) -> list[Path]:
+              common: list[str] | None = None, print_commands: bool = False, runner=None,
+              rerun_stale: bool = False) -> list[Path]:
     """Run (or, with ``print_commands``, print) every cell; returns the cell dirs. ``runner(argv)`` runs one scrnet
-    command (default: a subprocess of this Python) and returns its exit code."""
+    command (default: a subprocess of this Python) and returns its exit code. Stale cells (made with another
+    config) are refused before anything runs, or with ``rerun_stale`` moved aside and run again."""
     common = list(common or [])
     work_dir = Path(work_dir)
     if not Path(config).is_file():
@@ -109,11 +158,20 @@ def run_study(config: str, vary: list[str], variant_files: list[str], seeds: lis
     cells = expand(vary, variant_files, seeds)
     plans = [(cell, *cell_commands(config, cell, work_dir, common)) for cell in cells]  # every config checked first
     if print_commands:
-        for _, train, evaluate in plans:
+        for _, train, evaluate, _ in plans:
             print(shell_line(train, evaluate))
         return [work_dir / cell.name for cell in cells]
+    stale = [(cell, found) for cell, _, _, cfg in plans if (found := stale_keys(cfg, work_dir / cell.name))]
+    if stale and not rerun_stale:
+        cell, (path, diff) = stale[0]
+        more = f" (and {len(stale) - 1} more cell{'s' if len(stale) > 2 else ''})" if len(stale) > 1 else ""
+        raise ConfigError(f"cell {work_dir / cell.name} was made with another config than planned ({path}: "
+                          f"{'; '.join(diff[:4])}{'; ...' if len(diff) > 4 else ''}){more}; run with --rerun-stale "
+                          f"to move stale cells aside and train them again")
+    for cell, _ in stale:
+        print(f"{cell.name}: stale, moved to {move_aside(work_dir, cell)}")
     runner = runner or (lambda argv: subprocess.call([sys.executable, "-m", "scrnet"] + argv))
-    for k, (cell, train, evaluate) in enumerate(plans, 1):
+    for k, (cell, train, evaluate, _) in enumerate(plans, 1):
         cell_dir = work_dir / cell.name
         if (cell_dir / "eval.json").is_file():
             print(f"[{k}/{len(plans)}] {cell.name}: done already ({cell_dir / 'eval.json'})")
