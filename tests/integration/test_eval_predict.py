@@ -81,6 +81,16 @@ def test_eval_json_and_table(cityscapes, checkpoint, tmp_path):
     assert f"{100 * summary['boundary_f']['3']['mean']:.2f}" in mean_row
     assert f"{100 * summary['boundary_iou']['mean']:.2f}" in mean_row
     assert "band = 0.02 x image diagonal" in result.stdout
+    # the per-image counts beside the JSON rebuild every figure compare puts an interval on
+    from scrnet.evaluation.counts import PerImageCounts, counts_path
+    from scrnet.tools.compare import RunStats
+
+    counts = PerImageCounts.load(counts_path(out))
+    assert counts.boundary_inter.shape == counts.boundary_union.shape == (3, len(CLASSES))
+    stats, ones = RunStats.of_counts(counts), np.ones(3)
+    for metric, expected in (("miou", summary["miou"]), ("mbiou", summary["mbiou"]),
+                             ("boundary_iou", summary["boundary_iou"]["mean"])):
+        assert float(stats.metric(metric, ones)) == pytest.approx(expected, abs=1e-12), metric
     tta = cli("eval", str(checkpoint), "--tta", "eval.scales=[0.75,1.0]")
     assert tta.returncode == 0 and "multi-scale + flip" in tta.stdout
 

@@ -4,6 +4,7 @@ processes, predictions scored at the label's original resolution."""
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -18,6 +19,15 @@ from .metrics import ConfusionMatrix
 from .published_boundary import PublishedBoundaryMetrics
 
 
+class ImageCounts(NamedTuple):
+    """One image's counts: confusion matrix, BIoU* intersections and unions per class, and with the published
+    boundary metrics the Boundary IoU intersections and unions per class (``2 x K``; None without them)."""
+    cm: torch.Tensor
+    inter: np.ndarray
+    union: np.ndarray
+    boundary: np.ndarray | None = None
+
+
 @dataclass
 class EvalResult:
     confusion: ConfusionMatrix
@@ -25,7 +35,7 @@ class EvalResult:
     num_images: int
     class_names: list[str]
     seconds: dict[str, float] = field(default_factory=dict)  # total; with timing=True also data/network/metric
-    per_image: list[tuple[torch.Tensor, np.ndarray, np.ndarray]] = field(default_factory=list)  # (cm, inter, union)
+    per_image: list[ImageCounts] = field(default_factory=list)  # with keep_per_image
     published: PublishedBoundaryMetrics | None = None  # eval.boundary.enabled
 
     def to_json(self) -> dict:
@@ -88,13 +98,15 @@ def evaluate(model: torch.nn.Module, dataset: SegmentationDataset, device: torch
         sync()
         t2 = time.perf_counter()
         if keep_per_image:
-            before = (cm.matrix.clone(), biou.inter.copy(), biou.union.copy())
+            before = (cm.matrix.clone(), biou.inter.copy(), biou.union.copy(),
+                      None if published is None else published.biou.copy())
         cm.update(pred, target)
         biou.update(pred, target)
         if published is not None:  # OpenCV on the CPU: one copy of the prediction per image
             published.update(pred.cpu(), batch["mask"][0])
         if keep_per_image:
-            per_image.append(((cm.matrix - before[0]).cpu(), biou.inter - before[1], biou.union - before[2]))
+            per_image.append(ImageCounts((cm.matrix - before[0]).cpu(), biou.inter - before[1], biou.union - before[2],
+                                         None if published is None else published.biou - before[3]))
         sync()
         t3 = time.perf_counter()
         seconds["data"] += t1 - t0

@@ -33,7 +33,8 @@ IGNORED_KEYS = ("data.root", "train.device", "train.num_workers", "train.log_int
                 "train.keep_last", "train.max_nonfinite", "train.tensorboard", "train.dist_timeout_s",
                 "train.cudnn_benchmark", "format_version")
 SEED_KEY = "train.seed"
-METRICS = {"miou": "mIoU", "mbiou": "BIoU*"}  # compared with intervals; key in the eval JSON -> column name
+# compared with intervals (Boundary IoU when every run's counts hold it); key in the eval JSON -> column name
+METRICS = {"miou": "mIoU", "mbiou": "BIoU*", "boundary_iou": "Boundary IoU"}
 METHOD = ("paired t over seeds (Welch's t when unpaired) with an image-bootstrap variance term shared by every run, "
           "Satterthwaite degrees of freedom")
 
@@ -192,23 +193,34 @@ def mean_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 class RunStats:
     """A run's per-image counts as matrices for fast re-weighting: metric(weights over images)."""
 
-    def __init__(self, confusion: np.ndarray, inter: np.ndarray | None = None, union: np.ndarray | None = None):
-        """``confusion``: ``N x K x K`` per-image confusion matrices; ``inter``/``union``: ``N x K`` BIoU* counts."""
+    def __init__(self, confusion: np.ndarray, inter: np.ndarray | None = None, union: np.ndarray | None = None,
+                 boundary_inter: np.ndarray | None = None, boundary_union: np.ndarray | None = None):
+        """``confusion``: ``N x K x K`` per-image confusion matrices; ``inter``/``union``: ``N x K`` BIoU* counts;
+        ``boundary_*``: ``N x K`` Boundary IoU counts (each pair optional)."""
         self.k = confusion.shape[1]
         self.cm = confusion.reshape(len(confusion), -1).astype(np.float64)  # N x K^2
-        self.inter = None if inter is None else inter.astype(np.float64)
-        self.union = None if union is None else union.astype(np.float64)
-        self._draws: dict[str, tuple[int, np.ndarray]] = {}
+        self.ratios = {name: (num.astype(np.float64), den.astype(np.float64))
+                       for name, num, den in (("mbiou", inter, union), ("boundary_iou", boundary_inter, boundary_union))
+                       if num is not None}
+        self._draws: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     @classmethod
     def of(cls, run: Run) -> "RunStats":
-        return cls(run.counts.confusion, run.counts.biou_inter, run.counts.biou_union)
+        return cls.of_counts(run.counts)
+
+    @classmethod
+    def of_counts(cls, c: PerImageCounts) -> "RunStats":
+        return cls(c.confusion, c.biou_inter, c.biou_union, c.boundary_inter, c.boundary_union)
+
+    def has(self, name: str) -> bool:
+        return name == "miou" or name in self.ratios
 
     def metric(self, name: str, weights: np.ndarray) -> np.ndarray:
         """``weights``: ``... x N`` image multiplicities (ones: the run's own value)."""
         if name == "miou":
             return miou_from((weights @ self.cm).reshape(*weights.shape[:-1], self.k, self.k))
-        return mean_ratio(weights @ self.inter, weights @ self.union)
+        num, den = self.ratios[name]
+        return mean_ratio(weights @ num, weights @ den)
 
     def scored_and_drawn(self, name: str, weights: np.ndarray) -> tuple[float, np.ndarray]:
         """The metric on the images as scored, and under each row of ``weights`` (kept for the same weights)."""
@@ -284,15 +296,16 @@ def compare(runs: list[Run], baseline: str | None = None, samples: int = 2000, s
     images = len(runs[0].counts.images)
     weights = image_weights(images, samples, np.random.default_rng(seed))
     stats = {id(r): RunStats.of(r) for r in runs}
+    metrics = [m for m in METRICS if all(st.has(m) for st in stats.values())]
 
     result = {"baseline": base.label, "groups": [summarise_group(g) for g in groups], "comparisons": [],
-              "method": METHOD, "min_seeds": min_seeds, "margin": margin,
+              "method": METHOD, "min_seeds": min_seeds, "margin": margin, "metrics": metrics,
               "bootstrap": {"samples": samples, "seed": seed, "images": images}}
     for i, g in enumerate(groups):
         if i == b:
             continue
         mine, theirs, paired = pairing(g, base, unpaired)
-        for metric in METRICS:
+        for metric in metrics:
             interval = interval_between([stats[id(r)] for r in mine], [stats[id(r)] for r in theirs], metric, weights,
                                         paired)
             word, why = verdict(interval, min_seeds, margin)
@@ -332,29 +345,34 @@ def seeds_text(c: dict | None, group: dict) -> str:
 
 
 def table_rows(result: dict) -> tuple[list[str], list[list[str]]]:
-    """The main table: one row per group; the baseline's difference columns read 'baseline'."""
+    """The main table: one row per group; the baseline's difference columns read 'baseline'. Per metric with an
+    interval: mean ± sd over seeds, the difference and its interval, the verdict (mIoU also by seed); Boundary IoU
+    without per-image counts (files scored before they were kept): its mean ± sd only."""
     by_group = {}
     for c in result["comparisons"]:
         by_group.setdefault(c["group"], {})[c["metric"]] = c
-    has_published = all("boundary_iou" in g for g in result["groups"])
-    head = ["group", "seeds", "mIoU", "mIoU by seed", "Δ mIoU [95% CI]", "verdict", "BIoU*", "Δ BIoU* [95% CI]",
-            "verdict"]
-    if has_published:
+    compared = result["metrics"]
+    head = ["group", "seeds"]
+    for metric in compared:
+        name = METRICS[metric]
+        head += [name] + (["mIoU by seed"] if metric == "miou" else []) + [f"Δ {name} [95% CI]", "verdict"]
+    mean_only = "boundary_iou" not in compared and all("boundary_iou" in g for g in result["groups"])
+    if mean_only:
         head.append("Boundary IoU")
     rows = []
     for g in result["groups"]:
         mine = by_group.get(g["label"], {})
-        row = [g["label"], seeds_text(mine.get("miou"), g), _mean_sd_text(g["miou"]),
-               " / ".join(_pct(r["miou"]) for r in g["per_seed"])]
-        for metric in METRICS:
+        row = [g["label"], seeds_text(mine.get("miou"), g)]
+        for metric in compared:
             c = mine.get(metric)
-            if metric != "miou":
-                row.append(_mean_sd_text(g[metric]))
+            row.append(_mean_sd_text(g.get(metric)))
+            if metric == "miou":
+                row.append(" / ".join(_pct(r["miou"]) for r in g["per_seed"]))
             if c is None:
                 row += ["baseline", ""]
             else:
                 row += [f"{_pct(c['diff'], True)} [{_pct(c['low'], True)}, {_pct(c['high'], True)}]", verdict_text(c)]
-        if has_published:
+        if mean_only:
             row.append(_mean_sd_text(g["boundary_iou"]))
         rows.append(row)
     return head, rows

@@ -193,7 +193,7 @@ def write_report(run: EvalRun, summary: dict, path: str | Path, source: str, wor
         parts.append("<p>eval.boundary.enabled=false: no distance bands were computed.</p>")
     parts.append("</section>")
 
-    scored = [(per_image_miou(cm), index) for (cm, _, _), index in zip(run.result.per_image, run.indices)]
+    scored = [(per_image_miou(c.cm), index) for c, index in zip(run.result.per_image, run.indices)]
     scored = sorted((s, i) for s, i in scored if s == s)[:worst]
     parts.append(f'<section id="worst"><h2>The {len(scored)} worst images</h2>'
                  "<p>image | ground truth | prediction | error map (red: wrong, black: ignored)</p>")
