@@ -494,7 +494,7 @@ def cmd_publish(args) -> None:
         raise UsageError("--revision, --private and --dry-run apply to --push only")
     try:
         if args.push:
-            check_repo_id(args.push)  # before anything is written
+            check_repo_id(args.push, "--push")  # before anything is written
         result = publish(args.checkpoint, args.out_dir, args.eval, args.name or (args.push.split("/")[-1]
                          if args.push else None), args.license, args.force)
     except (FileNotFoundError, ValueError) as exc:

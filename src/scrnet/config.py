@@ -285,8 +285,30 @@ def config_to_dict(cfg: Config) -> dict:
     return OmegaConf.to_container(OmegaConf.structured(cfg))
 
 
+def interpolations(d, prefix: str = "") -> list[str]:
+    """The dotted keys of ``d`` (nested dicts and lists) whose string values hold an OmegaConf interpolation."""
+    found = []
+    items = d.items() if isinstance(d, dict) else enumerate(d) if isinstance(d, list) else ()
+    for k, v in items:
+        key = f"{prefix}{k}"
+        if isinstance(v, (dict, list)):
+            found += interpolations(v, key + ".")
+        elif isinstance(v, str) and "${" in v:
+            found.append(key)
+    return found
+
+
 def config_from_dict(d: dict, origin: str = "stored config") -> Config:
-    """The inverse of :func:`config_to_dict` (for configs stored in checkpoints), upgraded from older format
-    versions and resolved."""
+    """The inverse of :func:`config_to_dict` (for configs stored in checkpoints, eval JSON files and published
+    folders: files someone else may have made), upgraded from older format versions and resolved. Stored configs
+    are data: one holding an interpolation (``${...}``, which OmegaConf would resolve, e.g. from the loading
+    machine's environment) is refused, naming the file and key and never the value."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{origin}: the stored config is not a mapping")
+    found = interpolations(d)
+    if found:
+        raise ConfigError(f"{origin}: the stored config holds an interpolation at {found[0]}"
+                          f"{f' (and {len(found) - 1} more)' if len(found) > 1 else ''}; stored configs are data "
+                          f"and are not resolved, so this file is refused")
     d = upgrade_config(d, origin, quiet=True, stored=True)
     return resolve(OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), d)))

@@ -13,6 +13,7 @@ as for checkpoints. Every problem is one :class:`~scrnet.checkpoint_io.Checkpoin
 """
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,12 +35,33 @@ FOLDER_KEYS = frozenset({"format", "format_version", "scrnet_version", "config",
                          "normalization", "eval_protocol", "weights", "compute", "metrics"})
 
 
+_HUB_PART = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?")
+_REVISION = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]{0,254}")
+
+
+def check_repo_id(repo_id: str, what: str = "a Hub repository id") -> None:
+    """The one validator of Hub repository ids (loading ``hf://`` and ``publish --push``): ``ORG/NAME``, each part
+    letters, digits, '-', '_', '.', starting with a letter or digit, at most 96 characters, no '--' or '..', not
+    ending in '.', '-' or '.git'. Anything else is a CheckpointError quoting the id, before any network or file
+    access."""
+    parts = repo_id.split("/")
+    if (len(parts) != 2 or not all(_HUB_PART.fullmatch(p) for p in parts) or "--" in repo_id or ".." in repo_id
+            or repo_id.endswith(".git")):
+        raise CheckpointError(f"{what} must be ORG/NAME (letters, digits, '-', '_', '.'; no '..' or '--'), got "
+                              f"{repo_id!r}")
+
+
 def parse_hub_id(source: str, revision: str | None = None) -> tuple[str, str | None]:
-    """``hf://org/name@rev`` -> ``("org/name", "rev")``; an explicit ``revision`` must agree with ``@rev``."""
+    """``hf://org/name@rev`` -> ``("org/name", "rev")``; an explicit ``revision`` must agree with ``@rev``. The id
+    and revision are checked by :func:`check_repo_id` and a revision pattern (no '..', no leading '/')."""
     spec = source[len(HF_PREFIX):]
     repo, _, rev = spec.partition("@")
-    if repo.count("/") != 1 or not all(repo.split("/")) or (spec.endswith("@")):
+    if spec.endswith("@"):
         raise CheckpointError(f"{source}: expected hf://ORG/NAME or hf://ORG/NAME@REVISION")
+    check_repo_id(repo, f"{source}: the repository id")
+    for r in (rev, revision):
+        if r and (not _REVISION.fullmatch(r) or ".." in r):
+            raise CheckpointError(f"{source}: revision {r!r} is not a branch, tag or commit name")
     if rev and revision and rev != revision:
         raise CheckpointError(f"{source}: revision {rev!r} in the id and revision={revision!r} disagree")
     return repo, rev or revision

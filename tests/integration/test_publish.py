@@ -197,8 +197,27 @@ def test_publish_refuses_a_non_empty_folder_unless_forced_and_writes_nothing_hal
     code, _, err = run("publish", checkpoint, tmp_path / "new", "--eval", bad_eval)
     assert code == 2 and "scores classes ['x']" in err
     assert not (tmp_path / "new").exists() and not list(tmp_path.glob(".new.*"))
-    assert run("publish", checkpoint, out, "--force")[0] == 0
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    # --force replaces only a model published there: a user's folder is refused and every file stays
+    (out / ".git").mkdir()
+    (out / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (out / "thesis.tex").write_text("years of work")
+    code, _, err = run("publish", checkpoint, out, "--force")
+    assert code == 2 and "holds files scrnet publish does not write (.git, keep.txt, thesis.tex)" in err, err
+    assert sorted(p.name for p in out.iterdir()) == [".git", "keep.txt", "thesis.tex"]
+    assert (out / "thesis.tex").read_text() == "years of work" and (out / ".git" / "HEAD").is_file()
+    assert not list(tmp_path.glob(".out.*"))
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "config.json").write_text('{"format": "something-else"}')
+    code, _, err = run("publish", checkpoint, fake, "--force")
+    assert code == 2 and "not that of a published SCRNet model" in err and (fake / "config.json").is_file()
+    # a published folder is replaced, and gets ordinary permissions (not mkdtemp's 0700)
+    model = tmp_path / "model"
+    assert run("publish", checkpoint, model)[0] == 0
+    assert run("publish", checkpoint, model, "--force")[0] == 0
+    assert sorted(p.name for p in model.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    (tmp_path / "plain").mkdir()
+    assert model.stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777
 
 
 def broken_copy(folder: Path, tmp_path: Path) -> Path:
@@ -249,7 +268,7 @@ def test_push_dry_run_and_upload_through_the_hub_client(folder, setup, tmp_path)
         in out
     assert "# scrnet-r18\n" in (tmp_path / "p" / "README.md").read_text()  # the repo name names the model
     code, _, err = run("publish", checkpoint, tmp_path / "q", "--push", "no-org")
-    assert code == 2 and "--push expects a Hub repository id ORG/NAME" in err
+    assert code == 2 and "--push must be ORG/NAME" in err
     assert not (tmp_path / "q").exists()
 
     calls = []
@@ -272,3 +291,52 @@ def test_publish_in_python_equals_the_cli(setup, tmp_path):
     result = publish(checkpoint, tmp_path / "py", eval_json)
     assert result.sha256 == sha256_of(tmp_path / "py" / "model.safetensors")
     assert result.num_params == scrnet.load_checkpoint(checkpoint).model.num_params()
+
+
+@pytest.mark.parametrize("source", ["hf://../x", "hf://org/../x", "hf://org/x/y", "hf://org/.hidden", "hf://org/a--b",
+                                    "hf://org/name.git", "hf://org/name@../main", "hf://org/name@/etc", "hf://-org/x",
+                                    "hf:///x", "hf://org/x@"])
+def test_hub_ids_are_checked_by_one_validator_before_any_access(source, monkeypatch):
+    """A hostile id never reaches huggingface_hub or the file system: the same check as publish --push."""
+    from scrnet.checkpoint_io import CheckpointError
+    from scrnet.pretrained import from_pretrained
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # any attempt to use it would fail differently
+    with pytest.raises(CheckpointError, match=r"ORG/NAME|not a branch, tag or commit"):
+        from_pretrained(source)
+
+
+def test_plain_hub_ids_and_revisions_are_accepted():
+    from scrnet.pretrained import parse_hub_id
+
+    assert parse_hub_id("hf://my-org/scrnet_r18.v2@refs/pr/1") == ("my-org/scrnet_r18.v2", "refs/pr/1")
+    assert parse_hub_id("hf://Org1/Name", revision="0123abc") == ("Org1/Name", "0123abc")
+
+
+def test_a_stored_interpolation_is_refused_and_its_value_never_appears(setup, folder, tmp_path):
+    """A shared config.json (or checkpoint, or eval JSON) with ${oc.env:...} used to read the loading machine's
+    environment into eval JSON, reports and re-published cards."""
+    _, root, checkpoint, eval_json = setup
+    env = dict(os.environ, SCRNET_TEST_SECRET="hunter2-do-not-leak")
+    hostile = broken_copy(folder, tmp_path)
+    meta = json.loads((hostile / "config.json").read_text())
+    meta["config"]["model"]["name"] = "${oc.env:SCRNET_TEST_SECRET}"
+    (hostile / "config.json").write_text(json.dumps(meta))
+    state = torch.load(checkpoint, weights_only=True)
+    state["config"]["data"]["root"] = "${oc.env:SCRNET_TEST_SECRET}"
+    torch.save(state, tmp_path / "hostile.pth")
+    record = json.loads(Path(eval_json).read_text())
+    record["config"]["eval"]["mode"] = "${oc.env:SCRNET_TEST_SECRET}"
+    shutil.copy(Path(eval_json).with_suffix(".npz"), tmp_path / "hostile_eval.npz")
+    (tmp_path / "hostile_eval.json").write_text(json.dumps(record))
+    for args, file, key in (
+            (["eval", str(hostile), "--data.root", str(root), "--json", str(tmp_path / "o.json")],
+             hostile / "config.json", "model.name"),
+            (["publish", str(tmp_path / "hostile.pth"), str(tmp_path / "republished")], tmp_path / "hostile.pth",
+             "data.root"),
+            (["compare", str(tmp_path / "hostile_eval.json")], tmp_path / "hostile_eval.json", "eval.mode")):
+        result = cli(*args, env=env)
+        assert result.returncode == 2, (args, result.stderr)
+        assert str(file) in result.stderr and f"interpolation at {key}" in result.stderr, result.stderr
+        assert "hunter2" not in result.stdout + result.stderr
+    assert not (tmp_path / "o.json").exists() and not (tmp_path / "republished").exists()

@@ -4,7 +4,9 @@ The folder holds ``model.safetensors`` (eval weights only: the auxiliary heads a
 resolved run config, class names, palette, input normalisation, eval protocol, weights' sha256, compute, metrics,
 versions) and ``README.md``, a model card with the Hugging Face Hub's YAML header (``model-index`` holds the
 metrics of ``--eval``). It is written to a temporary folder beside ``OUT_DIR`` and renamed into place, so a failure
-leaves nothing half-written. ``push`` uploads it with ``huggingface_hub`` (the ``hub`` extra).
+leaves nothing half-written. An existing ``OUT_DIR`` is only ever replaced (``force``) when it is itself a published
+SCRNet folder holding nothing but the files publish writes; anything else of the user's is refused, never deleted.
+``push`` uploads it with ``huggingface_hub`` (the ``hub`` extra).
 """
 
 import json
@@ -19,7 +21,7 @@ from .._version import __version__
 from ..checkpoint_io import CheckpointError, sha256_of
 from ..config import Config, config_to_dict
 from ..loading import LoadedCheckpoint
-from ..pretrained import CARD_FILE, CONFIG_FILE, FOLDER_FORMAT, WEIGHTS_FILE, from_pretrained
+from ..pretrained import CARD_FILE, CONFIG_FILE, FOLDER_FORMAT, WEIGHTS_FILE, check_repo_id, from_pretrained
 from .flops import compute_report
 
 DATASET_NAMES = {"cityscapes": "Cityscapes", "bdd100k": "BDD100K", "ade20k": "ADE20K", "folder": "custom"}
@@ -184,12 +186,53 @@ def write_card(path: Path, metadata: dict, body: str) -> None:
     path.write_text(f"---\n{header}---\n\n{body}")
 
 
+PUBLISHED_FILES = frozenset({WEIGHTS_FILE, CONFIG_FILE, CARD_FILE})
+
+
+def replaceable(out: Path) -> str | None:
+    """Why ``out`` must not be replaced by ``publish --force`` (None: it is a published SCRNet folder holding only
+    the files publish writes, or an empty folder). Reads ``config.json`` as data, and only its ``format``."""
+    if out.is_symlink() or not out.is_dir():
+        return "it is not a folder"
+    names = sorted(p.name for p in out.iterdir())
+    if not names:
+        return None
+    others = [n for n in names if n not in PUBLISHED_FILES]
+    if others:
+        shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+        return f"it holds files scrnet publish does not write ({shown})"
+    try:
+        marker = json.loads((out / CONFIG_FILE).read_text()).get("format")
+    except (OSError, ValueError, AttributeError):
+        marker = None
+    if marker != "scrnet-pretrained":
+        return f"its {CONFIG_FILE} is not that of a published SCRNet model"
+    return None
+
+
+def default_dir_mode(parent: Path) -> int:
+    """The permissions a folder made in ``parent`` gets under the process's umask (read without changing it)."""
+    probe = Path(tempfile.mkdtemp(dir=parent))
+    try:
+        (probe / "d").mkdir()
+        return (probe / "d").stat().st_mode & 0o7777
+    finally:
+        shutil.rmtree(probe)
+
+
 def publish(source: str | Path, out_dir: str | Path, eval_json: str | Path | None = None, name: str | None = None,
             license: str = "apache-2.0", force: bool = False) -> PublishResult:
-    """Write the published folder of ``source`` (a checkpoint, or another published folder) to ``out_dir``."""
+    """Write the published folder of ``source`` (a checkpoint, or another published folder) to ``out_dir``.
+    ``force`` replaces an existing published SCRNet folder; any other existing content is refused."""
     out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise CheckpointError(f"{out} exists and is not empty; choose another folder or pass --force to replace it")
+    if out.exists() or out.is_symlink():
+        if not force and (not out.is_dir() or any(out.iterdir())):
+            raise CheckpointError(f"{out} exists and is not empty; choose another folder or pass --force to replace "
+                                  f"a model published there")
+        why = replaceable(out)
+        if why:
+            raise CheckpointError(f"{out} is not replaced: {why}; publish replaces only a folder it wrote. Choose "
+                                  f"another folder (nothing was changed)")
     loaded = from_pretrained(source)
     if not list(loaded.model.parameters()):
         raise CheckpointError(f"{source}: publish needs weights (a checkpoint or a published folder), not an ONNX "
@@ -201,8 +244,10 @@ def publish(source: str | Path, out_dir: str | Path, eval_json: str | Path | Non
     size = eval_size(loaded.config)
     report = compute_report(loaded.config.model, size)
     out.parent.mkdir(parents=True, exist_ok=True)
+    mode = default_dir_mode(out.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
+        tmp.chmod(mode)  # mkdtemp's 0700 would make the published folder private
         from safetensors.torch import save_file
 
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "scrnet_version": __version__})
@@ -226,7 +271,12 @@ def publish(source: str | Path, out_dir: str | Path, eval_json: str | Path | Non
                    card_body(loaded, metrics, name, result))
         from_pretrained(tmp)  # the folder must load before it takes the place of OUT_DIR
         if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
+            why = replaceable(out)  # checked again: the folder may have changed while publishing
+            if why:
+                raise CheckpointError(f"{out} is not replaced: {why}; nothing was changed")
+            for name_ in PUBLISHED_FILES:
+                (out / name_).unlink(missing_ok=True)
+            out.rmdir()
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -234,20 +284,12 @@ def publish(source: str | Path, out_dir: str | Path, eval_json: str | Path | Non
     return result
 
 
-def check_repo_id(repo_id: str) -> None:
-    import re
-
-    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", repo_id):
-        raise CheckpointError(f"--push expects a Hub repository id ORG/NAME (letters, digits, '-', '_', '.'), "
-                              f"got {repo_id!r}")
-
-
 def push(folder: str | Path, repo_id: str, revision: str | None = None, private: bool = False,
          dry_run: bool = False, api=None) -> dict:
     """Upload a published folder to the Hub repository ``repo_id`` (created when missing). With ``dry_run``,
     only check and report what would be uploaded (no network)."""
     folder = Path(folder)
-    check_repo_id(repo_id)
+    check_repo_id(repo_id, "--push")
     files = sorted(p.name for p in folder.iterdir() if p.is_file())
     plan = {"repo_id": repo_id, "revision": revision, "files": files, "private": private}
     if dry_run:
