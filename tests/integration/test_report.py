@@ -117,3 +117,25 @@ def test_the_page_renders_in_headless_chromium(report, tmp_path):
     assert rows.max() > 0.5 * height  # the page's full height was laid out (text, tables, plots, images)
     # the last section (the offset field) is drawn: content near the bottom of the drawn area
     assert (image[rows.max() - 50:rows.max()] < 250).any()
+
+
+def test_class_names_with_maths_and_markup_are_shown_as_text(tmp_path):
+    """A class name is data: '$\\undefinedmacro$' used to make the matplotlib figures (and the report) fail, and
+    markup must not become HTML."""
+    from data_fixtures import make_folder
+
+    names = ("$\\undefinedmacro$", "<b>bold</b>", "a & b")
+    root = make_folder(tmp_path / "data", "val", n=2, size=(64, 96), classes=names)
+    model = varied_r18(num_classes=3, channels=16, seed=1)
+    checkpoint = scrnet.save_checkpoint(model, tmp_path / "m.pth", list(names), [(1, 2, 3), (4, 5, 6), (7, 8, 9)],
+                                        Config(model=model.cfg, data=DataConfig(type="folder", root=str(root))))
+    page = tmp_path / "r.html"
+    assert main(["eval", str(checkpoint), "--report", str(page), "--report-worst", "1"]) == 0
+    text = page.read_text()
+    assert "<td>$\\undefinedmacro$</td>" in text and "&lt;b&gt;bold&lt;/b&gt;" in text and "<b>bold</b>" not in text
+    parsed = Page()
+    parsed.feed(text)
+    assert {"per-class", "confusion"} <= set(parsed.sections)
+    figures = {alt: src for src, alt in parsed.images}
+    for alt in ("per-class bar chart", "confusion matrix"):  # drawn, with the names as text
+        assert figures[alt].startswith("data:image/png;base64,") and len(figures[alt]) > 5000

@@ -37,10 +37,7 @@ def _png(array_or_figure) -> str:
 
         Image.fromarray(array_or_figure).save(buffer, format="PNG")
     else:
-        import matplotlib.pyplot as plt
-
         array_or_figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-        plt.close(array_or_figure)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -58,15 +55,26 @@ def per_image_miou(cm: torch.Tensor) -> float:
     return float(np.mean(ious)) if ious else float("nan")
 
 
+def _figure(figsize):
+    """A matplotlib figure on its own Agg canvas: no pyplot, no backend switch, nothing process-wide changes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
+def _plain_ticks(labels) -> None:
+    """Tick labels are data (class names from a data set or a checkpoint): drawn as text, never as maths."""
+    for text in labels:
+        text.set_parse_math(False)
+
+
 def _figures(summary: dict, confusion: np.ndarray, class_names: list[str]):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     k = len(class_names)
     figures = {}
-    fig, ax = plt.subplots(figsize=(max(6, 0.45 * k), 3.2))
+    fig, ax = _figure((max(6, 0.45 * k), 3.2))
     x = np.arange(k)
     series = [("IoU", [summary["iou"][c] for c in class_names])]
     if "boundary_iou" in summary:
@@ -77,6 +85,7 @@ def _figures(summary: dict, confusion: np.ndarray, class_names: list[str]):
     for i, (label, values) in enumerate(series):
         ax.bar(x + i * width, [100 * (v or 0) for v in values], width, label=label)
     ax.set_xticks(x + 0.4 - width / 2, class_names, rotation=60, ha="right", fontsize=8)
+    _plain_ticks(ax.get_xticklabels())
     ax.set_ylabel("%")
     ax.set_ylim(0, 100)
     ax.legend(fontsize=8)
@@ -84,10 +93,11 @@ def _figures(summary: dict, confusion: np.ndarray, class_names: list[str]):
 
     rows = confusion.sum(1, keepdims=True)
     normalised = np.divide(confusion, rows, out=np.zeros_like(confusion, dtype=np.float64), where=rows > 0)
-    fig, ax = plt.subplots(figsize=(max(5, 0.4 * k), max(4.5, 0.4 * k)))
+    fig, ax = _figure((max(5, 0.4 * k), max(4.5, 0.4 * k)))
     image = ax.imshow(normalised, cmap="viridis", vmin=0, vmax=1)
     ax.set_xticks(range(k), class_names, rotation=90, fontsize=7)
     ax.set_yticks(range(k), class_names, fontsize=7)
+    _plain_ticks(ax.get_xticklabels() + ax.get_yticklabels())
     ax.set_xlabel("predicted")
     ax.set_ylabel("ground truth")
     fig.colorbar(image, ax=ax, fraction=0.046, label="share of the ground-truth row")
@@ -96,7 +106,7 @@ def _figures(summary: dict, confusion: np.ndarray, class_names: list[str]):
     if "distance_bands" in summary:
         bands = summary["distance_bands"]
         labels = [(f"{b['from']:g}+" if b["to"] is None else f"{b['from']:g}-{b['to']:g}") for b in bands]
-        fig, ax = plt.subplots(figsize=(5, 3))
+        fig, ax = _figure((5, 3))
         ax.plot(labels, [100 * b["miou"] if b["miou"] is not None else np.nan for b in bands], marker="o")
         ax.set_xlabel("distance from a ground-truth boundary (px)")
         ax.set_ylabel("mIoU (%)")
