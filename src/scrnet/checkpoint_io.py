@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from .errors import ScrnetError
+
 FORMAT_VERSION = 2
 PATTERN = re.compile(r"iter_(\d+)\.pth$")
 # Top-level keys this version writes or reads; a newer checkpoint may hold others.
@@ -28,7 +30,7 @@ KNOWN_KEYS = frozenset({"format_version", "model", "config", "class_names", "pal
                         "scrnet_version", "optimizer", "scheduler", "scaler", "iteration", "rng", "best"})
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ScrnetError, ValueError):
     """A file that is not a readable checkpoint of a version this scrnet understands; the message names it."""
 
 

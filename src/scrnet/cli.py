@@ -3,8 +3,12 @@
 
 import argparse
 import json
+import os
 import sys
+import traceback
 from pathlib import Path
+
+from .errors import ScrnetError
 
 EPILOG_MODELS = """examples:
   scrnet models
@@ -138,7 +142,8 @@ class UsageError(Exception):
 
 
 def _resolve_model(spec: str, overrides: list[str]):
-    from .models import load_model_config, model_config
+    from .config import load_model_config
+    from .models import model_config
 
     try:
         if spec.endswith((".yaml", ".yml")):
@@ -146,7 +151,7 @@ def _resolve_model(spec: str, overrides: list[str]):
                 raise UsageError(f"config file not found: {spec}")
             return load_model_config(spec, overrides)
         return model_config(spec, overrides)
-    except ValueError as exc:
+    except ScrnetError as exc:
         raise UsageError(str(exc)) from None
 
 
@@ -231,7 +236,6 @@ def cmd_train(args) -> None:
 
 
 def cmd_eval(args) -> None:
-    from .config import ConfigError
     from .evaluation.run import evaluate_checkpoint, format_table
 
     overrides = list(args.overrides)
@@ -248,7 +252,7 @@ def cmd_eval(args) -> None:
     try:
         run = evaluate_checkpoint(args.checkpoint, overrides, args.split, args.device, sys.stderr.isatty(),
                                   args.workers, keep_per_image=bool(args.report or args.json))
-    except (ConfigError, FileNotFoundError, ValueError) as exc:  # a checkpoint or request that does not fit
+    except (ScrnetError, FileNotFoundError) as exc:  # a checkpoint, data set or request that does not fit
         raise UsageError(str(exc)) from None
     if not run.is_main:
         return
@@ -286,7 +290,7 @@ def cmd_predict(args) -> None:
 
     try:
         loaded = from_pretrained(args.checkpoint)
-    except (FileNotFoundError, ValueError) as exc:
+    except (ScrnetError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
     inputs, unmatched = collect_inputs(args.inputs)
     if unmatched:
@@ -301,7 +305,7 @@ def cmd_predict(args) -> None:
         with torch.inference_mode():
             report = predict_inputs(predictor, inputs, Path(args.out), args.format, args.show_offsets,
                                     sys.stderr.isatty())
-    except ValueError as exc:
+    except ScrnetError as exc:
         raise UsageError(str(exc)) from None
     for failure in report.failures:
         print(f"skipped: {failure}", file=sys.stderr)
@@ -321,7 +325,7 @@ def cmd_export(args) -> None:
         raise UsageError(f"--size must be at least 32 32, got {args.size}")
     try:
         loaded = from_pretrained(args.checkpoint)
-    except (FileNotFoundError, ValueError) as exc:
+    except (ScrnetError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
     model = loaded.model
     if not isinstance(model, SCRNet):
@@ -341,7 +345,7 @@ def cmd_export(args) -> None:
 
         try:
             calib = find_images(args.calib, args.calib_images)
-        except (FileNotFoundError, ValueError) as exc:
+        except (ScrnetError, FileNotFoundError) as exc:
             raise UsageError(str(exc)) from None
     meta = checkpoint_metadata(loaded.class_names, loaded.normalization, loaded.palette, loaded.config)
     if not args.no_fuse:
@@ -401,7 +405,7 @@ def cmd_benchmark(args) -> None:
         if m not in list_models():
             try:
                 from_pretrained(m)  # fail here, in one line, rather than inside a timing run
-            except (FileNotFoundError, ValueError) as exc:
+            except (ScrnetError, FileNotFoundError) as exc:
                 raise UsageError(str(exc)) from None
     if args.device == "cuda":
         import torch
@@ -464,14 +468,14 @@ def write_compare(result: dict, json_path: str | Path | None, markdown_path: str
 def cmd_study(args) -> None:
     from .config import ConfigError
     from .tools.compare import CompareError, compare, load_run
-    from .tools.study import run_study
+    from .tools.study import StudyError, run_study
 
     try:
         cells = run_study(args.config, args.vary, args.variants, args.seeds, args.work_dir, args.overrides,
                           args.print_commands, rerun_stale=args.rerun_stale)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
-    except RuntimeError as exc:
+    except StudyError as exc:
         print(f"scrnet study: {exc}", file=sys.stderr)
         raise RunFailed(1) from None
     if args.print_commands:
@@ -497,7 +501,7 @@ def cmd_publish(args) -> None:
             check_repo_id(args.push, "--push")  # before anything is written
         result = publish(args.checkpoint, args.out_dir, args.eval, args.name or (args.push.split("/")[-1]
                          if args.push else None), args.license, args.force)
-    except (FileNotFoundError, ValueError) as exc:
+    except (ScrnetError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
     print(f"wrote {result.folder}: model.safetensors (sha256 {result.sha256}), config.json, README.md; "
           f"{result.num_params / 1e6:.2f} M parameters, {result.gmacs:.1f} GMACs at {result.eval_size[0]}x"
@@ -505,7 +509,7 @@ def cmd_publish(args) -> None:
     if args.push:
         try:
             plan = push(result.folder, args.push, args.revision, args.private, dry_run=args.dry_run)
-        except ValueError as exc:
+        except ScrnetError as exc:
             raise UsageError(str(exc)) from None
         what = "would upload" if args.dry_run else "uploaded"
         print(f"{what} {', '.join(plan['files'])} to https://huggingface.co/{plan['repo_id']}"
@@ -713,22 +717,30 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = list(args.overrides) + extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    debug = bool(os.environ.get("SCRNET_DEBUG"))
     try:
         args.func(args)
     except RunFailed as exc:
         return exc.args[0] if exc.args else 1
-    except UsageError as exc:
+    except UsageError as exc:  # bad usage, already a one-line message
+        if debug:
+            traceback.print_exc()
         print(f"scrnet {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except ScrnetError as exc:  # an expected failure of the run (e.g. training aborted): one line
+        if debug:
+            traceback.print_exc()
+        print(f"scrnet {args.command}: failed: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"scrnet {args.command}: interrupted", file=sys.stderr)
         return 1
-    except Exception as exc:  # a failed run: one line, no traceback (SCRNET_DEBUG=1 shows it)
-        import os
-
-        if os.environ.get("SCRNET_DEBUG"):
-            raise
-        print(f"scrnet {args.command}: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except Exception as exc:  # anything else is a bug in scrnet, not in the input: say so
+        if debug:
+            traceback.print_exc()
+        print(f"scrnet {args.command}: internal error (a bug in scrnet, not a problem with your input): "
+              f"{type(exc).__name__}: {exc}. Please report it with the traceback that SCRNET_DEBUG=1 prints.",
+              file=sys.stderr)
         return 1
     return 0
 

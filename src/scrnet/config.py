@@ -19,13 +19,14 @@ from omegaconf import OmegaConf
 from .data.build import DataConfig
 from .data.transforms import Normalize
 from .errors import ConfigError
-from .models import ModelConfig, model_config
+from .models import ModelConfig, list_models, model_config
+from .models import apply_overrides as apply_model_overrides
 from .models.backbones import BACKBONES
 from .overrides import apply_overrides, as_update, first_line
 
 __all__ = ["CONFIG_FORMAT", "BoundaryConfig", "Config", "ConfigError", "DataConfig", "EvalConfig", "LossConfig",
            "ModelConfig", "OptimConfig", "TrainConfig", "config_from_dict", "config_to_dict", "config_to_yaml",
-           "load_config", "normalization", "resolve", "upgrade_config"]
+           "load_config", "load_model_config", "normalization", "resolve", "upgrade_config"]
 
 CONFIG_FORMAT = 4
 AMP_MODES = ("none", "bf16", "fp16")
@@ -43,11 +44,11 @@ class LossConfig:
 
     def __post_init__(self):
         if not 0 < self.ohem_thresh <= 1:
-            raise ValueError(f"train.loss.ohem_thresh must be in (0, 1], got {self.ohem_thresh}")
+            raise ConfigError(f"train.loss.ohem_thresh must be in (0, 1], got {self.ohem_thresh}")
         if self.ohem_min_kept < 0:
-            raise ValueError(f"train.loss.ohem_min_kept must be >= 0, got {self.ohem_min_kept}")
+            raise ConfigError(f"train.loss.ohem_min_kept must be >= 0, got {self.ohem_min_kept}")
         if self.aux_weight < 0:
-            raise ValueError(f"train.loss.aux_weight must be >= 0, got {self.aux_weight}")
+            raise ConfigError(f"train.loss.aux_weight must be >= 0, got {self.aux_weight}")
 
 
 @dataclass
@@ -67,11 +68,11 @@ class OptimConfig:
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"train.optim.optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
+            raise ConfigError(f"train.optim.optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.lr <= 0:
-            raise ValueError(f"train.optim.lr must be positive, got {self.lr}")
+            raise ConfigError(f"train.optim.lr must be positive, got {self.lr}")
         if self.offset_lr_mult <= 0:
-            raise ValueError(f"train.optim.offset_lr_mult must be positive, got {self.offset_lr_mult}")
+            raise ConfigError(f"train.optim.offset_lr_mult must be positive, got {self.offset_lr_mult}")
 
 
 @dataclass
@@ -99,14 +100,14 @@ class TrainConfig:
         for key in ("max_iters", "batch_size", "log_interval", "checkpoint_interval", "keep_last", "max_nonfinite",
                     "dist_timeout_s"):
             if getattr(self, key) <= 0:
-                raise ValueError(f"train.{key} must be positive, got {getattr(self, key)}")
+                raise ConfigError(f"train.{key} must be positive, got {getattr(self, key)}")
         for key in ("num_workers", "val_interval"):
             if getattr(self, key) < 0:
-                raise ValueError(f"train.{key} must be >= 0, got {getattr(self, key)}")
+                raise ConfigError(f"train.{key} must be >= 0, got {getattr(self, key)}")
         if self.amp not in AMP_MODES:
-            raise ValueError(f"train.amp must be one of {list(AMP_MODES)}, got {self.amp!r}")
+            raise ConfigError(f"train.amp must be one of {list(AMP_MODES)}, got {self.amp!r}")
         if self.device not in DEVICES:
-            raise ValueError(f"train.device must be one of {list(DEVICES)}, got {self.device!r}")
+            raise ConfigError(f"train.device must be one of {list(DEVICES)}, got {self.device!r}")
 
 
 EVAL_MODES = ("whole", "slide")
@@ -124,12 +125,12 @@ class BoundaryConfig:
 
     def __post_init__(self):
         if not 0 < self.dilation_ratio < 1:
-            raise ValueError(f"eval.boundary.dilation_ratio must be in (0, 1), got {self.dilation_ratio}")
+            raise ConfigError(f"eval.boundary.dilation_ratio must be in (0, 1), got {self.dilation_ratio}")
         if not self.f_tolerances or min(self.f_tolerances) < 0:
-            raise ValueError(f"eval.boundary.f_tolerances must be pixel distances >= 0, got {self.f_tolerances}")
+            raise ConfigError(f"eval.boundary.f_tolerances must be pixel distances >= 0, got {self.f_tolerances}")
         bands = list(self.distance_bands)
         if not bands or bands[0] != 0 or bands != sorted(set(bands)):
-            raise ValueError(f"eval.boundary.distance_bands must be increasing edges starting at 0, got {bands}")
+            raise ConfigError(f"eval.boundary.distance_bands must be increasing edges starting at 0, got {bands}")
 
 
 @dataclass
@@ -145,15 +146,15 @@ class EvalConfig:
 
     def __post_init__(self):
         if self.mode not in EVAL_MODES:
-            raise ValueError(f"eval.mode must be one of {list(EVAL_MODES)}, got {self.mode!r}")
+            raise ConfigError(f"eval.mode must be one of {list(EVAL_MODES)}, got {self.mode!r}")
         for key in ("crop_size", "stride"):
             value = getattr(self, key)
             if len(value) != 2 or min(value) <= 0:
-                raise ValueError(f"eval.{key} must be two positive sizes [height, width], got {value}")
+                raise ConfigError(f"eval.{key} must be two positive sizes [height, width], got {value}")
         if not self.scales or min(self.scales) <= 0:
-            raise ValueError(f"eval.scales must be positive factors, got {self.scales}")
+            raise ConfigError(f"eval.scales must be positive factors, got {self.scales}")
         if self.boundary_width < 1:
-            raise ValueError(f"eval.boundary_width must be >= 1 pixel, got {self.boundary_width}")
+            raise ConfigError(f"eval.boundary_width must be >= 1 pixel, got {self.boundary_width}")
 
 
 
@@ -275,6 +276,22 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         return resolve(apply_overrides(Config(model=model_config(name)), raw, cli))
     except ValueError as exc:
         raise ConfigError(f"bad config{f' in {path}' if path else ''}: {exc}") from None
+
+
+def load_model_config(path: str | Path, overrides: list[str] | None = None) -> ModelConfig:
+    """The ``model`` section of a YAML config file, read exactly as ``scrnet train`` reads the file (upgraded from
+    older config formats, validated), with model-key ``overrides`` (``srm.mode=pixel``; a leading ``model.`` is
+    accepted). A file without a ``model`` section naming a zoo variant is a ConfigError."""
+    try:
+        raw = OmegaConf.to_container(OmegaConf.load(path)) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except Exception as exc:
+        raise ConfigError(f"cannot parse {path}: {first_line(exc)}") from None
+    section = raw.get("model") if isinstance(raw, dict) else None
+    if not isinstance(section, dict) or "name" not in section:
+        raise ConfigError(f"{path}: expected a 'model' section with a 'name' (one of {list_models()})")
+    return apply_model_overrides(load_config(path).model, overrides)
 
 
 def config_to_yaml(cfg: Config) -> str:

@@ -93,7 +93,7 @@ def save_checkpoint(model: SCRNet, path: str | Path, class_names: list[str], pal
                     config: Config | None = None) -> Path:
     """Write an inference checkpoint (weights, config, classes, palette) for a model built in Python."""
     if len(class_names) != model.cfg.num_classes:
-        raise ValueError(f"{len(class_names)} class names for a model with {model.cfg.num_classes} classes")
+        raise CheckpointError(f"{len(class_names)} class names for a model with {model.cfg.num_classes} classes")
     path = Path(path)
     atomic_save(inference_state(model, config or Config(model=model.cfg), class_names, palette), path)
     return path

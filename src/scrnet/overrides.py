@@ -9,6 +9,8 @@ from typing import TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 
+from .errors import ConfigError
+
 T = TypeVar("T")
 
 
@@ -27,22 +29,22 @@ def as_update(overrides: dict | list[str] | DictConfig) -> DictConfig:
         return OmegaConf.create(overrides)
     bad = [o for o in overrides if "=" not in o]
     if bad:
-        raise ValueError(f"override {bad[0]!r} is not of the form key=value")
+        raise ConfigError(f"override {bad[0]!r} is not of the form key=value")
     return OmegaConf.from_dotlist(list(overrides))
 
 
 def apply_overrides(obj: T, *updates: dict | list[str] | DictConfig | None, key_prefix: str = "") -> T:
-    """``obj`` (a dataclass instance) with each update merged in order, validated; raises ValueError in one line
-    naming the key (prefixed with ``key_prefix``, e.g. ``model.``) and the value."""
+    """``obj`` (a dataclass instance) with each update merged in order, validated; raises ConfigError (a
+    ValueError) in one line naming the key (prefixed with ``key_prefix``, e.g. ``model.``) and the value."""
     try:
         merged = OmegaConf.merge(OmegaConf.structured(obj), *(as_update(u) for u in updates if u))
         return OmegaConf.to_object(merged)
     except ValueError as exc:
         if not hasattr(exc, "full_key"):  # ours (not of the form key=value) or a __post_init__ check
-            raise ValueError(str(exc).splitlines()[0]) from None
-        raise ValueError(first_line(exc, key_prefix)) from None
+            raise ConfigError(str(exc).splitlines()[0]) from None
+        raise ConfigError(first_line(exc, key_prefix)) from None
     except Exception as exc:  # omegaconf's errors (unknown key, wrong type) carry the key
-        raise ValueError(first_line(exc, key_prefix)) from None
+        raise ConfigError(first_line(exc, key_prefix)) from None
 
 
 def flatten(d: dict, prefix: str = "") -> dict:

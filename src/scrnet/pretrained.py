@@ -21,6 +21,7 @@ import torch
 
 from .checkpoint_io import CheckpointError, sha256_of
 from .config import ConfigError, config_from_dict, normalization
+from .errors import RequestError
 from .loading import LoadedCheckpoint, load_checkpoint, load_weights
 from .models import build_model
 from .overrides import first_line
@@ -169,7 +170,7 @@ class OnnxModel(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, return_offsets: bool = False) -> torch.Tensor:
         if return_offsets:
-            raise ValueError(f"{self.path}: an exported ONNX graph has no SRM offsets; use its checkpoint")
+            raise RequestError(f"{self.path}: an exported ONNX graph has no SRM offsets; use its checkpoint")
         out = self.session.run(["logits"], {"image": x.detach().float().cpu().numpy()})[0]
         return torch.from_numpy(out).to(x.device)
 

@@ -46,6 +46,13 @@ def test_flops_reads_the_model_section_of_a_config(tmp_path):
     result = run("flops", str(cfg), "--size", "128", "128", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["model"] == "fpn_r18"
+    # one reader for config files: a format-1 file, which scrnet train upgrades, is upgraded here too
+    old = tmp_path / "old.yaml"
+    old.write_text("model:\n  name: fpn_r18\n  channels: 64\n  aux_weight: 0.2\n")
+    upgraded = run("flops", str(old), "--size", "128", "128", "--json")
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert json.loads(upgraded.stdout)["gmacs"] == json.loads(result.stdout)["gmacs"]
+    assert "model.aux_weight is now train.loss.aux_weight" in upgraded.stderr
 
 
 @pytest.mark.parametrize("args,message", [

@@ -175,3 +175,31 @@ def test_video_round_trip(checkpoint, tmp_path):
     (tmp_path / "bad.mp4").write_bytes(b"\x00" * 100)
     result = cli("predict", str(checkpoint), str(tmp_path / "bad.mp4"), "--out", str(tmp_path / "o2"))
     assert result.returncode == 1 and "bad.mp4" in result.stderr
+
+
+def test_a_bug_inside_evaluation_is_reported_as_a_bug_not_as_bad_usage(checkpoint, monkeypatch, capsys):
+    """A numpy broadcast error inside evaluation used to print 'error: ...' with exit 2, as if the input were
+    wrong, and SCRNET_DEBUG=1 showed no traceback."""
+    from scrnet.cli import main
+    from scrnet.evaluation import metrics
+
+    def broken(self, pred, target):
+        raise ValueError("operands could not be broadcast together with shapes (3,) (4,)")
+
+    monkeypatch.setattr(metrics.ConfusionMatrix, "update", broken)
+    monkeypatch.delenv("SCRNET_DEBUG", raising=False)
+    assert main(["eval", str(checkpoint)]) == 1
+    err = capsys.readouterr().err
+    assert "internal error (a bug in scrnet, not a problem with your input): ValueError: operands" in err
+    assert "Traceback" not in err and "SCRNET_DEBUG=1" in err
+    monkeypatch.setenv("SCRNET_DEBUG", "1")
+    assert main(["eval", str(checkpoint)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "def broken" not in err and "in broken" in err
+    # bad usage stays one line with exit 2, and SCRNET_DEBUG=1 shows where it was raised too
+    assert main(["eval", str(checkpoint) + ".missing"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "scrnet eval: error:" in err
+    monkeypatch.delenv("SCRNET_DEBUG")
+    assert main(["eval", str(checkpoint) + ".missing"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1

@@ -37,7 +37,7 @@ class DataConfig:
 
     def __post_init__(self):
         if self.type not in OPENERS:
-            raise ValueError(f"data.type must be one of {list(OPENERS)}, got {self.type!r}")
+            raise ConfigError(f"data.type must be one of {list(OPENERS)}, got {self.type!r}")
 
 
 def open_source(data_type: str, root: str | Path, split: str) -> DataSource:

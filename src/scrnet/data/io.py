@@ -6,12 +6,14 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from ..errors import ScrnetError
+
 cv2.setNumThreads(1)  # data loading parallelises over workers; OpenCV's own threads would oversubscribe the cores
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
-class DataError(ValueError):
+class DataError(ScrnetError, ValueError):
     """A data set problem; the message names the file or folder and what was expected."""
 
 

@@ -9,15 +9,17 @@ DistributedSampler). Items are ``(epoch, index)`` pairs: the data set seeds its 
 import numpy as np
 import torch
 
+from ..errors import ConfigError
+
 
 class IterationBatchSampler(torch.utils.data.Sampler):
     def __init__(self, num_samples: int, global_batch: int, rank: int = 0, world_size: int = 1, seed: int = 0,
                  start_iter: int = 0, max_iters: int = 0, shuffle: bool = True):
         if global_batch % world_size:
-            raise ValueError(f"train.batch_size ({global_batch}) must be divisible by the number of processes "
+            raise ConfigError(f"train.batch_size ({global_batch}) must be divisible by the number of processes "
                              f"({world_size})")
         if num_samples < global_batch:
-            raise ValueError(f"the training split has {num_samples} samples, fewer than train.batch_size "
+            raise ConfigError(f"the training split has {num_samples} samples, fewer than train.batch_size "
                              f"({global_batch})")
         self.num_samples, self.global_batch = num_samples, global_batch
         self.rank, self.world_size, self.seed = rank, world_size, seed

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..errors import ConfigError
 from .source import IGNORE
 
 
@@ -34,7 +35,7 @@ class TrainTransformConfig:
 
     def __post_init__(self):
         def bad(key, value, expected):
-            raise ValueError(f"data.train.{key} must be {expected}, got {value!r}")
+            raise ConfigError(f"data.train.{key} must be {expected}, got {value!r}")
 
         if len(self.scale) != 2 or min(self.scale) <= 0:
             bad("scale", self.scale, "two positive sizes [long, short]")
@@ -73,7 +74,7 @@ class Normalize:
 
     def __init__(self, mean, std):
         if mean is None or std is None or len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-            raise ValueError(f"input normalisation needs 3 means and 3 positive stds, got mean={mean}, std={std}")
+            raise ConfigError(f"input normalisation needs 3 means and 3 positive stds, got mean={mean}, std={std}")
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
         self._cache: dict = {}
 

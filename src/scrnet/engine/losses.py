@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import LossConfig
+from ..errors import ConfigError
 from ..models import SegmentationOutput
 
 IGNORE = 255
@@ -17,7 +18,7 @@ class SegmentationLoss(torch.nn.Module):
         self.cfg = cfg
         weights = cfg.class_weights
         if weights is not None and len(weights) != num_classes:
-            raise ValueError(f"train.loss.class_weights has {len(weights)} values for {num_classes} classes")
+            raise ConfigError(f"train.loss.class_weights has {len(weights)} values for {num_classes} classes")
         self.register_buffer("weight", torch.tensor(weights, dtype=torch.float32) if weights else None)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

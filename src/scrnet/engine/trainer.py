@@ -43,6 +43,7 @@ from ..distributed import (
     cleanup,
     init_distributed,
 )
+from ..errors import ScrnetError
 from ..evaluation.evaluate import evaluate
 from ..evaluation.inference import infer_whole
 from ..loading import inference_state
@@ -53,7 +54,7 @@ from .rng import own_cuda_rng_state, rng_state, set_rng_state
 from .schedule import build_optimizer, build_scheduler
 
 
-class TrainingAborted(RuntimeError):
+class TrainingAborted(ScrnetError, RuntimeError):
     """Training stopped on an unrecoverable condition (e.g. repeated non-finite losses); the message says why."""
 
 

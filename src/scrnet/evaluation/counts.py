@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.io import DataError
+
 
 @dataclass
 class PerImageCounts:
@@ -72,7 +74,7 @@ class PerImageCounts:
         except FileNotFoundError:
             raise
         except (OSError, KeyError, ValueError) as exc:
-            raise ValueError(f"{path}: not a file of per-image counts written by scrnet eval ({exc})") from None
+            raise DataError(f"{path}: not a file of per-image counts written by scrnet eval ({exc})") from None
 
 
 def counts_path(json_path: str | Path) -> Path:

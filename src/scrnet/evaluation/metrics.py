@@ -7,6 +7,8 @@ ground truth counts 0. mIoU is the mean over the classes that are not skipped: t
 
 import torch
 
+from ..data.io import DataError
+
 
 def iou_of(matrix) -> list[float | None]:
     """Per-class IoU = TP / (TP + FP + FN) of a K x K count matrix (rows ground truth, columns prediction; a tensor
@@ -50,7 +52,7 @@ class ConfusionMatrix:
         """Raise if any label outside 0..K-1 (other than the ignore index) was seen."""
         if int(self._bad.sum()):
             values = self._bad.nonzero().flatten().tolist()
-            raise ValueError(f"labels outside 0..{self.num_classes - 1} (and {self.ignore_index} ignored): "
+            raise DataError(f"labels outside 0..{self.num_classes - 1} (and {self.ignore_index} ignored): "
                              f"{values[:10]}")
 
     def all_reduce(self) -> None:

@@ -8,6 +8,7 @@ so a bad value fails at once with one line naming the key and the value.
 from dataclasses import dataclass, field
 from typing import Optional
 
+from ..errors import ConfigError
 from .backbones import BACKBONES
 from .crm import ATTENTION_TYPES, CONTEXT_TYPES, STAGE_CHOICES
 from .dysample import DYSAMPLE_SCOPES
@@ -17,12 +18,12 @@ from .srm import MASK_INPUTS, SAMPLE_FROM, SRM_MODES
 
 def _check_choice(key: str, value, choices) -> None:
     if value not in choices:
-        raise ValueError(f"{key} must be one of {list(choices)}, got {value!r}")
+        raise ConfigError(f"{key} must be one of {list(choices)}, got {value!r}")
 
 
 def _check_positive(key: str, value) -> None:
     if value is not None and value <= 0:
-        raise ValueError(f"{key} must be a positive number, got {value!r}")
+        raise ConfigError(f"{key} must be a positive number, got {value!r}")
 
 
 @dataclass
@@ -85,12 +86,12 @@ class ModelConfig:
         options = BACKBONES[self.backbone].options
         for key, unset in (("deep_stem", False), ("drop_path_rate", None)):
             if getattr(self, key) != unset and key not in options:
-                raise ValueError(f"model.{key} does not apply to backbone {self.backbone} (it takes "
+                raise ConfigError(f"model.{key} does not apply to backbone {self.backbone} (it takes "
                                  f"{', '.join(f'model.{o}' for o in options) or 'no options'})")
         if self.drop_path_rate is not None and not 0 <= self.drop_path_rate < 1:
-            raise ValueError(f"model.drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
+            raise ConfigError(f"model.drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
         if self.srm.mode == "dysample" and self.channels % self.srm.dysample_groups:
-            raise ValueError(f"model.srm.dysample_groups ({self.srm.dysample_groups}) must divide model.channels "
+            raise ConfigError(f"model.srm.dysample_groups ({self.srm.dysample_groups}) must divide model.channels "
                              f"({self.channels})")
         if self.pad_to % 32:
-            raise ValueError(f"model.pad_to must be a multiple of 32 (the output stride), got {self.pad_to}")
+            raise ConfigError(f"model.pad_to must be a multiple of 32 (the output stride), got {self.pad_to}")

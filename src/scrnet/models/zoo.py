@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from omegaconf import OmegaConf
 
+from ..errors import ConfigError
 from ..overrides import apply_overrides as override
 from .config import ContextConfig, ModelConfig, SRMConfig
 from .scrnet import SCRNet, build_model
@@ -71,19 +72,8 @@ def apply_overrides(cfg: ModelConfig, overrides: dict | list[str] | None) -> Mod
 def model_config(name: str, overrides: dict | list[str] | None = None) -> ModelConfig:
     """The config of zoo variant ``name`` with ``overrides`` applied (see :func:`apply_overrides`)."""
     if name not in ZOO:
-        raise ValueError(f"unknown model {name!r}; expected one of {list_models()}")
+        raise ConfigError(f"unknown model {name!r}; expected one of {list_models()}")
     return apply_overrides(ZOO[name](), overrides)
-
-
-def load_model_config(path: str, overrides: list[str] | None = None) -> ModelConfig:
-    """The ``model`` section of a YAML config file: ``name`` picks the zoo variant, other keys override it."""
-    try:
-        section = OmegaConf.to_container(OmegaConf.load(path)).get("model")
-    except (OSError, ValueError, AttributeError) as exc:
-        raise ValueError(f"cannot read a model config from {path}: {exc}") from None
-    if not isinstance(section, dict) or "name" not in section:
-        raise ValueError(f"{path}: expected a 'model' section with a 'name' (one of {list_models()})")
-    return apply_overrides(model_config(section.pop("name"), section), overrides)
 
 
 def create_model(name: str, num_classes: int = 19, backbone_weights: str | None = None,

@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from ..errors import ConfigError, ScrnetError
+
 
 def time_interleaved(fns: Sequence[Callable[[], object]], warmup: int = 3, rounds: int = 20,
                      min_time_s: float = 0.0, sync: Callable[[], None] | None = None) -> list[list[float]]:
@@ -103,7 +105,7 @@ def cpu_peak_rss_mb(name: str, runtime: str, size, batch: int, fuse: bool = True
     return value
 
 
-class ProviderUnavailable(RuntimeError):
+class ProviderUnavailable(ScrnetError, RuntimeError):
     """onnxruntime cannot run on the requested device here (provider missing, or it fell back to another)."""
 
 
@@ -286,13 +288,13 @@ def benchmark(specs: list[tuple[str, str]], size=(512, 1024), batch: int = 1, de
     torch model from a captured CUDA graph (see :func:`cuda_graphed`), ``split_dilation`` see :func:`_build`.
     """
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if compile_mode is not None and compile_mode not in COMPILE_MODES:
-        raise ValueError(f"compile mode must be one of {COMPILE_MODES}, got {compile_mode!r}")
+        raise ConfigError(f"compile mode must be one of {COMPILE_MODES}, got {compile_mode!r}")
     if cuda_graph and device != "cuda":
-        raise ValueError("a CUDA graph needs device cuda")
+        raise ConfigError("a CUDA graph needs device cuda")
     if cuda_graph and compile_mode:
-        raise ValueError("a CUDA graph and torch.compile exclude each other here: compile mode reduce-overhead "
+        raise ConfigError("a CUDA graph and torch.compile exclude each other here: compile mode reduce-overhead "
                          "captures CUDA graphs itself")
     cuda = device == "cuda"
     warmup = (10 if cuda else 3) if warmup is None else warmup

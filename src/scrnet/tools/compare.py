@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import ConfigError, config_from_dict, config_to_dict
+from ..errors import ScrnetError
 from ..evaluation.counts import PerImageCounts, counts_path
 from ..overrides import flatten
 from .intervals import MIN_SEEDS, Interval, difference_interval, image_weights, verdict
@@ -39,7 +40,7 @@ METHOD = ("paired t over seeds (Welch's t when unpaired) with an image-bootstrap
           "Satterthwaite degrees of freedom")
 
 
-class CompareError(ValueError):
+class CompareError(ScrnetError, ValueError):
     """Runs that cannot be compared (one line naming the runs and what differs)."""
 
 

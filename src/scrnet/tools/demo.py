@@ -19,13 +19,13 @@ import cv2
 import numpy as np
 import torch
 
+from ..checkpoint_io import checkpoint_path
 from ..config import load_config
 from ..data.build import open_source
 from ..data.dataset import SegmentationDataset
 from ..data.io import read_image
 from ..data.synthetic import generate_synthetic
 from ..data.transforms import EvalTransform
-from ..checkpoint_io import checkpoint_path
 from ..engine.trainer import train
 from ..evaluation.evaluate import EvalResult, evaluate
 from ..evaluation.run import format_table

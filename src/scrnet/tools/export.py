@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import ConfigError
 from ..models.sampling import export_sampler
 from .onnx_passes import fold_pads_into_convs
 
@@ -29,7 +30,7 @@ def export_onnx(model: torch.nn.Module, path: str | Path, size: tuple[int, int] 
     onnxruntime's CPU ``GridSample``) or ``gridsample`` (one ONNX op, for runtimes with a fast one). A zero ``Pad``
     in front of a ``Conv`` is folded into the conv's padding (``onnx_passes.fold_pads_into_convs``)."""
     if opset not in OPSETS:
-        raise ValueError(f"opset must be one of {list(OPSETS)} (grid_sample needs 16 or later), got {opset}")
+        raise ConfigError(f"opset must be one of {list(OPSETS)} (grid_sample needs 16 or later), got {opset}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()

@@ -7,7 +7,7 @@ Labels are drawn as plain text (no maths parsing), whatever characters a group's
 
 from pathlib import Path
 
-from .compare import METRICS, fmt_value
+from .compare import METRICS, CompareError, fmt_value
 
 COLOURS = {"better": "#1a9850", "worse": "#d73027", "no worse": "#4575b4", "inconclusive": "#7f7f7f"}
 
@@ -30,7 +30,7 @@ def forest_plot(result: dict, path: str | Path) -> Path:
     metrics = [m for m in METRICS if any(c["metric"] == m for c in result["comparisons"])]
     groups = list(dict.fromkeys(c["group"] for c in result["comparisons"]))
     if not metrics or not groups:
-        raise ValueError("nothing to plot: the result has no comparison (one group only?)")
+        raise CompareError("nothing to plot: the result has no comparison (one group only?)")
     height = 1.2 + 0.55 * len(groups)
     fig = Figure(figsize=(4.2 * len(metrics) + 3.2, height), layout="constrained")
     FigureCanvasAgg(fig)

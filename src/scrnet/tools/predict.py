@@ -20,6 +20,7 @@ from ..data.cityscapes import TRAIN_TO_LABEL
 from ..data.io import IMAGE_SUFFIXES, DataError, read_image
 from ..data.source import palette_table
 from ..data.transforms import fit_size, to_chw_uint8
+from ..errors import RequestError
 from ..evaluation.inference import infer, resize
 from ..loading import LoadedCheckpoint
 
@@ -100,7 +101,7 @@ class Predictor:
         out = self.model(self._input(rgb), return_offsets=True)
         finest = out.offsets[-1]
         if finest is None:
-            raise ValueError("this model has no SRM offsets (model.srm.mode=bilinear)")
+            raise RequestError("this model has no SRM offsets (model.srm.mode=bilinear)")
         h, w = rgb.shape[:2]
         scale = torch.tensor([w / finest.shape[-1], h / finest.shape[-2]], device=finest.device).view(1, 2, 1, 1)
         return (resize(finest.float(), (h, w)) * scale)[0].cpu().numpy()
@@ -162,7 +163,7 @@ def predict_video(predictor: Predictor, src: Path, dst: Path, fmt: str) -> Path:
 def predict_inputs(predictor: Predictor, inputs: list[tuple[Path, Path]], out_dir: Path, fmt: str,
                    show_offsets: bool = False, progress: bool = False) -> PredictReport:
     if fmt == "labelid" and predictor.class_names != CITYSCAPES_CLASSES:
-        raise ValueError("--format labelid writes Cityscapes label ids; this checkpoint's classes are not "
+        raise RequestError("--format labelid writes Cityscapes label ids; this checkpoint's classes are not "
                          f"Cityscapes' 19 ({len(predictor.class_names)} classes: {predictor.class_names[:3]} ...)")
     report = PredictReport()
     for src, rel in tqdm(inputs, desc="predict", unit="file", disable=not progress):

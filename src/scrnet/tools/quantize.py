@@ -21,6 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.io import DataError
+from ..errors import ConfigError
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 # label folders of the supported layouts (folder, BDD100K, ADE20K, Cityscapes): their PNGs are masks, not images
 LABEL_DIRS = ("masks", "labels", "annotations", "gtFine", "gtCoarse")
@@ -103,9 +106,9 @@ def find_images(root: str | Path, limit: int) -> list[Path]:
     found = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
                    and not set(p.relative_to(root).parts[:-1]) & set(LABEL_DIRS))
     if not found:
-        raise ValueError(f"--calib {root}: no image ({', '.join(IMAGE_SUFFIXES)}) found under it")
+        raise DataError(f"--calib {root}: no image ({', '.join(IMAGE_SUFFIXES)}) found under it")
     if limit <= 0:
-        raise ValueError(f"--calib-images must be positive, got {limit}")
+        raise ConfigError(f"--calib-images must be positive, got {limit}")
     if len(found) <= limit:
         return found
     picks = np.linspace(0, len(found) - 1, limit).round().astype(int)

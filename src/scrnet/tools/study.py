@@ -5,8 +5,9 @@ final checkpoint (not ``best.pth``, which was picked on the split being scored) 
 ``eval.json`` holds the planned config is skipped, and a cell killed mid-training (its ``config.yaml`` the planned
 one) resumes from its newest checkpoint, so a killed study goes on where it stopped when run again. A cell made with
 another config (an edited variant file, another ``max_iters``) is stale: the study refuses before running anything,
-naming the cell and the keys, or with ``rerun_stale`` moves it to ``WORK_DIR/stale-N/CELL`` and trains it again. ``--print-commands`` prints one shell line per cell instead of
-running them, for a SLURM array or torchrun jobs: there is no scheduler here.
+naming the cell and the keys, or with ``rerun_stale`` moves it to ``WORK_DIR/stale-N/CELL`` and trains it again.
+``--print-commands`` prints one shell line per cell instead of running them, for a SLURM array or torchrun jobs:
+there is no scheduler here.
 
 Variants come from ``--vary KEY=V1,V2`` (each key one axis of the grid) and ``--variants FILE...`` (one axis whose
 values are YAML files of ``dotted.key: value`` overrides, named by their stem, as in ``configs/ablations/``).
@@ -25,8 +26,13 @@ import yaml
 
 from ..checkpoint_io import checkpoint_path
 from ..config import Config, ConfigError, config_from_dict, config_to_dict, load_config
+from ..errors import ScrnetError
 from ..overrides import flatten
 from .compare import IGNORED_KEYS, fmt_value
+
+
+class StudyError(ScrnetError, RuntimeError):
+    """A cell whose training or evaluation failed (its own output says why); finished cells are kept."""
 
 
 @dataclass
@@ -181,7 +187,7 @@ def run_study(config: str, vary: list[str], variant_files: list[str], seeds: lis
         for argv in (train, evaluate):
             code = runner(argv)
             if code != 0:
-                raise RuntimeError(f"cell {cell.name}: scrnet {argv[0]} exited with {code}; fix it and run the study "
+                raise StudyError(f"cell {cell.name}: scrnet {argv[0]} exited with {code}; fix it and run the study "
                                    f"again (finished cells are kept)")
         print(f"[{k}/{len(plans)}] {cell.name}: {time.perf_counter() - start:.0f} s", flush=True)
     return [work_dir / cell.name for cell in cells]

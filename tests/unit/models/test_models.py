@@ -147,13 +147,20 @@ def test_bad_config_values_fail_with_one_line_naming_the_key(override, message):
 
 
 def test_yaml_model_section(tmp_path):
+    from scrnet.config import load_model_config
+
     path = tmp_path / "run.yaml"
     path.write_text("model:\n  name: scrnet_van_b1\n  num_classes: 7\n  srm:\n    mode: pixel\n")
-    cfg = scrnet.models.load_model_config(str(path), ["channels=32"])
+    cfg = load_model_config(str(path), ["channels=32"])
     assert (cfg.name, cfg.num_classes, cfg.srm.mode, cfg.channels) == ("scrnet_van_b1", 7, "pixel", 32)
     (tmp_path / "bad.yaml").write_text("train: {}\n")
     with pytest.raises(ValueError, match="bad.yaml: expected a 'model' section"):
-        scrnet.models.load_model_config(str(tmp_path / "bad.yaml"))
+        load_model_config(str(tmp_path / "bad.yaml"))
+    # read as scrnet train reads it: a format-1 file (model.aux_weight, since moved to train.loss) is upgraded
+    old = tmp_path / "old.yaml"
+    old.write_text("model:\n  name: scrnet_r18\n  num_classes: 5\n  aux_weight: 0.2\n")
+    with pytest.warns(FutureWarning, match="model.aux_weight is now train.loss.aux_weight"):
+        assert load_model_config(str(old)).num_classes == 5
 
 
 def test_fresh_scrnet_under_bf16_autocast_stays_close_to_float32():

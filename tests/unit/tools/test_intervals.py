@@ -10,8 +10,7 @@ import pytest
 
 from scrnet.tools.calibration import SCENARIOS, simulate, true_difference
 from scrnet.tools.compare import RunStats, interval_between
-from scrnet.tools.intervals import (Interval, difference_interval, image_weights, satterthwaite, t975, t_cdf,
-                                    verdict)
+from scrnet.tools.intervals import Interval, difference_interval, image_weights, satterthwaite, t975, t_cdf, verdict
 
 
 def test_t_quantiles_match_published_values_for_integer_and_real_degrees_of_freedom():
@@ -42,7 +41,8 @@ def test_paired_interval_without_image_noise_is_the_paired_t_interval():
     d = group - base
     half = t975(4) * d.std(ddof=1) / math.sqrt(5)
     assert iv.diff == pytest.approx(d.mean()) and iv.low == pytest.approx(d.mean() - half)
-    assert iv.high == pytest.approx(d.mean() + half) and iv.df == pytest.approx(4) and iv.image_var == pytest.approx(0, abs=1e-20)
+    assert iv.high == pytest.approx(d.mean() + half) and iv.df == pytest.approx(4)
+    assert iv.image_var == pytest.approx(0, abs=1e-20)
     assert iv.paired and iv.seeds == 5
 
 

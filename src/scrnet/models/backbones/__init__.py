@@ -6,7 +6,8 @@ from pathlib import Path
 
 import torch
 
-from ...checkpoint_io import sha256_of
+from ...checkpoint_io import CheckpointError, sha256_of
+from ...errors import ConfigError
 from .base import Backbone, Normalization
 from .efficientnet_lite import LITE_NORMALIZATION, efficientnet_lite0, lite0_imagenet_path
 from .resnet import resnet18, resnet50, resnet101
@@ -44,11 +45,11 @@ def build_backbone(name: str, weights: str | None = None, **options) -> Backbone
     """Build backbone ``name``; ``weights`` is None, ``"imagenet"`` or a path to a state dict file. ``options``
     are the backbone's own keyword options (``BackboneSpec.options``); one it does not take is an error."""
     if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; expected one of {sorted(BACKBONES)}")
+        raise ConfigError(f"unknown backbone {name!r}; expected one of {sorted(BACKBONES)}")
     spec = BACKBONES[name]
     foreign = sorted(set(options) - set(spec.options))
     if foreign:
-        raise ValueError(f"backbone {name} does not take {', '.join(foreign)} (it takes "
+        raise ConfigError(f"backbone {name} does not take {', '.join(foreign)} (it takes "
                          f"{', '.join(spec.options) or 'no options'})")
     backbone = spec.build(**options)
     if weights is not None:
@@ -61,18 +62,18 @@ def _read_state_dict(weights: str, name: str) -> dict[str, torch.Tensor]:
     if weights == "imagenet":
         known = spec.imagenet
         if known is None:
-            raise ValueError(f"no ImageNet weights are known for {name}; pass backbone_weights=PATH")
+            raise ConfigError(f"no ImageNet weights are known for {name}; pass backbone_weights=PATH")
         if known.local is not None:
             weights = known.local()
             if known.sha256 and sha256_of(weights) != known.sha256:
-                raise ValueError(f"{weights}: sha256 differs from the {known.sha256} recorded for {known.name} "
+                raise CheckpointError(f"{weights}: sha256 differs from the {known.sha256} recorded for {known.name} "
                                  "(a corrupted or replaced file; reinstall the package that ships it)")
         else:
             try:  # check_hash: the file name's hash prefix must match its sha256, as torch.hub checks
                 return torch.hub.load_state_dict_from_url(known.url, map_location="cpu", weights_only=True,
                                                           check_hash=True)
             except Exception as exc:  # offline, proxy, a hash mismatch ...: say what to do instead
-                raise RuntimeError(
+                raise CheckpointError(
                     f"could not download ImageNet weights for {name} from {known.url} ({exc}); "
                     "download the file elsewhere and pass its path as backbone_weights") from exc
     path = Path(weights)
@@ -88,7 +89,7 @@ def _read_state_dict(weights: str, name: str) -> dict[str, torch.Tensor]:
 def load_backbone_weights(backbone: Backbone, name: str, weights: str) -> None:
     """Load an ImageNet-style state dict into ``backbone``; raises naming every key or shape that does not fit."""
     if weights == "imagenet" and isinstance(getattr(backbone, "conv1", None), torch.nn.Sequential):
-        raise ValueError(f"no ImageNet weights are known for {name} with a deep stem; pass backbone_weights=PATH "
+        raise ConfigError(f"no ImageNet weights are known for {name} with a deep stem; pass backbone_weights=PATH "
                          "(timm's resnet50c/resnet101c state dicts fit)")
     state = _read_state_dict(weights, name)
     for wrapper in ("state_dict", "model"):
@@ -103,7 +104,7 @@ def load_backbone_weights(backbone: Backbone, name: str, weights: str) -> None:
     mismatched = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
                   if k in state and state[k].shape != v.shape]
     if missing or unexpected or mismatched:
-        raise ValueError(
+        raise CheckpointError(
             f"weights {weights!r} do not fit backbone {name}: {len(missing)} missing keys {missing[:5]}, "
             f"{len(unexpected)} unexpected keys {unexpected[:5]}, {len(mismatched)} shape mismatches {mismatched[:5]}")
     backbone.load_state_dict(state)
