@@ -31,6 +31,10 @@ class LoadedCheckpoint:
     palette: list[tuple[int, int, int]]
     normalization: Normalize  # the input normalisation the model was trained with (config.data.mean/std)
     path: Path | None = None
+    # iterations scrnet's trainer recorded for these weights (a training checkpoint's, or a published folder's
+    # provenance); None when nothing records that scrnet trained them (e.g. save_checkpoint of a model built in
+    # Python): a model card then says the training is unknown
+    trained_iterations: int | None = None
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict, Config]:
@@ -56,8 +60,10 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedCheckpoint:
     state, cfg = read_checkpoint(path)
     model = build_model(replace(cfg.model, backbone_weights=None))
     load_weights(model, state["model"], path)
+    iterations = state.get("iteration")
     return LoadedCheckpoint(model.to(device).eval(), cfg, list(state["class_names"]),
-                            [tuple(c) for c in state.get("palette", [])], normalization(cfg), Path(path))
+                            [tuple(c) for c in state.get("palette", [])], normalization(cfg), Path(path),
+                            iterations if isinstance(iterations, int) and not isinstance(iterations, bool) else None)
 
 
 def load_weights(model: SCRNet, state: dict, origin: str | Path) -> None:

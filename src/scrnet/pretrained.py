@@ -33,7 +33,7 @@ CARD_FILE = "README.md"
 HF_PREFIX = "hf://"
 # keys of config.json this version writes (and reads); a newer folder may hold others
 FOLDER_KEYS = frozenset({"format", "format_version", "scrnet_version", "config", "class_names", "palette",
-                         "normalization", "eval_protocol", "weights", "compute", "metrics"})
+                         "normalization", "eval_protocol", "weights", "compute", "metrics", "provenance"})
 
 
 _HUB_PART = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?")
@@ -149,8 +149,11 @@ def load_folder(folder: str | Path, device: str = "cpu") -> LoadedCheckpoint:
     stored = meta["normalization"]
     if [list(norm.mean), list(norm.std)] != [list(stored.get("mean", [])), list(stored.get("std", []))]:
         raise CheckpointError(f"{path}: normalization {stored} disagrees with its config's data.mean/std")
+    provenance = meta.get("provenance")
+    iterations = provenance.get("trained_iterations") if isinstance(provenance, dict) else None
     return LoadedCheckpoint(model.to(device).eval(), cfg, list(meta["class_names"]),
-                            [tuple(c) for c in meta.get("palette", [])], norm, folder)
+                            [tuple(c) for c in meta.get("palette", [])], norm, folder,
+                            iterations if isinstance(iterations, int) and not isinstance(iterations, bool) else None)
 
 
 class OnnxModel(torch.nn.Module):

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -80,14 +81,18 @@ def test_from_pretrained_gives_the_checkpoints_logits_and_config(setup, folder):
     x = torch.randn(2, 3, 45, 61)
     with torch.no_grad():
         assert torch.equal(a.model(x), b.model(x))
-    assert b.config == a.config and b.class_names == a.class_names and b.palette == a.palette
+    assert b.config.data.root == "" and b.config.data.type == a.config.data.type  # no local path is published
+    assert replace(b.config, data=a.config.data) == a.config
+    assert b.class_names == a.class_names and b.palette == a.palette
     assert b.normalization.mean == a.normalization.mean and b.normalization.std == a.normalization.std
 
 
 def test_the_cli_commands_take_the_folder(setup, folder, tmp_path):
     base, root, checkpoint, eval_json = setup
     out = tmp_path / "e.json"
-    assert run("eval", folder, "--json", out)[0] == 0
+    code, _, err = run("eval", folder)
+    assert code == 2 and "names no data root" in err and "--data.root" in err
+    assert run("eval", folder, "--data.root", root, "--json", out)[0] == 0
     assert json.loads(out.read_text())["miou"] == json.loads(eval_json.read_text())["miou"]
     image = sorted((root / "val" / "images").iterdir())[0]
     for source, dst in ((checkpoint, tmp_path / "p1"), (folder, tmp_path / "p2")):
@@ -109,11 +114,39 @@ def test_the_card_parses_with_huggingface_hub_and_holds_the_figures(setup, folde
     metrics = json.loads(setup[3].read_text())
     results = {r.metric_type: r for r in data.eval_results}
     assert results["mean_iou"].metric_value == round(100 * metrics["miou"], 2)
-    assert results["boundary_iou"].metric_value == round(100 * metrics["mbiou"], 2)
+    # the field's Boundary IoU under its name; our fixed-band BIoU* under its own
+    assert results["boundary_iou"].metric_value == round(100 * metrics["boundary_iou"]["mean"], 2)
+    assert results["biou_band"].metric_value == round(100 * metrics["mbiou"], 2)
     assert results["mean_iou"].dataset_split == "val" and results["mean_iou"].task_type == "image-segmentation"
     body = card.text
     assert "reconstruction" in body and "10.1109/TMM.2025.3543037" in body and "scrnet.Segmenter" in body
     assert sha256_of(folder / "model.safetensors") in body
+
+
+def test_the_card_claims_no_training_that_the_checkpoint_does_not_record(setup, folder, tmp_path):
+    """The fixture's checkpoint was never trained (save_checkpoint of a model built in Python): its card used to
+    say "Cityscapes train, 80000 iterations, sgd", list a training data set, link a PyPI page that does not
+    exist and publish the author's data.root."""
+    base, root, checkpoint, _ = setup
+    card = (folder / "README.md").read_text()
+    header = card.split("---")[1]
+    assert "datasets:" not in header and "## Training\n\nUnknown" in card
+    assert "iterations" not in card.split("## Training")[1].split("## Evaluation")[0].replace("iteration)", "")
+    assert "pypi.org" not in card
+    for published in folder.iterdir():  # no local path in any published file
+        if published.suffix != ".safetensors":
+            text = published.read_text()
+            assert str(root) not in text and str(base) not in text, published.name
+    meta = json.loads((folder / "config.json").read_text())
+    assert meta["provenance"] == {"trained_iterations": None} and meta["config"]["data"]["root"] == ""
+    # a training checkpoint records its iterations: then the recipe is stated, as recorded
+    state = torch.load(checkpoint, weights_only=True)
+    state["iteration"] = 40
+    torch.save(state, tmp_path / "trained.pth")
+    publish(tmp_path / "trained.pth", tmp_path / "trained")
+    card = (tmp_path / "trained" / "README.md").read_text()
+    assert "## Training recipe" in card and "40 of" in card
+    assert scrnet.from_pretrained(tmp_path / "trained").trained_iterations == 40
 
 
 def populate_hub_cache(cache: Path, repo: str, folder: Path, commit: str, branch: str = "main") -> None:

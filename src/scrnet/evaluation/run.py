@@ -43,6 +43,9 @@ beside the eval JSON), gathered from every rank."""
     except ValueError as exc:
         raise ConfigError(f"bad override: {exc}") from None
     split = split or cfg.data.val_split
+    if not cfg.data.root:
+        raise ConfigError(f"{path} names no data root (published models never carry the author's): pass "
+                          f"--data.root DIR (data.type={cfg.data.type})")
     source = open_source(cfg.data.type, cfg.data.root, split)
     try:
         source.raise_problems()

@@ -83,51 +83,93 @@ def read_eval_json(path: str | Path, class_names: list[str]) -> dict:
     return metrics
 
 
+def shareable_config(cfg: Config) -> dict:
+    """The run config as published: local paths (the data root, a backbone weights file) are left out."""
+    out = config_to_dict(cfg)
+    out["data"]["root"] = ""
+    if out["model"]["backbone_weights"] not in (None, "imagenet"):
+        out["model"]["backbone_weights"] = None
+    return out
+
+
 def _pct(value) -> float | None:
     return None if value is None else round(100 * float(value), 2)
 
 
 def card_metadata(loaded: LoadedCheckpoint, metrics: dict | None, name: str, license: str) -> dict:
-    """The model card's YAML header (the Hub's model card metadata, with ``model-index`` from ``metrics``)."""
-    data = loaded.config.data
-    dataset = (metrics or {}).get("dataset", data.type)
+    """The model card's YAML header (the Hub's model card metadata, with ``model-index`` from ``metrics``). Only what
+    the checkpoint and the eval JSON record: ``datasets`` (what the model was trained on) only when the checkpoint
+    records that scrnet trained it; the evaluation data set only from the eval JSON."""
     meta = {"license": license, "library_name": "scrnet", "pipeline_tag": "image-segmentation",
             "tags": ["semantic-segmentation", "scrnet", "pytorch", loaded.config.model.backbone]}
-    if dataset != "folder":
-        meta["datasets"] = [dataset]
-        meta["tags"].append(dataset)
+    trained_on = loaded.config.data.type if loaded.trained_iterations is not None else None
+    if trained_on and trained_on != "folder":
+        meta["datasets"] = [trained_on]
+        meta["tags"].append(trained_on)
     if metrics:
+        dataset = str(metrics.get("dataset") or "unknown")
         figures = [("mean_iou", "mIoU (%)", _pct(metrics["miou"])), ("accuracy", "pixel accuracy (%)",
                                                                       _pct(metrics.get("aacc")))]
+        published = metrics.get("boundary_iou")
+        if isinstance(published, dict) and published.get("mean") is not None:
+            figures.append(("boundary_iou", f"Boundary IoU (Cheng et al. 2021, dilation ratio "
+                                            f"{published.get('dilation_ratio')}) (%)", _pct(published["mean"])))
         if metrics.get("mbiou") is not None:
             width = metrics.get("boundary_width", loaded.config.eval.boundary_width)
-            figures.append(("boundary_iou", f"boundary IoU, {width}-px band (%)", _pct(metrics["mbiou"])))
+            figures.append(("biou_band", f"BIoU*: scrnet's IoU in a fixed {width}-px band (%)",
+                            _pct(metrics["mbiou"])))
         meta["model-index"] = [{"name": name, "results": [{
             "task": {"type": "image-segmentation", "name": "Semantic Segmentation"},
             "dataset": {"type": dataset, "name": DATASET_NAMES.get(dataset, dataset),
-                        "split": metrics.get("split", data.val_split)},
+                        "split": str(metrics.get("split") or "unknown")},
             "metrics": [{"type": t, "name": n, "value": v} for t, n, v in figures if v is not None],
         }]}]
     return meta
 
 
-def card_body(loaded: LoadedCheckpoint, metrics: dict | None, name: str, result: PublishResult) -> str:
+def training_lines(loaded: LoadedCheckpoint) -> list[str]:
+    """The card's training section: the recipe only when the checkpoint records that scrnet trained the weights."""
     cfg = loaded.config
     m, t, d = cfg.model, cfg.train, cfg.data
     o = t.optim
+    if loaded.trained_iterations is None:
+        return ["## Training", "",
+                "Unknown: the checkpoint these weights were published from does not record that scrnet trained them "
+                "(no training iteration), so no data set, schedule or recipe is claimed here. `config.json` holds "
+                "the configuration stored with the weights, which is not a record of how they were trained.", ""]
+    return [
+        "## Training recipe", "",
+        f"As recorded in the training checkpoint: {loaded.trained_iterations} of {t.max_iters} iterations.", "",
+        f"- data: {DATASET_NAMES.get(d.type, d.type)} `{d.train_split}`, random resize {d.train.ratio_range} of "
+        f"{d.train.scale} (long, short side), crops {d.train.crop_size}, flip {d.train.flip_prob}, photometric "
+        f"distortion {'on' if d.train.photometric else 'off'}",
+        f"- total batch {t.batch_size}, {o.optimizer} lr {o.lr} (head x{o.head_lr_mult}), weight decay "
+        f"{o.weight_decay}, poly {o.poly_power}, warm-up {o.warmup_iters}",
+        f"- loss: cross-entropy{' with OHEM' if t.loss.ohem else ''}, deep supervision "
+        f"{'x' + str(t.loss.aux_weight) if m.deep_supervision else 'off'}; AMP `{t.amp}`; seed {t.seed}",
+        "- backbone initialised from "
+        + (f"`{m.backbone_weights}`" if m.backbone_weights in (None, "imagenet") else "a local weights file"),
+        ""]
+
+
+def card_body(loaded: LoadedCheckpoint, metrics: dict | None, name: str, result: PublishResult) -> str:
+    cfg = loaded.config
+    m, d = cfg.model, cfg.data
     protocol = eval_protocol(cfg)
+    trained_on = (f"{DATASET_NAMES.get(d.type, d.type)}, `{d.train_split}` split"
+                  if loaded.trained_iterations is not None else "unknown: see Training")
     lines = [
         f"# {name}", "",
-        f"A semantic segmentation model trained with [SCRNet](https://pypi.org/project/scrnet/) "
-        f"{__version__}: `{m.name}` ({m.backbone} backbone, decoder width {m.channels}, SRM mode `{m.srm.mode}`, "
-        f"context `{m.context.type}`), {len(loaded.class_names)} classes.", "",
+        f"A semantic segmentation model for the SCRNet library (published with scrnet {__version__}): `{m.name}` "
+        f"({m.backbone} backbone, decoder width {m.channels}, SRM mode `{m.srm.mode}`, context "
+        f"`{m.context.type}`), {len(loaded.class_names)} classes.", "",
         "SCRNet here is a documented **reconstruction** of the network of Wang et al., \"A Deep Semantic "
         "Segmentation Network with Semantic and Contextual Refinements\" (IEEE TMM 2025): the paper's full text "
         "was not available to the library, so every detail it does not pin down is a named config option "
         "(recorded in `config.json`). These weights are not the paper's and its figures do not apply to them.", "",
         "## Intended use and limits", "",
-        f"Per-pixel classification of RGB images into the classes below, in conditions like those of its training "
-        f"data ({DATASET_NAMES.get(d.type, d.type)}, `{d.train_split}` split). Expect lower accuracy on other "
+        "Per-pixel classification of RGB images into the classes below, in conditions like those of its training "
+        f"data ({trained_on}). Expect lower accuracy on other "
         "cameras, scenes, weather and resolutions than the evaluation below shows; it is not a safety-rated "
         "perception component. Classes: " + ", ".join(f"`{c}`" for c in loaded.class_names) + ".", "",
         "## How to load", "",
@@ -141,32 +183,28 @@ def card_body(loaded: LoadedCheckpoint, metrics: dict | None, name: str, result:
         f"Inputs are RGB normalised with mean {list(loaded.normalization.mean)} and std "
         f"{list(loaded.normalization.std)} (on 0..1 values); `scrnet` applies this and the eval protocol itself.",
         "",
-        "## Training recipe", "",
-        f"- data: {DATASET_NAMES.get(d.type, d.type)} `{d.train_split}`, random resize {d.train.ratio_range} of "
-        f"{d.train.scale} (long, short side), crops {d.train.crop_size}, flip {d.train.flip_prob}, photometric "
-        f"distortion {'on' if d.train.photometric else 'off'}",
-        f"- {t.max_iters} iterations, total batch {t.batch_size}, {o.optimizer} lr {o.lr} "
-        f"(head x{o.head_lr_mult}), weight decay {o.weight_decay}, poly {o.poly_power}, warm-up {o.warmup_iters}",
-        f"- loss: cross-entropy{' with OHEM' if t.loss.ohem else ''}, deep supervision "
-        f"{'x' + str(t.loss.aux_weight) if m.deep_supervision else 'off'}; AMP `{t.amp}`; seed {t.seed}",
-        f"- backbone initialised from `{m.backbone_weights}`", "",
         "## Evaluation", "",
         f"Protocol: `{protocol['mode']}` inference"
         + (f", images resized to fit {protocol['resize']}" if protocol["resize"] else ", images at their own size")
         + (f", windows {protocol['crop_size']} every {protocol['stride']}" if protocol["crop_size"] else "")
         + (f", multi-scale {protocol['scales']} + flip" if protocol["tta"] else "") + ".", "",
     ]
+    lines[lines.index("## Evaluation"):lines.index("## Evaluation")] = training_lines(loaded)
     if metrics:
-        split = metrics.get("split", d.val_split)
-        lines += [f"On {DATASET_NAMES.get(metrics.get('dataset', d.type), d.type)} `{split}` "
+        dataset, split = str(metrics.get("dataset") or "unknown"), str(metrics.get("split") or "unknown")
+        published = metrics.get("boundary_iou") if isinstance(metrics.get("boundary_iou"), dict) else {}
+        width = metrics.get("boundary_width", cfg.eval.boundary_width)
+        lines += [f"On {DATASET_NAMES.get(dataset, dataset)} `{split}` "
                   f"({metrics.get('num_images', '?')} images): **mIoU {_pct(metrics['miou'])}%**, pixel accuracy "
-                  f"{_pct(metrics.get('aacc'))}%" + (f", boundary IoU {_pct(metrics['mbiou'])}%"
-                                                       if metrics.get("mbiou") is not None else "") + ".", "",
-                  "| class | IoU (%) | boundary IoU (%) |", "|---|---|---|"]
+                  f"{_pct(metrics.get('aacc'))}%"
+                  + (f", Boundary IoU {_pct(published['mean'])}%" if published.get("mean") is not None else "")
+                  + (f", BIoU* {_pct(metrics['mbiou'])}%" if metrics.get("mbiou") is not None else "") + ".", "",
+                  f"Boundary IoU: Cheng et al. 2021 (dilation ratio {published.get('dilation_ratio', 'n/a')}); "
+                  f"BIoU*: scrnet's IoU in a fixed {width}-px band around the boundaries.", "",
+                  "| class | IoU (%) | Boundary IoU (%) | BIoU* (%) |", "|---|---|---|---|"]
         for cls, iou in metrics["iou"].items():
-            biou = (metrics.get("biou") or {}).get(cls)
-            lines.append(f"| {cls} | {'n/a' if iou is None else _pct(iou)} | "
-                         f"{'n/a' if biou is None else _pct(biou)} |")
+            row = [iou, (published.get("per_class") or {}).get(cls), (metrics.get("biou") or {}).get(cls)]
+            lines.append(f"| {cls} | " + " | ".join("n/a" if v is None else str(_pct(v)) for v in row) + " |")
         lines.append("")
     else:
         lines += ["No evaluation was attached when this folder was published (`scrnet publish --eval`).", ""]
@@ -187,6 +225,8 @@ def write_card(path: Path, metadata: dict, body: str) -> None:
 
 
 PUBLISHED_FILES = frozenset({WEIGHTS_FILE, CONFIG_FILE, CARD_FILE})
+# keys of an eval JSON that describe the author's machine (paths, the full local config), not the model's figures
+LOCAL_EVAL_KEYS = frozenset({"config", "model_source", "per_image_counts"})
 
 
 def replaceable(out: Path) -> str | None:
@@ -256,7 +296,8 @@ def publish(source: str | Path, out_dir: str | Path, eval_json: str | Path | Non
         result = PublishResult(out, digest, num_params, report.gmacs, size)
         config = {
             "format": "scrnet-pretrained", "format_version": FOLDER_FORMAT, "scrnet_version": __version__,
-            "config": config_to_dict(loaded.config), "class_names": loaded.class_names,
+            "config": shareable_config(loaded.config), "class_names": loaded.class_names,
+            "provenance": {"trained_iterations": loaded.trained_iterations},
             "palette": [list(c) for c in loaded.palette],
             "normalization": {"mean": list(loaded.normalization.mean), "std": list(loaded.normalization.std),
                               "input": "RGB in 0..1"},
@@ -264,7 +305,7 @@ def publish(source: str | Path, out_dir: str | Path, eval_json: str | Path | Non
             "weights": {"file": WEIGHTS_FILE, "sha256": digest, "num_params": num_params,
                         "auxiliary_heads": "dropped"},
             "compute": {"input": [1, 3, *size], "gmacs": round(report.gmacs, 3)},
-            "metrics": metrics,
+            "metrics": None if metrics is None else {k: v for k, v in metrics.items() if k not in LOCAL_EVAL_KEYS},
         }
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         write_card(tmp / CARD_FILE, card_metadata(loaded, metrics, name, license),
