@@ -60,6 +60,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedCheckpoint:
     state, cfg = read_checkpoint(path)
     model = build_model(replace(cfg.model, backbone_weights=None))
     load_weights(model, state["model"], path)
+    model.set_normalization(cfg.data.mean, cfg.data.std)
     iterations = state.get("iteration")
     return LoadedCheckpoint(model.to(device).eval(), cfg, list(state["class_names"]),
                             [tuple(c) for c in state.get("palette", [])], normalization(cfg), Path(path),

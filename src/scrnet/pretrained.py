@@ -146,6 +146,7 @@ def load_folder(folder: str | Path, device: str = "cpu") -> LoadedCheckpoint:
     model = build_model(replace(cfg.model, backbone_weights=None, deep_supervision=False))
     load_weights(model, state, weights)
     norm = normalization(cfg)
+    model.set_normalization(norm.mean, norm.std)
     stored = meta["normalization"]
     if [list(norm.mean), list(norm.std)] != [list(stored.get("mean", [])), list(stored.get("std", []))]:
         raise CheckpointError(f"{path}: normalization {stored} disagrees with its config's data.mean/std")

@@ -55,6 +55,20 @@ def test_checkpoint_stores_it(setup):
     assert torch.load(setup[1], weights_only=True)["normalization"] == {"mean": MEAN, "std": STD}
 
 
+def test_a_loaded_models_own_normalization_is_the_checkpoints(setup, tmp_path):
+    """model.normalization (what the README's quick start uses) used to be the backbone's default even for a model
+    trained with another mean/std."""
+    loaded = scrnet.load_checkpoint(setup[1])
+    assert list(loaded.model.normalization.mean) == MEAN and list(loaded.model.normalization.std) == STD
+    from scrnet.tools.publish import publish
+
+    publish(setup[1], tmp_path / "pub")
+    folder = scrnet.from_pretrained(tmp_path / "pub")
+    assert list(folder.model.normalization.mean) == MEAN and list(folder.model.normalization.std) == STD
+    fresh = scrnet.create_model("scrnet_r18", num_classes=3, channels=16)  # built in Python: the backbone's
+    assert fresh.normalization.mean == (0.485, 0.456, 0.406)
+
+
 def test_eval_feeds_it(setup, model_inputs):
     from scrnet.evaluation.run import evaluate_checkpoint
 

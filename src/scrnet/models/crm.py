@@ -100,9 +100,11 @@ class CBAMSpatialGate(nn.Module):
 
 
 class CRM(nn.Module):
-    def __init__(self, in_channels: tuple[int, ...], strides: tuple[int, ...], channels: int,
-                 attention: AttentionType = "danet", stages: StagesType = "all", reduce_threshold: int = 1024,
+    def __init__(self, in_channels: tuple[int, ...], strides: tuple[int, ...], channels: int, *,
+                 attention: AttentionType, stages: StagesType, reduce_threshold: int = 1024,
                  reduce_channels: int = 1024, qk_ratio: int = 8):
+        """The reconstruction's choices (``attention``, ``stages``) have no defaults here: their one owner is
+        ``ContextConfig`` (the decoder builds CRM from it)."""
         super().__init__()
         if attention not in ATTENTION_TYPES:
             raise ValueError(f"CRM attention must be one of {ATTENTION_TYPES}, got {attention!r}")

@@ -22,8 +22,8 @@ from .srm import SRM, upsample_bilinear
 def build_context(cfg: ContextConfig, in_channels: tuple[int, ...], strides: tuple[int, ...],
                   channels: int) -> nn.Module:
     if cfg.type == "crm":
-        return CRM(in_channels, strides, channels, cfg.attention, cfg.stages, cfg.reduce_threshold,
-                   cfg.reduce_channels, cfg.qk_ratio)
+        return CRM(in_channels, strides, channels, attention=cfg.attention, stages=cfg.stages,
+                   reduce_threshold=cfg.reduce_threshold, reduce_channels=cfg.reduce_channels, qk_ratio=cfg.qk_ratio)
     if cfg.type == "ppm":
         return PPM(in_channels[-1], channels, tuple(cfg.ppm_bins))
     return NoContext(in_channels[-1], channels)
@@ -42,8 +42,9 @@ class Decoder(nn.Module):
         super().__init__()
         self.context = build_context(context, in_channels, strides, channels)
         # refine[0] makes G3 from (G4, F3), refine[1] G2 from (G3, F2), refine[2] G1 from (G2, F1)
-        self.refine = nn.ModuleList(SRM(in_channels[i], channels, srm.mode, srm.hidden_channels, srm.mask_input,
-                                        srm.dysample_groups, srm.dysample_scope, srm.sample_from)
+        self.refine = nn.ModuleList(SRM(in_channels[i], channels, mode=srm.mode, mask_input=srm.mask_input,
+                                        sample_from=srm.sample_from, hidden_channels=srm.hidden_channels,
+                                        dysample_groups=srm.dysample_groups, dysample_scope=srm.dysample_scope)
                                     for i in (2, 1, 0))
         self.fuse = build_fusion(fusion, channels)
         self.classifier = nn.Conv2d(channels, num_classes, 1)

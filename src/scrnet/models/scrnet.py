@@ -43,9 +43,14 @@ class SCRNet(nn.Module):
 
     @property
     def normalization(self) -> Normalization:
-        """Input normalisation (mean/std on 0..1 RGB) that the backbone's weights expect. A trained model's own
-        normalisation is the one its checkpoint stores (``load_checkpoint(...).normalization``)."""
-        return BACKBONES[self.cfg.backbone].normalization
+        """The input normalisation (mean/std on 0..1 RGB) this model expects: for a model loaded from a checkpoint
+        or published folder, the one it was trained with (stored there); for a model built in Python, the one its
+        backbone's weights expect."""
+        return getattr(self, "_normalization", None) or BACKBONES[self.cfg.backbone].normalization
+
+    def set_normalization(self, mean, std) -> None:
+        """Record the input normalisation the weights were trained with (loading does, from the stored config)."""
+        self._normalization = Normalization(tuple(float(v) for v in mean), tuple(float(v) for v in std))
 
     def _check_input(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3:

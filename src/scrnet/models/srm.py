@@ -64,9 +64,11 @@ def neighbor_offsets(d0: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tenso
 class SRM(nn.Module):
     """Refines the upsampling of the coarse decoder map ``g`` guided by the backbone map ``f`` (2x g's size)."""
 
-    def __init__(self, in_channels: int, channels: int, mode: SRMMode = "neighbor",
-                 hidden_channels: int | None = None, mask_input: MaskInput = "guide", dysample_groups: int = 4,
-                 dysample_scope: str = "static", sample_from: SampleFrom = "upsampled"):
+    def __init__(self, in_channels: int, channels: int, *, mode: SRMMode, mask_input: MaskInput,
+                 sample_from: SampleFrom, hidden_channels: int | None = None, dysample_groups: int = 4,
+                 dysample_scope: str = "static"):
+        """The reconstruction's choices (``mode``, ``mask_input``, ``sample_from``) have no defaults here: the one
+        owner of the defaults is ``SRMConfig`` (the decoder builds SRM from it), so the two cannot drift apart."""
         super().__init__()
         if mode not in SRM_MODES:
             raise ValueError(f"SRM mode must be one of {SRM_MODES}, got {mode!r}")

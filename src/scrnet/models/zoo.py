@@ -5,8 +5,6 @@ Every switch a variant sets is a config key, so any variant (and any ablation) i
 
 from collections.abc import Callable
 
-from omegaconf import OmegaConf
-
 from ..errors import ConfigError
 from ..overrides import apply_overrides as override
 from .config import ContextConfig, ModelConfig, SRMConfig

@@ -26,7 +26,7 @@ def test_output_shape_and_dtype(attention, stages, dtype):
 
 @pytest.mark.parametrize("attention", ["danet", "cbam"])
 def test_with_zero_scales_crm_is_its_residual_path(attention):
-    crm = CRM(CHANNELS, STRIDES, 16, attention=attention).eval()
+    crm = CRM(CHANNELS, STRIDES, 16, attention=attention, stages="all").eval()
     feats = features()
     pooled = [F.avg_pool2d(f, 2 ** (3 - i)) if i < 3 else f for i, f in enumerate(feats)]
     expected = crm.project(crm.reduce(torch.cat(pooled, 1)))
@@ -37,7 +37,7 @@ def test_with_zero_scales_crm_is_its_residual_path(attention):
 
 
 def test_stages_last_uses_only_the_last_stage():
-    crm = CRM(CHANNELS, STRIDES, 16, stages="last").eval()
+    crm = CRM(CHANNELS, STRIDES, 16, stages="last", attention="danet").eval()
     feats = features()
     out = crm(feats)
     feats[0] = torch.randn_like(feats[0])
@@ -46,8 +46,9 @@ def test_stages_last_uses_only_the_last_stage():
 
 
 def test_reduction_only_above_threshold():
-    assert isinstance(CRM(CHANNELS, STRIDES, 16, reduce_threshold=80).reduce, torch.nn.Identity)  # 80 channels
-    crm = CRM(CHANNELS, STRIDES, 16, reduce_threshold=79, reduce_channels=40)
+    kept = CRM(CHANNELS, STRIDES, 16, reduce_threshold=80, attention="danet", stages="all")
+    assert isinstance(kept.reduce, torch.nn.Identity)  # 80 channels
+    crm = CRM(CHANNELS, STRIDES, 16, reduce_threshold=79, reduce_channels=40, attention="danet", stages="all")
     assert crm.reduce[0].in_channels == 80 and crm.reduce[0].out_channels == 40
     assert crm(features()).shape == (2, 16, 4, 6)
 
@@ -82,9 +83,9 @@ def test_alternative_contexts():
 
 def test_bad_choices_name_the_value():
     with pytest.raises(ValueError, match="'se'"):
-        CRM(CHANNELS, STRIDES, 16, attention="se")
+        CRM(CHANNELS, STRIDES, 16, attention="se", stages="all")
     with pytest.raises(ValueError, match="'first'"):
-        CRM(CHANNELS, STRIDES, 16, stages="first")
+        CRM(CHANNELS, STRIDES, 16, stages="first", attention="danet")
 
 
 def test_crm_channel_attention_does_not_overflow_in_fp16():

@@ -73,7 +73,7 @@ def test_float32_sampling_under_bf16_autocast():
 
 
 def test_srm_in_dysample_mode_trains_and_has_no_high_res_guidance():
-    srm = SRM(6, 8, mode="dysample")
+    srm = SRM(6, 8, mode="dysample", mask_input="guide", sample_from="upsampled")
     assert not hasattr(srm, "offset_hidden") and not hasattr(srm, "mask")
     g, f = torch.randn(2, 8, 5, 7, requires_grad=True), torch.randn(2, 6, 10, 14)
     out, offsets = srm(g, f, return_offsets=True)

@@ -8,7 +8,7 @@ from scrnet.models.srm import SRM, base_grid, neighbor_offsets, upsample_bilinea
 
 
 def make_srm(mode="neighbor", c_in=6, c=8):
-    return SRM(c_in, c, mode=mode).eval()
+    return SRM(c_in, c, mode=mode, mask_input="guide", sample_from="upsampled").eval()
 
 
 @pytest.mark.parametrize("size", [(16, 32), (64, 128)])
@@ -94,7 +94,7 @@ def test_neighbor_weighting_with_one_hot_mask_copies_that_neighbour():
 
 
 def test_gradients_reach_offset_and_mask_convs():
-    srm = SRM(6, 8, mode="neighbor").train()
+    srm = SRM(6, 8, mode="neighbor", mask_input="guide", sample_from="upsampled").train()
     g, f = torch.randn(2, 8, 8, 16), torch.randn(2, 6, 16, 32)
     srm(g, f).square().mean().backward()
     # at initialisation the zero last conv makes the offsets zero: only that conv receives gradient
@@ -113,7 +113,7 @@ def test_modes_have_the_parts_they_name():
     assert not hasattr(make_srm("pixel"), "mask") and hasattr(make_srm("pixel"), "offset")
     assert not hasattr(make_srm("bilinear"), "offset")
     with pytest.raises(ValueError, match="'sideways'"):
-        SRM(4, 4, mode="sideways")
+        SRM(4, 4, mode="sideways", mask_input="guide", sample_from="upsampled")
 
 
 def reference_offsets(srm, u, f_lat):
@@ -129,7 +129,7 @@ def reference_offsets(srm, u, f_lat):
 @pytest.mark.parametrize("mode,mask_input", [("neighbor", "guide"), ("neighbor", "hidden"), ("pixel", "guide")])
 @pytest.mark.parametrize("train", [False, True])
 def test_offsets_equal_the_definition_over_the_concatenation(mode, mask_input, train):
-    srm = SRM(6, 8, mode=mode, mask_input=mask_input).train(train)
+    srm = SRM(6, 8, mode=mode, mask_input=mask_input, sample_from="upsampled").train(train)
     torch.nn.init.normal_(srm.offset.weight, std=0.5)
     g, f = torch.randn(2, 8, 9, 13), torch.randn(2, 6, 17, 25)
     out, offsets = srm(g, f, return_offsets=True)
@@ -143,10 +143,10 @@ def test_offsets_equal_the_definition_over_the_concatenation(mode, mask_input, t
 
 def test_mask_from_hidden_uses_the_hidden_map():
     srm = make_srm("neighbor")
-    cheap = SRM(6, 8, mode="neighbor", mask_input="hidden")
+    cheap = SRM(6, 8, mode="neighbor", mask_input="hidden", sample_from="upsampled")
     assert srm.mask.in_channels == 16 and cheap.mask.in_channels == 4
     with pytest.raises(ValueError, match="'offsets'"):
-        SRM(6, 8, mask_input="offsets")
+        SRM(6, 8, mask_input="offsets", sample_from="upsampled", mode="neighbor")
 
 
 def test_srm_grid_is_float32_and_exact_under_bf16():
@@ -189,7 +189,7 @@ def test_sampling_the_coarse_map_lands_where_the_offsets_say():
 @pytest.mark.parametrize("mode,mask_input", [("neighbor", "guide"), ("neighbor", "hidden"), ("pixel", "guide")])
 def test_sample_from_coarse_keeps_the_offsets_and_samples_g(mode, mask_input):
     torch.manual_seed(0)
-    ref = SRM(6, 8, mode=mode, mask_input=mask_input).eval()
+    ref = SRM(6, 8, mode=mode, mask_input=mask_input, sample_from="upsampled").eval()
     for p in ref.parameters():
         torch.nn.init.normal_(p, std=0.3)
     srm = SRM(6, 8, mode=mode, mask_input=mask_input, sample_from="coarse").eval()
@@ -204,7 +204,7 @@ def test_sample_from_coarse_keeps_the_offsets_and_samples_g(mode, mask_input):
     torch.testing.assert_close(offsets, ref_offsets)  # same offsets whether u is passed in or built inside
     torch.testing.assert_close(out, expected)
     with pytest.raises(ValueError, match="sample_from"):
-        SRM(6, 8, sample_from="fine")
+        SRM(6, 8, sample_from="fine", mask_input="guide", mode="neighbor")
 
 
 @pytest.mark.parametrize("batch,src,out", [(1, (5, 7), (10, 14)), (2, (8, 6), (19, 11)), (1, (1, 4), (3, 3))])

@@ -37,7 +37,7 @@ def test_counts_agree_with_fvcore(name):
 
 def test_srm_count_equals_hand_count():
     c_in, c, hidden, h, w = 24, 16, 8, 10, 14  # f is h x w, g is half that
-    srm = SRM(c_in, c, mode="neighbor", hidden_channels=hidden).eval()
+    srm = SRM(c_in, c, mode="neighbor", hidden_channels=hidden, mask_input="guide", sample_from="upsampled").eval()
     hw = h * w
     hand = {
         "convolution": hw * (c_in * c  # lateral 1x1
