@@ -31,7 +31,7 @@ from scrnet.tools.compare import RunStats, interval_between, miou_from
 from scrnet.tools.intervals import difference_interval, image_weights, verdict
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def run_config(k: int, seed: int, variant: bool) -> dict:
     return config_to_dict(load_config(None, ["model.name=scrnet_effl0", f"model.num_classes={k}", f"train.seed={seed}",
                                              f"model.srm.mode={'neighbor' if variant else 'bilinear'}"]))

@@ -312,7 +312,8 @@ def compare(runs: list[Run], baseline: str | None = None, samples: int = 2000, s
             word, why = verdict(interval, min_seeds, margin)
             result["comparisons"].append({
                 "group": g.label, "baseline": base.label, "metric": metric, **interval.to_json(),
-                "verdict": word, "why": why, "pairing": "paired" if paired else "unpaired",
+                "verdict": word, "why": why, "too_few_seeds": interval.seeds < min_seeds,
+                "pairing": "paired" if paired else "unpaired",
                 "group_seeds": [r.seed for r in mine], "baseline_seeds": [r.seed for r in theirs],
                 "paired_seeds": [r.seed for r in mine] if paired else []})
     return result
@@ -332,17 +333,16 @@ def _mean_sd_text(block: dict | None) -> str:
 
 def verdict_text(c: dict) -> str:
     """A comparison's verdict as the tables print it: "inconclusive (3 seeds)" when the seeds were too few."""
-    if c["verdict"] == "inconclusive" and not c["why"].startswith("the 95%"):
+    if c["too_few_seeds"]:
         return f"inconclusive ({c['seeds']} seed{'s' if c['seeds'] != 1 else ''})"
     return c["verdict"]
 
 
 def seeds_text(c: dict | None, group: dict) -> str:
+    """The seeds of a group's row; against the baseline, those compared and how (paired or unpaired)."""
     if c is None:
         return ",".join(fmt_value(s) for s in group["seeds"])
-    if c["pairing"] == "paired":
-        return ",".join(fmt_value(s) for s in c["group_seeds"]) + " (paired)"
-    return ",".join(fmt_value(s) for s in c["group_seeds"]) + " (unpaired)"
+    return ",".join(fmt_value(s) for s in c["group_seeds"]) + f" ({c['pairing']})"
 
 
 def table_rows(result: dict) -> tuple[list[str], list[list[str]]]:
