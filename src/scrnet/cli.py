@@ -438,6 +438,8 @@ def cmd_compare(args) -> None:
     try:
         runs = [load_run(p) for p in args.runs]
         result = compare(runs, args.baseline, args.bootstrap_samples, args.bootstrap_seed, **verdict_options(args))
+        if args.plot and not result["comparisons"]:
+            raise CompareError(f"--plot {args.plot}: one group only, nothing to compare with a baseline")
     except (CompareError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
     write_compare(result, args.json, args.markdown, args.plot)
@@ -454,7 +456,6 @@ def write_compare(result: dict, json_path: str | Path | None, markdown_path: str
     """Print a compare result's table, and write its JSON, Markdown and forest plot where asked."""
     from .tools.compare import format_markdown, format_text
 
-    print(format_text(result))
     for path, text in ((json_path, json.dumps(result, indent=2) + "\n"),
                        (markdown_path, format_markdown(result))):
         if path:
@@ -463,6 +464,7 @@ def write_compare(result: dict, json_path: str | Path | None, markdown_path: str
         from .tools.forest import forest_plot
 
         forest_plot(result, plot_path)
+    print(format_text(result))  # last: a reader that stops early (| head) loses nothing written
 
 
 def cmd_study(args) -> None:
@@ -486,9 +488,11 @@ def cmd_study(args) -> None:
     except (CompareError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
     work_dir = Path(args.work_dir)
-    write_compare(result, work_dir / "compare.json", work_dir / "compare.md", args.plot)
-    print(f"wrote {work_dir / 'compare.json'} and {work_dir / 'compare.md'}" + (f" and {args.plot}" if args.plot
-                                                                                  else ""))
+    plot = args.plot if result["comparisons"] else None
+    if args.plot and not plot:
+        print(f"no plot written to {args.plot}: one group only", file=sys.stderr)
+    write_compare(result, work_dir / "compare.json", work_dir / "compare.md", plot)
+    print(f"wrote {work_dir / 'compare.json'} and {work_dir / 'compare.md'}" + (f" and {plot}" if plot else ""))
 
 
 def cmd_publish(args) -> None:
@@ -735,6 +739,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"scrnet {args.command}: interrupted", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader of our output went away (| head): not an error of ours or the user's
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except Exception as exc:  # anything else is a bug in scrnet, not in the input: say so
         if debug:
             traceback.print_exc()
