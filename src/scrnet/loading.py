@@ -61,10 +61,14 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedCheckpoint:
     model = build_model(replace(cfg.model, backbone_weights=None))
     load_weights(model, state["model"], path)
     model.set_normalization(cfg.data.mean, cfg.data.std)
-    iterations = state.get("iteration")
     return LoadedCheckpoint(model.to(device).eval(), cfg, list(state["class_names"]),
                             [tuple(c) for c in state.get("palette", [])], normalization(cfg), Path(path),
-                            iterations if isinstance(iterations, int) and not isinstance(iterations, bool) else None)
+                            recorded_iterations(state.get("iteration")))
+
+
+def recorded_iterations(value) -> int | None:
+    """A stored training-iteration count, read as data: an int, or None for anything else."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def load_weights(model: SCRNet, state: dict, origin: str | Path) -> None:

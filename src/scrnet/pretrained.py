@@ -22,7 +22,7 @@ import torch
 from .checkpoint_io import CheckpointError, sha256_of
 from .config import ConfigError, config_from_dict, normalization
 from .errors import RequestError
-from .loading import LoadedCheckpoint, load_checkpoint, load_weights
+from .loading import LoadedCheckpoint, load_checkpoint, load_weights, recorded_iterations
 from .models import build_model
 from .overrides import first_line
 
@@ -154,7 +154,7 @@ def load_folder(folder: str | Path, device: str = "cpu") -> LoadedCheckpoint:
     iterations = provenance.get("trained_iterations") if isinstance(provenance, dict) else None
     return LoadedCheckpoint(model.to(device).eval(), cfg, list(meta["class_names"]),
                             [tuple(c) for c in meta.get("palette", [])], norm, folder,
-                            iterations if isinstance(iterations, int) and not isinstance(iterations, bool) else None)
+                            recorded_iterations(iterations))
 
 
 class OnnxModel(torch.nn.Module):

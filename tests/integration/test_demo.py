@@ -39,7 +39,7 @@ def test_image_only_interval_of_identical_results_is_zero_and_of_a_shift_exclude
     import torch
 
     from scrnet.evaluation.boundary import BoundaryIoU
-    from scrnet.evaluation.evaluate import EvalResult
+    from scrnet.evaluation.evaluate import EvalResult, ImageCounts
     from scrnet.evaluation.metrics import ConfusionMatrix
     from scrnet.tools.demo import image_only_interval
 
@@ -47,7 +47,7 @@ def test_image_only_interval_of_identical_results_is_zero_and_of_a_shift_exclude
         per_image = []
         for i in range(20):
             cm = torch.tensor([[100, 0], [0, 100]]) if i < correct * 20 else torch.tensor([[50, 50], [50, 50]])
-            per_image.append((cm, np.array([10, 10]), np.array([20, 20])))
+            per_image.append(ImageCounts(cm, np.array([10, 10]), np.array([20, 20])))
         return EvalResult(ConfusionMatrix(2), BoundaryIoU(2), 20, ["a", "b"], per_image=per_image)
 
     same = image_only_interval(result(0.5), result(0.5))

@@ -27,6 +27,7 @@ from ..data.io import read_image
 from ..data.synthetic import generate_synthetic
 from ..data.transforms import EvalTransform
 from ..engine.trainer import train
+from ..evaluation.counts import PerImageCounts
 from ..evaluation.evaluate import EvalResult, evaluate
 from ..evaluation.run import format_table
 from ..loading import load_checkpoint
@@ -71,9 +72,8 @@ def overrides(plan: DemoPlan, data: Path, seed: int) -> list[str]:
 def image_only_interval(a: EvalResult, b: EvalResult, samples: int = 1000, seed: int = 0) -> dict:
     """The 95% interval of (a - b) in mIoU and BIoU* over validation images only (one run each: compare's image
     bootstrap, paired by image; seed-to-seed variation is not in it)."""
-    def stats(r: EvalResult) -> RunStats:
-        return RunStats(torch.stack([p[0] for p in r.per_image]).numpy(), np.stack([p[1] for p in r.per_image]),
-                        np.stack([p[2] for p in r.per_image]))
+    def stats(r: EvalResult) -> RunStats:  # both results hold the same images in the same order
+        return RunStats.of_counts(PerImageCounts.from_result(r.per_image, [str(i) for i in range(len(r.per_image))]))
 
     weights = image_weights(len(a.per_image), samples, np.random.default_rng(seed))
     out = {}

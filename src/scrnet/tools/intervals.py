@@ -24,6 +24,7 @@ import numpy as np
 
 MIN_SEEDS = 5  # the default for a verdict
 
+
 def _betainc(a: float, b: float, x: float) -> float:
     """The regularised incomplete beta function I_x(a, b), by its continued fraction (modified Lentz)."""
     if x <= 0:

@@ -183,13 +183,13 @@ def card_body(loaded: LoadedCheckpoint, metrics: dict | None, name: str, result:
         f"Inputs are RGB normalised with mean {list(loaded.normalization.mean)} and std "
         f"{list(loaded.normalization.std)} (on 0..1 values); `scrnet` applies this and the eval protocol itself.",
         "",
+        *training_lines(loaded),
         "## Evaluation", "",
         f"Protocol: `{protocol['mode']}` inference"
         + (f", images resized to fit {protocol['resize']}" if protocol["resize"] else ", images at their own size")
         + (f", windows {protocol['crop_size']} every {protocol['stride']}" if protocol["crop_size"] else "")
         + (f", multi-scale {protocol['scales']} + flip" if protocol["tta"] else "") + ".", "",
     ]
-    lines[lines.index("## Evaluation"):lines.index("## Evaluation")] = training_lines(loaded)
     if metrics:
         dataset, split = str(metrics.get("dataset") or "unknown"), str(metrics.get("split") or "unknown")
         published = metrics.get("boundary_iou") if isinstance(metrics.get("boundary_iou"), dict) else {}
