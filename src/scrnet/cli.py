@@ -317,68 +317,61 @@ def cmd_predict(args) -> None:
 def cmd_export(args) -> None:
     from .models import SCRNet
     from .pretrained import from_pretrained
-    from .tools.export import OPSETS, check_onnx, checkpoint_metadata, export_onnx
+    from .tools.export import OPSETS, check_onnx, export_checkpoint
 
     if args.opset not in OPSETS:
         raise UsageError(f"--opset must be one of {list(OPSETS)}, got {args.opset}")
     if min(args.size) < 32:
         raise UsageError(f"--size must be at least 32 32, got {args.size}")
-    try:
-        loaded = from_pretrained(args.checkpoint)
-    except (ScrnetError, FileNotFoundError) as exc:
-        raise UsageError(str(exc)) from None
-    model = loaded.model
-    if not isinstance(model, SCRNet):
-        raise UsageError(f"{args.checkpoint} is already an ONNX graph; export from its checkpoint")
     if args.int8 and args.fp16:
         raise UsageError("--int8 and --fp16 exclude each other")
     if args.int8 and not args.calib:
         raise UsageError("--int8 needs --calib DIR: images to calibrate on, preprocessed as at evaluation")
-    if args.calib and not args.int8:
-        raise UsageError("--calib is for --int8")
+    if args.calib and not (args.int8 or args.fp16):
+        raise UsageError("--calib is for --int8 (calibration and the agreement check) or --fp16 (the agreement check)")
+    if args.min_agreement is not None and not (args.int8 or args.fp16):
+        raise UsageError("--min-agreement is for --int8 or --fp16")
+    if args.min_agreement is not None and not 0 <= args.min_agreement <= 1:
+        raise UsageError(f"--min-agreement must be between 0 and 1, got {args.min_agreement}")
     if args.check and (args.int8 or args.fp16):
-        raise UsageError("--check compares float32 graphs with PyTorch; score an --int8 or --fp16 file with "
-                         "`scrnet eval FILE.onnx` (same split, same metric code as the checkpoint)")
+        raise UsageError("--check compares float32 graphs with PyTorch; an --int8 or --fp16 graph is checked against "
+                         "float32 as it is written; score it with `scrnet eval FILE.onnx`")
+    try:
+        loaded = from_pretrained(args.checkpoint)
+    except (ScrnetError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from None
+    if not isinstance(loaded.model, SCRNet):
+        raise UsageError(f"{args.checkpoint} is already an ONNX graph; export from its checkpoint")
     calib = []
-    if args.int8:
+    if args.calib:
         from .tools.quantize import find_images
 
         try:
             calib = find_images(args.calib, args.calib_images)
         except (ScrnetError, FileNotFoundError) as exc:
             raise UsageError(str(exc)) from None
-    meta = checkpoint_metadata(loaded.class_names, loaded.normalization, loaded.palette, loaded.config)
-    if not args.no_fuse:
-        model.fuse()
-    out = Path(args.onnx)
-    float_path = out.with_name(out.stem + ".float32.tmp.onnx") if (args.int8 or args.fp16) else out
-    meta["scrnet.sampler"] = args.sampler
-    path = export_onnx(model, float_path, tuple(args.size), args.opset, meta, sampler=args.sampler)
-    folded = "BatchNorm kept separate" if args.no_fuse else f"BatchNorm folded into {model.fused_pairs} convs"
-    precision = "float32"
-    if args.int8 or args.fp16:
-        from .tools.quantize import convert_fp16, quantize_int8
-
-        try:
-            if args.int8:
-                info = quantize_int8(float_path, out, calib, loaded.config.data.eval, loaded.normalization)
-                precision = (f"INT8 QDQ ({info['quantized_ops']} on quantised inputs, calibrated on "
-                             f"{len(calib)} images under {args.calib}; {info['float_nodes']} nodes kept float32: "
-                             f"sampling grids and sampling, attention, the logits' resize)")
-            else:
-                info = convert_fp16(float_path, out)
-                precision = (f"float16 ({info['float_nodes']} nodes kept float32: sampling grids and sampling, "
-                             f"attention; float32 input and output)")
-        finally:  # the float32 intermediate and anything the tools wrote beside it
-            for extra in out.parent.glob(out.stem + ".float32.tmp*"):
-                extra.unlink(missing_ok=True)
-        path = out
-    size_mb = Path(path).stat().st_size / 2**20
-    print(f"wrote {path} ({size_mb:.1f} MB, opset {args.opset}, dynamic batch/height/width, {folded}, "
-          f"sampling as {args.sampler}, {precision})")
+    precision = "int8" if args.int8 else "float16" if args.fp16 else "float32"
+    result = export_checkpoint(loaded, args.onnx, size=tuple(args.size), opset=args.opset, sampler=args.sampler,
+                               fuse=not args.no_fuse, precision=precision, calib=calib,
+                               min_agreement=args.min_agreement)
+    folded = "BatchNorm kept separate" if args.no_fuse else f"BatchNorm folded into {loaded.model.fused_pairs} convs"
+    if precision == "int8":
+        how = (f"INT8 QDQ ({result.details['quantized_ops']} on quantised inputs, calibrated on {len(calib)} images "
+               f"under {args.calib}; {result.details['float_nodes']} nodes kept float32: the island of "
+               f"{result.details['island']}, and the logits' resize)")
+    elif precision == "float16":
+        how = (f"float16 ({result.details['float_nodes']} nodes kept float32: the island of "
+               f"{result.details['island']}; float32 input and output)")
+    else:
+        how = "float32"
+    print(f"wrote {result.path} ({result.size_mb:.1f} MB, opset {args.opset}, dynamic batch/height/width, {folded}, "
+          f"sampling as {args.sampler}, {how})")
+    if result.agreement is not None:
+        print(f"argmax agreement with the float32 graph: {result.agreement:.2%} of the pixels of "
+              f"{result.agreement_inputs}")
     if args.check:
         h, w = args.size
-        results = check_onnx(model, path, [(h, w), (h // 2 + 17, w // 2 + 31)])
+        results = check_onnx(loaded.model, result.path, [(h, w), (h // 2 + 17, w // 2 + 31)])
         for r in results:
             print(("ok   " if r.ok else "FAIL ") + r.describe())
         bad = [r for r in results if not r.ok]
@@ -598,9 +591,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "as one GridSample op (for runtimes with a fast one, e.g. TensorRT)")
     p.add_argument("--check", action="store_true", help="compare onnxruntime with PyTorch at two sizes")
     p.add_argument("--int8", action="store_true", help="static INT8 (QDQ) with onnxruntime's quantisation tools")
-    p.add_argument("--calib", metavar="DIR", help="with --int8: calibration images, found recursively under DIR")
+    p.add_argument("--calib", metavar="DIR", help="images found recursively under DIR: --int8 calibrates on them; "
+                                                  "with --int8 or --fp16 the converted graph's argmax agreement with "
+                                                  "float32 is measured on them (--fp16 without: 4 random inputs)")
     p.add_argument("--calib-images", type=int, default=64, metavar="N", help="calibration images used (default 64)")
     p.add_argument("--fp16", action="store_true", help="float16 graph; sampling grids and attention stay float32")
+    p.add_argument("--min-agreement", type=float, metavar="FRACTION",
+                   help="refuse an --int8/--fp16 graph whose argmax agrees with float32 on fewer pixels "
+                        "(default 0.95 for INT8, 0.99 for float16)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("publish", help="a checkpoint as a shareable folder: safetensors, config.json, model card",

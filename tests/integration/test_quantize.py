@@ -2,6 +2,7 @@
 and survives conversion, the CLI writes files that scrnet eval scores, and bad requests are one line."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -16,8 +17,10 @@ from scrnet.engine.trainer import train
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from scrnet.tools import quantize  # noqa: E402
 from scrnet.tools.export import export_onnx  # noqa: E402
-from scrnet.tools.quantize import convert_fp16, find_images, float_island  # noqa: E402
+from scrnet.tools.island import Island, IslandError, check_island, expected_island, float_island  # noqa: E402
+from scrnet.tools.quantize import convert_fp16, find_images  # noqa: E402
 
 
 def producers(model):
@@ -57,6 +60,19 @@ def grid_slice_casts(model, op_type: str | None = None, index: int = 1, kinds=("
     return found
 
 
+def energy_casts(model) -> list[str]:
+    """Cast-to-float16 nodes between each Softmax and the products (or convs) that compute its input."""
+    prod, found, stack = producers(model), [], [n.input[0] for n in model.graph.node if n.op_type == "Softmax"]
+    while stack:
+        node = prod.get(stack.pop())
+        if node is None or node.op_type in ("MatMul", "Conv"):
+            continue
+        if node.op_type == "Cast" and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT16 for a in node.attribute):
+            found.append(node.name)
+        stack.extend(node.input)
+    return found
+
+
 @pytest.fixture(scope="module", params=["gather", "gridsample"])
 def effl0_onnx(tmp_path_factory, request):
     """A random scrnet_effl0 whose position-attention energies exceed float16's range: key = query, both x 5000,
@@ -76,26 +92,82 @@ def effl0_onnx(tmp_path_factory, request):
     return model, path, x
 
 
-def test_float_island_holds_grid_maths_gridsample_and_attention_but_no_conv(effl0_onnx):
+def test_float_island_is_found_from_what_the_graph_computes(effl0_onnx):
+    model_pt, path, _ = effl0_onnx
+    model = onnx.load(str(path))
+    island = float_island(model)
+    assert (island.sampling_sites, island.attention_products) == expected_island(model_pt) == (3, 4)
+    assert island.softmaxes == 5  # SRM's three neighbour-weight softmaxes, DANet's two
+    ops = {n.name: n.op_type for n in model.graph.node}
+    size_maths = ("Constant", "Unsqueeze", "Concat", "Gather", "Shape", "Reshape", "Transpose")  # and the map's layout
+    sampler = {n for n, op in ops.items() if op == "GridSample" or "/sampler/" in n}
+    assert {ops[n] for n in sampler - island.nodes} <= set(size_maths)
+    assert {n for n, op in ops.items() if op in ("MatMul", "Softmax") and "/context/attention/" in n} <= island.nodes
+    assert {n for n, op in ops.items() if op == "CumSum"} <= island.nodes  # the pixel-centre grid
+    assert {n for n, op in ops.items() if op == "Floor"} <= island.nodes  # the gather form's corners
+    assert not any(ops[n] == "Conv" for n in island.nodes)
+    assert all("/backbone/" not in n or ops[n] == "Constant" for n in island.nodes)  # constants are shared
+
+
+def test_float_island_does_not_depend_on_node_names(effl0_onnx):
+    """Regression (issue 25 #7): the island was found by the TorchScript exporter's scope names; with other names
+    it lost the gather form's sampler and the attention, and sampling coordinates were quantised silently."""
     _, path, _ = effl0_onnx
     model = onnx.load(str(path))
-    island = set(float_island(model))
-    ops = {n.name: n.op_type for n in model.graph.node}
-    assert {n for n, op in ops.items() if op == "GridSample" or "/sampler/" in n} <= island
-    assert any(op in ("GridSample", "Gather") and "/sampler/" in n for n, op in ops.items())
-    assert {n for n, op in ops.items() if op in ("MatMul", "Softmax") and "/context/attention/" in n} <= island
-    assert {n for n, op in ops.items() if op == "CumSum"} <= island  # the pixel-centre grid
-    assert not any(ops[n] == "Conv" for n in island)
-    assert all("/backbone/" not in n or ops[n] == "Constant" for n in island)  # constants are shared by name
+    before = float_island(model)
+    position = {n.name: i for i, n in enumerate(model.graph.node)}
+    for i, node in enumerate(model.graph.node):
+        node.name = f"node_{i}"
+    after = float_island(model)
+    assert {f"node_{position[n]}" for n in before.nodes} == after.nodes
+    assert (after.sampling_sites, after.attention_products, after.softmaxes) == (3, 4, 5)
+
+
+def test_float_island_in_a_dynamo_export(tmp_path):
+    """The torch.export-based exporter names nodes differently and writes other ops; the island is the same in
+    kind: every sampling site and attention product the network computes."""
+    pytest.importorskip("onnxscript")
+    torch.manual_seed(0)
+    model = scrnet.create_model("scrnet_effl0", num_classes=5, context={"attention": "danet"}).eval()
+    with torch.no_grad():
+        torch.onnx.export(model, (torch.randn(1, 3, 64, 128),), str(tmp_path / "d.onnx"), dynamo=True,
+                          opset_version=18, input_names=["image"], output_names=["logits"], verbose=False)
+    graph = onnx.load(str(tmp_path / "d.onnx"))
+    island = float_island(graph)
+    assert (island.sampling_sites, island.attention_products) == expected_island(model) == (3, 4)
+    assert not any("/sampler/" in n.name for n in graph.graph.node)  # the old name-based search found nothing
+    check_island(island, *expected_island(model), where="d.onnx")
+
+
+def test_an_island_that_misses_the_network_is_refused(effl0_onnx, tmp_path, monkeypatch):
+    _, path, _ = effl0_onnx
+    with pytest.raises(IslandError, match="3 sampling sites expected, 0 found"):
+        check_island(Island(), 3, 0, where="m.onnx")
+    monkeypatch.setattr(quantize, "float_island", lambda model: Island())  # as if the exporter's graph changed
+    with pytest.raises(IslandError, match="sampling sites expected"):
+        convert_fp16(path, tmp_path / "h.onnx", (3, 4))
+    assert not (tmp_path / "h.onnx").exists()
+
+
+def test_a_conversion_that_rounds_inside_the_island_is_refused(effl0_onnx, tmp_path, monkeypatch):
+    """Without the pass that removes the converter's float16 round trips between island nodes, the verification
+    finds the rounded edge and refuses the graph."""
+    _, path, _ = effl0_onnx
+    monkeypatch.setattr(quantize, "drop_fp16_round_trips", lambda model, nodes: 0)
+    with pytest.raises(IslandError, match="reads a rounded value of island node"):
+        convert_fp16(path, tmp_path / "h.onnx", (3, 4))
 
 
 def test_fp16_keeps_the_island_float32_end_to_end(effl0_onnx, tmp_path):
     _, path, x = effl0_onnx
     half_path = tmp_path / "fp16.onnx"
-    convert_fp16(path, half_path)
+    info = convert_fp16(path, half_path, (3, 4))
+    assert "3 sampling sites, 4 attention products" in info["island"]
     half = onnx.load(str(half_path))
     assert grid_slice_casts(half) == []  # no float16 rounding between the offset convs and the sampling
-    assert grid_slice_casts(half, "Softmax", 0) == []  # nor of attention energies (SRM's mask softmax too)
+    # nor of attention energies (SRM's mask softmax too): nothing rounds between an energy's product and its softmax
+    assert energy_casts(half) == []
+    quantize.verify_island(half, float_island(onnx.load(str(path))), "fp16.onnx")
     ref = ort.InferenceSession(str(path)).run(None, {"image": x.numpy()})[0]
     sess = ort.InferenceSession(str(half_path))
     assert sess.get_inputs()[0].type == "tensor(float)" and sess.get_outputs()[0].type == "tensor(float)"
@@ -113,11 +185,11 @@ def trained(tmp_path_factory):
     work = tmp_path_factory.mktemp("run")
     cfg = load_config(None, [f"data.root={root}", "data.type=folder", "model.name=scrnet_effl0",
                              "model.num_classes=9", "model.channels=16", "model.backbone_weights=null",
-                             "train.max_iters=2", "train.batch_size=2", "train.num_workers=0",
-                             "train.val_interval=0", "train.checkpoint_interval=2", "train.tensorboard=false",
+                             "train.max_iters=60", "train.batch_size=2", "train.num_workers=0",
+                             "train.val_interval=0", "train.checkpoint_interval=60", "train.tensorboard=false",
                              "data.train.crop_size=[64,64]", "data.train.scale=[128,64]"])
     train(cfg, work)
-    return root, work / "checkpoints" / "iter_00000002.pth"
+    return root, work / "checkpoints" / "iter_00000060.pth"
 
 
 def test_cli_int8_and_fp16_files_are_scored_by_scrnet_eval(trained, tmp_path):
@@ -126,6 +198,9 @@ def test_cli_int8_and_fp16_files_are_scored_by_scrnet_eval(trained, tmp_path):
                          "--calib-images", 5, "--size", 64, 128)
     assert code == 0, err
     assert "INT8 QDQ" in out and "calibrated on 5 images" in out
+    agreement = float(re.search(r"argmax agreement with the float32 graph: ([0-9.]+)% of the pixels of 5 "
+                                r"calibration images", out).group(1))
+    assert 95 <= agreement <= 100
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m8.onnx"]  # the float32 intermediate is gone
     model = onnx.load(str(tmp_path / "m8.onnx"))
     ops = [n.op_type for n in model.graph.node]
@@ -149,7 +224,32 @@ def test_cli_int8_and_fp16_files_are_scored_by_scrnet_eval(trained, tmp_path):
     code, _, err = run("eval", ckpt, "--json", tmp_path / "ref.json")
     ref = json.loads((tmp_path / "ref.json").read_text())["miou"]
     assert abs(scores["m16"] - ref) < 0.01  # float16 with a float32 island: the checkpoint's mIoU
-    assert 0 <= scores["m8"] <= 1
+    assert abs(scores["m8"] - ref) < 0.02  # INT8: within 2 points of the checkpoint's mIoU
+
+
+def test_a_graph_below_the_minimum_agreement_is_refused_and_nothing_is_written(trained, tmp_path):
+    root, ckpt = trained
+    (tmp_path / "m8.onnx").write_bytes(b"not a graph")  # a user's file: never replaced
+    code, out, err = run("export", ckpt, "--onnx", tmp_path / "out" / "m8.onnx", "--int8", "--calib", root,
+                         "--calib-images", 5, "--size", 64, 128, "--min-agreement", 1)
+    assert code == 1 and "agrees with float32 on" in err and "below the minimum 100.00%" in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert list((tmp_path / "out").iterdir()) == []  # no graph, no intermediate left behind
+    code, out, err = run("export", ckpt, "--onnx", tmp_path / "m8.onnx", "--fp16", "--size", 64, 128)
+    assert code == 1 and "not an ONNX graph scrnet wrote" in err and str(tmp_path / "m8.onnx") in err
+    assert (tmp_path / "m8.onnx").read_bytes() == b"not a graph"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m8.onnx", "out"]
+
+
+def test_export_replaces_a_graph_scrnet_wrote(trained, tmp_path):
+    _, ckpt = trained
+    for precision in ([], ["--fp16"]):
+        code, out, err = run("export", ckpt, "--onnx", tmp_path / "m.onnx", "--size", 64, 128, *precision)
+        assert code == 0, err
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
+    assert meta["scrnet.precision"] == "float16"
+    assert "argmax agreement with the float32 graph" in out and "4 random inputs at 64x128" in out
+    assert oct((tmp_path / "m.onnx").stat().st_mode & 0o777) != "0o600"  # ordinary permissions, not mkstemp's
 
 
 def test_calibration_images_skip_label_folders_and_spread_evenly(tmp_path):
@@ -169,6 +269,8 @@ def test_calibration_images_skip_label_folders_and_spread_evenly(tmp_path):
     (["--int8", "--fp16", "--calib", "."], "exclude each other"),
     (["--fp16", "--check"], "scrnet eval"),
     (["--calib", "."], "--calib is for --int8"),
+    (["--min-agreement", "0.9"], "--min-agreement is for --int8 or --fp16"),
+    (["--fp16", "--min-agreement", "2"], "between 0 and 1"),
 ])
 def test_bad_precision_requests_are_one_line(trained, tmp_path, args, message):
     _, ckpt = trained

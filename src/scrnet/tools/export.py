@@ -4,7 +4,10 @@ that onnxruntime reproduces PyTorch at the export size and at a second, odd size
 We use PyTorch's TorchScript-based exporter (``dynamo=False``): the dynamo exporter cannot prove that the stage
 sizes of an input padded to a multiple of 32 line up (symbolic ``Mod``) and refuses dynamic sizes. The graph takes
 its sizes from the input (the SRM grid, the padding and PPM's pooling are built from tensors), which the check
-verifies at a size the export never saw.
+verifies at a size the export never saw. torch 2.13 deprecates that exporter (its warning is shown); the move to
+``torch.onnx.export(dynamo=True)`` (onnxscript) waits for dynamic sizes to export there. What depends on the
+exporter is kept small: the float32 island of INT8/float16 graphs is found from what the graph computes
+(:mod:`scrnet.tools.island`), and a test finds the same island in a dynamo export at a fixed size.
 """
 
 import json
@@ -15,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ScrnetError
 from ..models.sampling import export_sampler
 from .onnx_passes import fold_pads_into_convs
 
@@ -36,7 +39,11 @@ def export_onnx(model: torch.nn.Module, path: str | Path, size: tuple[int, int] 
     model = model.eval()
     x = torch.randn(1, 3, *size)
     with warnings.catch_warnings(), torch.no_grad(), export_sampler(sampler):
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notices
+        # the tracer's notes on Python bools (our size checks) and constant folding's on strided slices are about
+        # the trace, not the user's model; the exporter's own deprecation warning is let through
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
+        warnings.filterwarnings("default", category=DeprecationWarning, message=".*legacy TorchScript-based ONNX")
         torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=opset, input_names=["image"],
                           output_names=["logits"], do_constant_folding=True,
                           dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
@@ -122,3 +129,101 @@ def checkpoint_metadata(class_names: list[str], normalize, palette, config=None)
 
         meta["scrnet.config"] = json.dumps(config_to_dict(config))
     return meta
+
+
+PRECISIONS = ("float32", "int8", "float16")
+
+
+class ExportError(ScrnetError):
+    """An export that cannot be done as asked (an existing file that scrnet did not write, a converted graph that
+    disagrees with float32 beyond the requested minimum)."""
+
+
+def written_by_scrnet(path: Path) -> bool:
+    """Whether ``path`` is an ONNX graph ``export_onnx`` wrote (its metadata holds scrnet's class names). The file is
+    parsed as data only (no external data is followed)."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - any unreadable file is simply not ours
+        return False
+    return any(p.key == "scrnet.class_names" for p in proto.metadata_props)
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    precision: str  # "float32", "int8" or "float16"
+    details: dict  # what the conversion did (``quantize_int8`` / ``convert_fp16``), empty for float32
+    agreement: float | None = None  # argmax agreement of a converted graph with the float32 graph
+    agreement_inputs: str = ""  # what the agreement was measured on
+
+    @property
+    def size_mb(self) -> float:
+        return self.path.stat().st_size / 2**20
+
+
+def export_checkpoint(loaded, out: str | Path, *, size: tuple[int, int] = (512, 1024), opset: int = 17,
+                      sampler: str = "gather", fuse: bool = True, precision: str = "float32",
+                      calib: list[Path] | None = None, min_agreement: float | None = None) -> ExportResult:
+    """Export a loaded checkpoint (``scrnet.loading.LoadedCheckpoint``) to one ONNX file at ``out``, in float32, or
+    converted to ``int8`` (calibrated on the images ``calib``) or ``float16`` (see :mod:`scrnet.tools.quantize`).
+
+    The file carries the checkpoint's classes, palette, normalisation and config. A converted graph is checked
+    against the float32 one on ``calib`` (float16 without ``calib``: on 4 random inputs at ``size``) and refused
+    (``ExportError``) when argmax agreement is below ``min_agreement`` (default ``DEFAULT_MIN_AGREEMENT``).
+    Everything is written in a temporary folder beside ``out`` and moved into place only when it passes; an
+    existing ``out`` is replaced only if scrnet wrote it (:func:`written_by_scrnet`)."""
+    import os
+    import shutil
+    import tempfile
+
+    from .island import expected_island
+
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    if precision == "int8" and not calib:
+        raise ConfigError("INT8 needs calibration images")
+    out = Path(out)
+    if out.is_symlink() or out.is_dir() or (out.exists() and not written_by_scrnet(out)):
+        raise ExportError(f"{out} exists and is not an ONNX graph scrnet wrote; refusing to replace it "
+                          f"(choose another --onnx path, or remove it yourself)")
+    model = loaded.model
+    if fuse:
+        model.fuse()
+    meta = checkpoint_metadata(loaded.class_names, loaded.normalization, loaded.palette, loaded.config)
+    meta["scrnet.sampler"] = sampler
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        float_path = export_onnx(model, work / "float32.onnx", tuple(size), opset, meta, sampler=sampler)
+        result = ExportResult(out, precision, {})
+        final = float_path
+        if precision != "float32":
+            from .quantize import DEFAULT_MIN_AGREEMENT, argmax_agreement, convert_fp16, preprocess, quantize_int8
+
+            expected = expected_island(model)
+            if calib:
+                inputs = [preprocess(p, loaded.config.data.eval, loaded.normalization) for p in calib]
+                result.agreement_inputs = f"{len(inputs)} calibration images"
+            else:
+                rng = np.random.default_rng(0)
+                inputs = [rng.standard_normal((1, 3, *size), dtype=np.float32) for _ in range(4)]
+                result.agreement_inputs = f"4 random inputs at {size[0]}x{size[1]}"
+            final = work / f"{precision}.onnx"
+            if precision == "int8":
+                result.details = quantize_int8(float_path, final, inputs, expected)
+            else:
+                result.details = convert_fp16(float_path, final, expected)
+            result.agreement = argmax_agreement(float_path, final, inputs)
+            minimum = DEFAULT_MIN_AGREEMENT[precision] if min_agreement is None else min_agreement
+            if result.agreement < minimum:
+                raise ExportError(f"{out}: the {precision} graph's argmax agrees with float32 on "
+                                  f"{result.agreement:.2%} of the pixels of {result.agreement_inputs}, below the "
+                                  f"minimum {minimum:.2%}; not written")
+        os.replace(final, out)  # onnx.save created it with the umask's ordinary permissions
+        return result
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # the folder this call created, with the intermediates in it
+

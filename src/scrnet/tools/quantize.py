@@ -1,20 +1,21 @@
-"""Reduced-precision ONNX graphs for deployment: static INT8 (QDQ, calibrated on real images) and float16.
+"""Reduced-precision ONNX graphs for deployment: static INT8 (QDQ, calibrated on real images) and float16, each
+verified before it is written.
 
-Both start from the float32 graph ``export_onnx`` writes and keep a *float island* in float32: every node that
-computes SRM's (or DySample's) sampling positions, the ``GridSample`` that uses them, and CRM's attention maps
-(matrix products and softmax). Sampling positions are pixel coordinates: in float16 they are not exact above 2048,
-and an 8-bit coordinate would move samples by whole pixels; CRM's channel affinity exceeds float16's range at
-Cityscapes sizes. The island is found in the graph: every node of the samplers (scope ``/sampler/``: the
-``GridSample``, or the gathers and weights of ``export --sampler gather``) and the backward slice of their inputs,
-stopping at convolutions (the offset convs themselves are ordinary convs and are converted), plus the attention
-nodes under ``/decoder/context/attention``.
+Both start from the float32 graph ``export_onnx`` writes and keep its *float island* (``island.float_island``:
+sampling positions, sampling, attention energies, found from what the graph computes) in float32. A conversion is
+refused when:
+
+- the island misses what the PyTorch network computes (``island.check_island``: as many sampling sites as the
+  network calls its sampler, as many attention products as its attention modules compute);
+- after conversion, an island node reads a float16 or quantised value that another island node produced
+  (:func:`verify_island`), or an island node is gone;
+- argmax agreement with the float32 graph, on the calibration images (or, for float16 without them, on random
+  inputs), falls below the requested minimum (:func:`argmax_agreement`).
 
 INT8 uses onnxruntime's quantisation tools (``quantize_static``, QDQ format, per-channel signed 8-bit weights,
 unsigned 8-bit activations, MinMax calibration), calibrated on images preprocessed exactly as at evaluation (the
-checkpoint's ``data.eval`` resizing and its normalisation). Every op type the tools quantise (convolutions, matrix
-products, additions, activations, resizing, concatenation, pooling, ...) is quantised outside the island: on
-``scrnet_effl0`` at 512x1024 that ran 1.66x faster than float32 against 1.53x with only convolutions and matrix
-products quantised (2 threads, one run, while the machine was busy).
+checkpoint's ``data.eval`` resizing and its normalisation). Every op type the tools quantise is quantised outside
+the island and the logits' tail. float16 uses ``onnxconverter_common.float16`` (the public converter).
 """
 
 from pathlib import Path
@@ -23,42 +24,13 @@ import numpy as np
 
 from ..data.io import DataError
 from ..errors import ConfigError
+from .island import Island, IslandError, check_island, float_island
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 # label folders of the supported layouts (folder, BDD100K, ADE20K, Cityscapes): their PNGs are masks, not images
 LABEL_DIRS = ("masks", "labels", "annotations", "gtFine", "gtCoarse")
-ATTENTION_SCOPE = "/decoder/context/attention/"
-SAMPLER_SCOPE = "/sampler/"  # SRM's and DySample's BilinearSampler (gathers, or one GridSample)
-
-
-def float_island(model) -> list[str]:
-    """Names of the nodes of ``model`` (an ``onnx.ModelProto``) that must stay float32 (see the module docstring)."""
-    producers = {out: node for node in model.graph.node for out in node.output}
-    keep: set[str] = set()
-
-    def walk(tensor: str) -> None:
-        stack = [tensor]
-        while stack:
-            node = producers.get(stack.pop())
-            if node is None or node.name in keep or node.op_type == "Conv":
-                continue
-            keep.add(node.name)
-            if node.op_type != "Shape":  # a shape does not depend on the values: do not follow it into the network
-                stack.extend(node.input)
-
-    for node in model.graph.node:
-        if node.op_type == "GridSample":
-            keep.add(node.name)
-            walk(node.input[1])
-        elif SAMPLER_SCOPE in node.name:  # the gather form: coordinates, indices, weights and the weighted sum
-            keep.add(node.name)
-            for tensor in node.input:
-                if tensor in producers and SAMPLER_SCOPE not in producers[tensor].name:
-                    walk(tensor)  # back from the sampler's inputs to the convs: the grid maths (and the sampled map)
-        elif node.name.startswith(ATTENTION_SCOPE) and node.op_type != "Conv":
-            keep.add(node.name)
-    return sorted(keep)
-
+# the least argmax agreement with the float32 graph a converted graph must reach (``--min-agreement``)
+DEFAULT_MIN_AGREEMENT = {"int8": 0.95, "float16": 0.99}
 
 def output_tail(model) -> list[str]:
     """Names of the nodes between the last convolution and each graph output (the logits' resize to the input size
@@ -138,9 +110,16 @@ def _copy_metadata(src, dst, extra: dict[str, str]) -> None:
         dst.metadata_props.add(key=key, value=value)
 
 
-def quantize_int8(fp32_path: str | Path, out_path: str | Path, images: list[Path], eval_cfg, normalize) -> dict:
-    """Static QDQ INT8 of the float32 graph at ``fp32_path``, calibrated on ``images``; returns what was done."""
+def quantize_int8(fp32_path: str | Path, out_path: str | Path, inputs: list[np.ndarray],
+                  expected: tuple[int, int]) -> dict:
+    """Static QDQ INT8 of the float32 graph at ``fp32_path``, calibrated on ``inputs`` (preprocessed images, see
+    :func:`preprocess`), written to ``out_path``; ``expected``: the island the network needs
+    (``island.expected_island``). Raises ``IslandError`` when the island misses it or the converted graph rounds
+    inside it; returns what was done."""
+    import logging
+
     import onnx
+    import onnxruntime as ort
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -151,19 +130,16 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, images: list[Path
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.paths = iter(images)
+            self.arrays = iter(inputs)
 
         def get_next(self):
-            path = next(self.paths, None)
-            return None if path is None else {"image": preprocess(path, eval_cfg, normalize)}
-
-    import logging
-
-    import onnxruntime as ort
+            array = next(self.arrays, None)
+            return None if array is None else {"image": array}
 
     src = onnx.load(str(fp32_path))
     island = float_island(src)
-    excluded = island + [name for name in output_tail(src) if name not in island]
+    check_island(island, *expected, where=str(out_path))
+    excluded = sorted(island.nodes) + [name for name in output_tail(src) if name not in island.nodes]
     out_path = Path(out_path)
     root = logging.getLogger()
     level = root.level
@@ -178,13 +154,62 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, images: list[Path
         ort.set_default_logger_severity(2)
     quantized = onnx.load(str(out_path))
     read_shapes_before_dequantize(quantized)
+    verify_island(quantized, island, str(out_path))
     ops = sorted(_quantized_types(quantized) - {"QuantizeLinear", "DequantizeLinear"})
     _copy_metadata(src, quantized, {"scrnet.precision": "int8",
                                     "scrnet.quantization": "QDQ static, per-channel s8 weights, u8 activations, "
-                                                           f"MinMax on {len(images)} images"})
+                                                           f"MinMax on {len(inputs)} images"})
     onnx.save(quantized, str(out_path))
-    return {"precision": "int8", "calibration_images": len(images), "float_nodes": len(excluded),
-            "quantized_ops": ",".join(ops)}
+    return {"precision": "int8", "calibration_images": len(inputs), "float_nodes": len(excluded),
+            "island": island.describe(), "quantized_ops": ",".join(ops)}
+
+
+def verify_island(converted, island: Island, where: str) -> None:
+    """Refuse a converted graph (INT8 or float16) in which an island node is missing, or reads a value that another
+    island node produced after it was cast to float16 or quantised on the way (a round trip that rounds
+    coordinates or energies); raises ``IslandError`` naming the first such node."""
+    from onnx import TensorProto
+
+    names = {node.name for node in converted.graph.node}
+    missing = sorted(island.nodes - names)
+    if missing:
+        raise IslandError(f"{where}: {len(missing)} float32 island nodes are gone after conversion "
+                          f"(first: {missing[0]})")
+    producers = {out: node for node in converted.graph.node for out in node.output}
+    lossy = {"QuantizeLinear", "DequantizeLinear"}
+
+    def rounds(node) -> bool:
+        if node.op_type in lossy:
+            return True
+        return node.op_type == "Cast" and any(a.name == "to" and a.i == TensorProto.FLOAT16 for a in node.attribute)
+
+    for node in converted.graph.node:
+        if node.name not in island.nodes:
+            continue
+        for tensor in node.input:
+            up, rounded = producers.get(tensor), False
+            while up is not None and (up.op_type == "Cast" or up.op_type in lossy):
+                rounded = rounded or rounds(up)
+                up = producers.get(up.input[0])
+            if rounded and up is not None and up.name in island.nodes:
+                raise IslandError(f"{where}: island node {node.name} ({node.op_type}) reads a rounded value of "
+                                  f"island node {up.name} ({up.op_type}); conversion broke the float32 island")
+
+
+def argmax_agreement(reference: str | Path, converted: str | Path, inputs: list[np.ndarray]) -> float:
+    """Fraction of pixels, over ``inputs``, where the ``converted`` graph's argmax equals the ``reference``
+    graph's (both run in onnxruntime on the CPU)."""
+    import onnxruntime as ort
+
+    ref = ort.InferenceSession(str(reference), providers=["CPUExecutionProvider"])
+    out = ort.InferenceSession(str(converted), providers=["CPUExecutionProvider"])
+    agree = total = 0
+    for array in inputs:
+        a = ref.run(["logits"], {"image": array})[0].argmax(1)
+        b = out.run(["logits"], {"image": array})[0].argmax(1)
+        agree += int((a == b).sum())
+        total += a.size
+    return agree / max(total, 1)
 
 
 def drop_fp16_round_trips(model, float_nodes: set[str]) -> int:
@@ -220,24 +245,47 @@ def drop_fp16_round_trips(model, float_nodes: set[str]) -> int:
     return count
 
 
+def retarget_float_casts(model) -> int:
+    """Make every ``Cast(to float32)`` whose output the converter declared float16 cast to float16, in place;
+    returns how many. ``onnxconverter_common`` converts the tensors around a Cast outside the blocked nodes but
+    leaves its target type, a graph onnxruntime refuses to load (a ``.float()`` in front of DANet's affinity,
+    a no-op in the float32 graph, is a no-op again in float16)."""
+    from onnx import TensorProto
+
+    declared = {v.name: v.type.tensor_type.elem_type for v in model.graph.value_info}
+    count = 0
+    for node in model.graph.node:
+        if node.op_type != "Cast" or declared.get(node.output[0]) != TensorProto.FLOAT16:
+            continue
+        for attr in node.attribute:
+            if attr.name == "to" and attr.i == TensorProto.FLOAT:
+                attr.i = TensorProto.FLOAT16
+                count += 1
+    return count
+
+
 def _quantized_types(model) -> set[str]:
     """Op types of the nodes of ``model`` that read a DequantizeLinear output (run on quantised inputs)."""
     dq = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     return {n.op_type for n in model.graph.node if any(i in dq for i in n.input)}
 
 
-def convert_fp16(fp32_path: str | Path, out_path: str | Path) -> dict:
-    """The float32 graph at ``fp32_path`` in float16, the float island kept float32, inputs and outputs float32."""
+def convert_fp16(fp32_path: str | Path, out_path: str | Path, expected: tuple[int, int]) -> dict:
+    """The float32 graph at ``fp32_path`` in float16, the float island kept float32, inputs and outputs float32,
+    written to ``out_path``; ``expected`` as for :func:`quantize_int8`."""
     import onnx
-    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+    from onnxconverter_common.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
     src = onnx.load(str(fp32_path))
     island = float_island(src)
-    blocked_ops = list(DEFAULT_OP_BLOCK_LIST) + ["GridSample"]
-    half = convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True, node_block_list=island,
+    check_island(island, *expected, where=str(out_path))
+    blocked_ops = sorted(set(DEFAULT_OP_BLOCK_LIST) | {"GridSample"})
+    half = convert_float_to_float16(onnx.load(str(fp32_path)), keep_io_types=True, node_block_list=sorted(island.nodes),
                                     op_block_list=blocked_ops)
-    float_nodes = set(island) | {n.name for n in src.graph.node if n.op_type in blocked_ops}
+    float_nodes = island.nodes | {n.name for n in src.graph.node if n.op_type in blocked_ops}
+    retarget_float_casts(half)
     drop_fp16_round_trips(half, float_nodes)
+    verify_island(half, island, str(out_path))
     _copy_metadata(src, half, {"scrnet.precision": "float16"})
     onnx.save(half, str(out_path))
-    return {"precision": "float16", "float_nodes": len(island)}
+    return {"precision": "float16", "float_nodes": len(island), "island": island.describe()}
