@@ -316,6 +316,7 @@ def cmd_predict(args) -> None:
 
 def cmd_export(args) -> None:
     from .models import SCRNet
+    from .outputs import OutputRefused
     from .pretrained import from_pretrained
     from .tools.export import OPSETS, check_onnx, export_checkpoint
 
@@ -351,9 +352,12 @@ def cmd_export(args) -> None:
         except (ScrnetError, FileNotFoundError) as exc:
             raise UsageError(str(exc)) from None
     precision = "int8" if args.int8 else "float16" if args.fp16 else "float32"
-    result = export_checkpoint(loaded, args.onnx, size=tuple(args.size), opset=args.opset, sampler=args.sampler,
-                               fuse=not args.no_fuse, precision=precision, calib=calib,
-                               min_agreement=args.min_agreement)
+    try:
+        result = export_checkpoint(loaded, args.onnx, size=tuple(args.size), opset=args.opset,
+                                   sampler=args.sampler, fuse=not args.no_fuse, precision=precision, calib=calib,
+                                   min_agreement=args.min_agreement)
+    except OutputRefused as exc:
+        raise UsageError(str(exc)) from None
     folded = "BatchNorm kept separate" if args.no_fuse else f"BatchNorm folded into {loaded.model.fused_pairs} convs"
     if precision == "int8":
         how = (f"INT8 QDQ ({result.details['quantized_ops']} on quantised inputs, calibrated on {len(calib)} images "
@@ -516,9 +520,13 @@ def cmd_publish(args) -> None:
 
 
 def cmd_demo(args) -> None:
+    from .outputs import OutputRefused
     from .tools.demo import run_demo
 
-    run_demo(args.out, quick=args.quick, seed=args.seed)
+    try:
+        run_demo(args.out, quick=args.quick, seed=args.seed)
+    except OutputRefused as exc:
+        raise UsageError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

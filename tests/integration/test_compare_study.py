@@ -315,3 +315,16 @@ def test_study_bad_usage_is_one_line_before_anything_runs(tiny, tmp_path):
                              tmp_path / "w")
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
         assert not (tmp_path / "w").exists()
+
+
+def test_a_cell_folder_holding_a_users_files_is_refused_before_anything_runs(tiny, tmp_path):
+    config = tmp_path / "base.yaml"
+    config.write_text("train:\n  max_iters: 2\n")
+    cell = tmp_path / "w" / "model.srm.mode=bilinear" / "seed0"
+    cell.mkdir(parents=True)
+    (cell / "notes.txt").write_text("mine")
+    code, out, err = run("study", config, *tiny_overrides(tiny), "--vary", "model.srm.mode=bilinear,pixel",
+                         "--seeds", 0, "--work-dir", tmp_path / "w")
+    assert code != 0 and f"{cell} holds files but no run of scrnet" in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in cell.iterdir()) == ["notes.txt"]
+    assert not (tmp_path / "w" / "model.srm.mode=pixel").exists()  # nothing ran

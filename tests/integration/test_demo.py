@@ -32,6 +32,19 @@ def test_demo_quick(tmp_path):
     check = subprocess.run([sys.executable, "-m", "scrnet", "eval", str(tmp_path / "scrnet_effl0_synthetic.pth"),
                             "--data.root", str(tmp_path / "data")], capture_output=True, text=True, timeout=300)
     assert check.returncode == 0 and f"{100 * metrics['scrnet']['miou']:.2f}" in check.stdout
+    # a second demo into the same folder replaces what the first wrote, and nothing else
+    (tmp_path / "notes.md").write_text("mine")
+    (tmp_path / "runs" / "scrnet" / "my_plot.png").write_bytes(b"mine too")
+    again = subprocess.run([sys.executable, "-m", "scrnet", "demo", "--quick", "--out", str(tmp_path)],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "runs/scrnet exists and was not written by scrnet" in again.stderr
+    assert (tmp_path / "runs" / "scrnet" / "my_plot.png").read_bytes() == b"mine too"
+    assert (tmp_path / "metrics.json").read_text() == json.dumps(metrics, indent=2) + "\n"
+    (tmp_path / "runs" / "scrnet" / "my_plot.png").unlink()
+    again = subprocess.run([sys.executable, "-m", "scrnet", "demo", "--quick", "--out", str(tmp_path)],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (tmp_path / "notes.md").read_text() == "mine"
 
 
 def test_image_only_interval_of_identical_results_is_zero_and_of_a_shift_excludes_zero():

@@ -126,6 +126,39 @@ def test_predict_folders_with_good_and_bad_files(checkpoint, tmp_path):
     assert colours <= set(PALETTE)
 
 
+def test_predict_replaces_only_what_it_wrote(checkpoint, tmp_path):
+    """Regression (issue 25): predicting a folder into itself overwrote the inputs with their predictions."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    rgb = np.random.default_rng(0).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    for name in ("a", "b"):
+        cv2.imwrite(str(inputs / f"{name}.png"), rgb)
+    before = {p.name: p.read_bytes() for p in inputs.iterdir()}
+    result = cli("predict", str(checkpoint), str(inputs), "--out", str(inputs))
+    assert result.returncode == 2 and "a.png exists and was not written by scrnet (and 1 more)" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in inputs.iterdir()} == before  # nothing written, nothing lost
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    for _ in range(2):  # the second run replaces the first run's files
+        result = cli("predict", str(checkpoint), str(inputs), "--out", str(out))
+        assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == [".scrnet-written.json", "a.png", "b.png", "notes.txt"]
+    (out / "a.png").write_text("edited by the user since")  # scrnet wrote it, but it is no longer as scrnet left it
+    cv2.imwrite(str(inputs / "c.png"), rgb)
+    (out / "c.png").write_text("mine too")
+    result = cli("predict", str(checkpoint), str(inputs), "--out", str(out))
+    assert result.returncode == 2 and "a.png exists and was not written by scrnet (and 1 more)" in result.stderr
+    assert (out / "a.png").read_text() == "edited by the user since" and (out / "c.png").read_text() == "mine too"
+    assert (out / "notes.txt").read_text() == "mine"
+    cv2.imwrite(str(inputs / "c.jpg"), rgb)
+    result = cli("predict", str(checkpoint), str(inputs / "c.png"), str(inputs / "c.jpg"),
+                 "--out", str(tmp_path / "o3"))
+    assert result.returncode == 2 and "would both be written to" in result.stderr
+    assert not (tmp_path / "o3").exists()
+
+
 @pytest.mark.parametrize("fmt", ["trainid", "labelid", "overlay"])
 def test_predict_formats(checkpoint, tmp_path, fmt):
     src = tmp_path / "x_leftImg8bit.png"

@@ -236,7 +236,7 @@ def test_a_graph_below_the_minimum_agreement_is_refused_and_nothing_is_written(t
     assert len(err.strip().splitlines()) == 1
     assert list((tmp_path / "out").iterdir()) == []  # no graph, no intermediate left behind
     code, out, err = run("export", ckpt, "--onnx", tmp_path / "m8.onnx", "--fp16", "--size", 64, 128)
-    assert code == 1 and "not an ONNX graph scrnet wrote" in err and str(tmp_path / "m8.onnx") in err
+    assert code == 2 and "not an ONNX graph scrnet wrote" in err and str(tmp_path / "m8.onnx") in err
     assert (tmp_path / "m8.onnx").read_bytes() == b"not a graph"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m8.onnx", "out"]
 

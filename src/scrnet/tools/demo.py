@@ -31,6 +31,7 @@ from ..evaluation.counts import PerImageCounts
 from ..evaluation.evaluate import EvalResult, evaluate
 from ..evaluation.run import format_table
 from ..loading import load_checkpoint
+from ..outputs import OutputFolder
 from .compare import RunStats, interval_between
 from .intervals import image_weights
 from .predict import Predictor, flow_to_color
@@ -119,7 +120,24 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, progress: bool
     out = Path(out)
     plan = QUICK if quick else FULL
     start = time.perf_counter()
+    checkpoint = out / "scrnet_effl0_synthetic.pth"
+    # everything the demo writes; an entry that exists is replaced only if an earlier demo wrote it, unchanged
+    entries = [out / "data", *(out / "runs" / name for name in MODELS), checkpoint, out / "predictions",
+               out / "srm_offsets.png", out / "training_curve.png", out / "metrics.json"]
+    folder = OutputFolder(out, "demo")
+    folder.check(entries)
+    for entry in entries:
+        folder.claim(entry)
+        if entry.is_dir():  # a folder of a previous demo, every file as that demo left it
+            shutil.rmtree(entry)
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run(out, plan, seed, progress, start, checkpoint)
+    finally:
+        folder.save()
+
+
+def _run(out: Path, plan: DemoPlan, seed: int, progress: bool | None, start: float, checkpoint: Path) -> dict:
     data = generate_synthetic(out / "data", plan.num_train, plan.num_val, plan.size, seed=seed)
     print(f"synthetic data: {plan.num_train} train + {plan.num_val} val scenes of {plan.size[0]}x{plan.size[1]} "
           f"in {data}")
@@ -129,7 +147,6 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, progress: bool
               f"{plan.iters} iterations")
         cfg = load_config(None, overrides(plan, data, seed) + extra)
         run_dir = out / "runs" / name
-        shutil.rmtree(run_dir, ignore_errors=True)
         train(cfg, run_dir, progress=progress)
         loaded = load_checkpoint(checkpoint_path(run_dir, plan.iters))  # the final iteration, not best.pth
         print(f"scoring {name} at iteration {plan.iters} (its final checkpoint)")
@@ -138,7 +155,6 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, progress: bool
         results[name] = evaluate(loaded.model, dataset, torch.device("cpu"), loaded.config.eval, loaded.normalization,
                                  keep_per_image=True)
         logs[name] = run_dir / "metrics.jsonl"
-    checkpoint = out / "scrnet_effl0_synthetic.pth"
     shutil.copy(checkpoint_path(out / "runs" / "scrnet", plan.iters), checkpoint)
     # images: overlays, the SRM offset field, the training curves
     loaded = load_checkpoint(checkpoint)

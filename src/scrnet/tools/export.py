@@ -20,6 +20,7 @@ import torch
 
 from ..errors import ConfigError, ScrnetError
 from ..models.sampling import export_sampler
+from ..outputs import OutputRefused
 from .onnx_passes import fold_pads_into_convs
 
 OPSETS = (16, 17, 18)
@@ -135,8 +136,7 @@ PRECISIONS = ("float32", "int8", "float16")
 
 
 class ExportError(ScrnetError):
-    """An export that cannot be done as asked (an existing file that scrnet did not write, a converted graph that
-    disagrees with float32 beyond the requested minimum)."""
+    """A converted graph that disagrees with float32 beyond the requested minimum."""
 
 
 def written_by_scrnet(path: Path) -> bool:
@@ -187,8 +187,8 @@ def export_checkpoint(loaded, out: str | Path, *, size: tuple[int, int] = (512, 
         raise ConfigError("INT8 needs calibration images")
     out = Path(out)
     if out.is_symlink() or out.is_dir() or (out.exists() and not written_by_scrnet(out)):
-        raise ExportError(f"{out} exists and is not an ONNX graph scrnet wrote; refusing to replace it "
-                          f"(choose another --onnx path, or remove it yourself)")
+        raise OutputRefused(f"{out} exists and is not an ONNX graph scrnet wrote; refusing to replace it "
+                            f"(choose another --onnx path, or move it away)")
     model = loaded.model
     if fuse:
         model.fuse()

@@ -23,6 +23,7 @@ from ..data.transforms import fit_size, to_chw_uint8
 from ..errors import RequestError
 from ..evaluation.inference import infer, resize
 from ..loading import LoadedCheckpoint
+from ..outputs import OutputFolder
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 FORMATS = ("color", "overlay", "trainid", "labelid")
@@ -138,7 +139,7 @@ def predict_video(predictor: Predictor, src: Path, dst: Path, fmt: str) -> Path:
     if not capture.isOpened():
         raise DataError(f"unreadable video {src}")
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    writer, frames, out = None, 0, dst.with_suffix(".mp4")
+    writer, frames, out = None, 0, dst
     try:
         while True:
             ok, frame = capture.read()
@@ -160,25 +161,54 @@ def predict_video(predictor: Predictor, src: Path, dst: Path, fmt: str) -> Path:
     return out
 
 
+def destinations(inputs: list[tuple[Path, Path]], out_dir: Path, show_offsets: bool = False) -> list[list[Path]]:
+    """The files each input writes under ``out_dir``: a PNG per image (and its offsets PNG), an MP4 per video."""
+    planned = []
+    for src, rel in inputs:
+        if src.suffix.lower() in VIDEO_SUFFIXES:
+            planned.append([(out_dir / rel).with_suffix(".mp4")])
+        else:
+            files = [(out_dir / rel).with_suffix(".png")]
+            if show_offsets:
+                files.append(out_dir / rel.parent / f"{rel.name}_offsets.png")
+            planned.append(files)
+    return planned
+
+
 def predict_inputs(predictor: Predictor, inputs: list[tuple[Path, Path]], out_dir: Path, fmt: str,
                    show_offsets: bool = False, progress: bool = False) -> PredictReport:
+    """Predict every input into ``out_dir`` (see :func:`destinations`). Before anything is written, refuses
+    (``OutputRefused``) when an output file exists that scrnet did not write (an input inside ``out_dir``, a
+    user's file), and (``RequestError``) when two inputs would write the same file (``a.jpg`` and ``a.png``)."""
     if fmt == "labelid" and predictor.class_names != CITYSCAPES_CLASSES:
         raise RequestError("--format labelid writes Cityscapes label ids; this checkpoint's classes are not "
                          f"Cityscapes' 19 ({len(predictor.class_names)} classes: {predictor.class_names[:3]} ...)")
+    planned = destinations(inputs, out_dir, show_offsets)
+    seen: dict[Path, Path] = {}
+    for (src, _), files in zip(inputs, planned):
+        for dst in files:
+            if dst in seen:
+                raise RequestError(f"{seen[dst]} and {src} would both be written to {dst}; predict them into "
+                                   f"separate --out folders")
+            seen[dst] = src
+    folder = OutputFolder(out_dir, "predict")
+    folder.check(seen)
     report = PredictReport()
-    for src, rel in tqdm(inputs, desc="predict", unit="file", disable=not progress):
-        try:
-            if src.suffix.lower() in VIDEO_SUFFIXES:
-                report.written.append(predict_video(predictor, src, out_dir / rel, fmt))
-                continue
-            rgb = read_image(src)
-            dst = (out_dir / rel).with_suffix(".png")
-            write_rgb(dst, predictor.render(rgb, predictor.predict(rgb), fmt))
-            report.written.append(dst)
-            if show_offsets:
-                flow = out_dir / rel.parent / f"{rel.name}_offsets.png"
-                write_rgb(flow, flow_to_color(predictor.offsets(rgb)))
-                report.written.append(flow)
-        except (DataError, OSError) as exc:
-            report.failures.append(str(exc) if str(src) in str(exc) else f"{src}: {exc}")
+    try:
+        for (src, rel), files in tqdm(list(zip(inputs, planned)), desc="predict", unit="file",
+                                      disable=not progress):
+            try:
+                if src.suffix.lower() in VIDEO_SUFFIXES:
+                    report.written.append(predict_video(predictor, src, folder.claim(files[0]), fmt))
+                    continue
+                rgb = read_image(src)
+                write_rgb(folder.claim(files[0]), predictor.render(rgb, predictor.predict(rgb), fmt))
+                report.written.append(files[0])
+                if show_offsets:
+                    write_rgb(folder.claim(files[1]), flow_to_color(predictor.offsets(rgb)))
+                    report.written.append(files[1])
+            except (DataError, OSError) as exc:
+                report.failures.append(str(exc) if str(src) in str(exc) else f"{src}: {exc}")
+    finally:
+        folder.save()
     return report

@@ -167,6 +167,11 @@ def run_study(config: str, vary: list[str], variant_files: list[str], seeds: lis
         for _, train, evaluate, _ in plans:
             print(shell_line(train, evaluate))
         return [work_dir / cell.name for cell in cells]
+    foreign = [work_dir / cell.name for cell in cells if (work_dir / cell.name).is_dir()
+               and any((work_dir / cell.name).iterdir()) and stored_config(work_dir / cell.name) is None]
+    if foreign:
+        raise StudyError(f"{foreign[0]} holds files but no run of scrnet (no config.yaml or eval.json); a study "
+                         f"writes its cells only into folders it made: choose another work dir, or move it away")
     stale = [(cell, found) for cell, _, _, cfg in plans if (found := stale_keys(cfg, work_dir / cell.name))]
     if stale and not rerun_stale:
         cell, (path, diff) = stale[0]
