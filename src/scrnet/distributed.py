@@ -51,11 +51,14 @@ def init_distributed(device_type: str, timeout_s: float = 600.0) -> DistInfo:
         # The group's keys go under a prefix per torchrun attempt: after a restart (torchrun --max-restarts), the
         # store can still hold the previous attempt's keys, and a worker that read a dead worker's address from
         # them fails to connect ("Connection refused") or waits until the timeout (seen with torch 2.13, gloo).
+        # Under c10d rendezvous (multi-node elastic jobs) the agents give each round a new store, and the restart
+        # count differs between agents (an agent whose workers were healthy restarts them for the new round
+        # without counting a restart): there the prefix is left out, as torch's own env:// init does.
         store, _, _ = next(dist.rendezvous("env://", rank, world, timeout=timeout))
-        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != str(True):
+            store = dist.PrefixStore(f"scrnet/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo", timeout=timeout,
-                                device_id=device_id, store=dist.PrefixStore(f"scrnet/attempt_{attempt}", store),
-                                rank=rank, world_size=world)
+                                device_id=device_id, store=store, rank=rank, world_size=world)
     return DistInfo(rank, world, local_rank)
 
 

@@ -9,6 +9,8 @@ its versions are :mod:`scrnet.checkpoint_io`'s.
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import torch
+
 from ._version import __version__
 from .checkpoint_io import FORMAT_VERSION, CheckpointError, atomic_save, load
 from .config import Config, config_from_dict, config_to_dict, normalization, resolve
@@ -61,9 +63,21 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedCheckpoint:
     model = build_model(replace(cfg.model, backbone_weights=None))
     load_weights(model, state["model"], path)
     model.set_normalization(cfg.data.mean, cfg.data.std)
-    return LoadedCheckpoint(model.to(device).eval(), cfg, list(state["class_names"]),
-                            [tuple(c) for c in state.get("palette", [])], normalization(cfg), Path(path),
+    names, palette = checked_labels(state["class_names"], state.get("palette", []), path)
+    return LoadedCheckpoint(model.to(device).eval(), cfg, names, palette, normalization(cfg), Path(path),
                             recorded_iterations(state.get("iteration")))
+
+
+def checked_labels(class_names, palette, origin: str | Path) -> tuple[list[str], list[tuple[int, int, int]]]:
+    """A stored class list and palette, read as data: a list of strings, and an empty list or one RGB triple of
+    0..255 integers per class; :class:`CheckpointError` naming ``origin`` otherwise."""
+    if not isinstance(class_names, list) or not class_names or not all(isinstance(n, str) for n in class_names):
+        raise CheckpointError(f"{origin}: its class names are not a list of strings")
+    if not isinstance(palette, list) or (palette and len(palette) != len(class_names)) or not all(
+            isinstance(c, (list, tuple)) and len(c) == 3 and all(isinstance(v, int) and not isinstance(v, bool)
+                                                               and 0 <= v <= 255 for v in c) for c in palette):
+        raise CheckpointError(f"{origin}: its palette is not one RGB triple of 0..255 integers per class")
+    return list(class_names), [tuple(c) for c in palette]
 
 
 def recorded_iterations(value) -> int | None:
@@ -74,8 +88,14 @@ def recorded_iterations(value) -> int | None:
 def load_weights(model: SCRNet, state: dict, origin: str | Path) -> None:
     """Load ``state`` into ``model`` exactly; one :class:`CheckpointError` line naming ``origin`` and the first
     tensor that is missing, unexpected or of another shape (with both shapes) when they do not fit."""
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise CheckpointError(f"{origin}: the weights are not a mapping of names to tensors")
     own = model.state_dict()
     for key, value in own.items():
+        if key in state and state[key].dtype.is_floating_point != value.dtype.is_floating_point:
+            raise CheckpointError(f"{origin}: the weights do not fit the config: {key} is {state[key].dtype} in the "
+                                  f"file and {value.dtype} in the model")
         if key not in state:
             raise CheckpointError(f"{origin}: the weights do not fit the config: {key} missing "
                                   f"({len([k for k in own if k not in state])} missing in all)")

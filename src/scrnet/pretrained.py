@@ -22,7 +22,7 @@ import torch
 from .checkpoint_io import CheckpointError, sha256_of
 from .config import ConfigError, config_from_dict, normalization
 from .errors import RequestError
-from .loading import LoadedCheckpoint, load_checkpoint, load_weights, recorded_iterations
+from .loading import LoadedCheckpoint, checked_labels, load_checkpoint, load_weights, recorded_iterations
 from .models import build_model
 from .overrides import first_line
 
@@ -112,9 +112,9 @@ def read_folder_config(folder: Path) -> dict:
                               f"{FOLDER_FORMAT} (unknown keys: {unknown or 'none at the top level'}); upgrade scrnet")
     if unknown:
         raise CheckpointError(f"{path} has keys this scrnet does not know: {unknown}")
-    for key in ("config", "class_names", "normalization", "weights"):
-        if key not in meta:
-            raise CheckpointError(f"{path}: no {key!r}")
+    for key, kind in (("config", dict), ("class_names", list), ("normalization", dict), ("weights", dict)):
+        if not isinstance(meta.get(key), kind):
+            raise CheckpointError(f"{path}: no {key!r} {'object' if kind is dict else 'list'}")
     return meta
 
 
@@ -152,8 +152,8 @@ def load_folder(folder: str | Path, device: str = "cpu") -> LoadedCheckpoint:
         raise CheckpointError(f"{path}: normalization {stored} disagrees with its config's data.mean/std")
     provenance = meta.get("provenance")
     iterations = provenance.get("trained_iterations") if isinstance(provenance, dict) else None
-    return LoadedCheckpoint(model.to(device).eval(), cfg, list(meta["class_names"]),
-                            [tuple(c) for c in meta.get("palette", [])], norm, folder,
+    names, palette = checked_labels(meta["class_names"], meta.get("palette", []), path)
+    return LoadedCheckpoint(model.to(device).eval(), cfg, names, palette, norm, folder,
                             recorded_iterations(iterations))
 
 
@@ -201,8 +201,8 @@ def load_onnx(path: str | Path) -> LoadedCheckpoint:
         raise CheckpointError(str(exc)) from None
     except Exception as exc:
         raise CheckpointError(f"{path}: its scrnet metadata does not fit this version: {first_line(exc)}") from None
-    return LoadedCheckpoint(OnnxModel(path).eval(), cfg, list(names), [tuple(c) for c in palette],
-                            normalization(cfg), path)
+    names, palette = checked_labels(names, palette, path)
+    return LoadedCheckpoint(OnnxModel(path).eval(), cfg, names, palette, normalization(cfg), path)
 
 
 def from_pretrained(source: str | Path, revision: str | None = None, device: str = "cpu") -> LoadedCheckpoint:

@@ -4,6 +4,7 @@ taking a folder, the Segmenter, and every bad input as one line."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -373,3 +374,33 @@ def test_a_stored_interpolation_is_refused_and_its_value_never_appears(setup, fo
         assert str(file) in result.stderr and f"interpolation at {key}" in result.stderr, result.stderr
         assert "hunter2" not in result.stdout + result.stderr
     assert not (tmp_path / "o.json").exists() and not (tmp_path / "republished").exists()
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda meta, w: meta.update(class_names="road"), "no 'class_names' list"),
+    (lambda meta, w: meta.update(class_names=[1, 2, 3]), "class names are not a list of strings"),
+    (lambda meta, w: meta.update(palette=[[0, 0, 0]] * 2), "palette is not one RGB triple"),
+    (lambda meta, w: meta.update(palette=[[0, 0, 999]] * 3), "palette is not one RGB triple"),
+    (lambda meta, w: meta.update(weights="x"), "no 'weights' object"),
+    (lambda meta, w: w.update({k: v.to(torch.int32) for k, v in w.items() if k.endswith("classifier.weight")}),
+     "is torch.int32 in the file and torch.float32 in the model"),
+])
+def test_hostile_values_in_a_published_folder_are_refused_naming_the_file(folder, tmp_path, edit, message):
+    """Everything in a shared folder is data: a value of the wrong kind is one CheckpointError naming the file,
+    never an internal error or a silent cast."""
+    from safetensors.torch import load_file, save_file
+
+    from scrnet.checkpoint_io import CheckpointError, sha256_of
+    from scrnet.pretrained import from_pretrained
+
+    hostile = broken_copy(folder, tmp_path)
+    meta = json.loads((hostile / "config.json").read_text())
+    weights = load_file(str(hostile / "model.safetensors"))
+    edit(meta, weights)
+    save_file(weights, str(hostile / "model.safetensors"))
+    if isinstance(meta["weights"], dict):
+        meta["weights"]["sha256"] = sha256_of(hostile / "model.safetensors")
+    (hostile / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=re.escape(message)) as info:
+        from_pretrained(hostile)
+    assert str(hostile) in str(info.value)

@@ -329,3 +329,41 @@ def test_torchrun_restarts_a_killed_worker_and_resumes_to_the_same_weights(synth
     b = load(tmp_path / "straight" / "checkpoints" / "iter_00000012.pth")["model"]
     for key, value in a.items():
         assert torch.equal(value, b[key]), key
+
+
+@pytest.mark.slow
+def test_two_torchrun_nodes_restart_a_killed_worker_and_resume_to_the_same_weights(synth, tmp_path):
+    """Two torchrun agents ("nodes", one worker each) on localhost with c10d rendezvous and gloo, as a two-node
+    SLURM job runs them: a worker killed mid-run (SIGKILL) makes both agents restart their workers (elastic
+    restart, --max-restarts 1); with --resume the job continues from the shared checkpoint folder and ends with
+    exactly the weights of an uninterrupted two-node run."""
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text("model:\n  name: scrnet_r18\n")
+    script = tmp_path / "kill_one.py"
+    marker = tmp_path / "killed_once"
+    script.write_text(KILL_ONE_WORKER.format(kill_at=7, marker=str(marker)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = ["train", str(cfg_file), *small(synth, "train.max_iters=12", "train.checkpoint_interval=5",
+                                            "train.dist_timeout_s=120")]
+
+    def two_nodes(entry: list[str], work: Path, port: int, job: str):
+        agents = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2",
+                                    "--nproc_per_node", "1", "--rdzv_backend", "c10d",
+                                    "--rdzv_endpoint", f"localhost:{port}", "--rdzv_id", job,
+                                    "--max-restarts", "1", *entry, *args, "--work-dir", str(work), "--resume"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                  for _ in range(2)]
+        results = [agent.communicate(timeout=600) for agent in agents]
+        return [agent.returncode for agent in agents], results
+
+    codes, results = two_nodes([str(script)], tmp_path / "killed", 29541, "killed")
+    assert codes == [0, 0], "\n".join(err[-3000:] for _, err in results)
+    assert marker.exists()  # a worker was killed
+    out = "".join(o for o, _ in results)
+    assert "iter_00000005.pth at iteration 5" in out, out  # the restarted workers resumed from the checkpoint
+    codes, results = two_nodes(["-m", "scrnet"], tmp_path / "straight", 29543, "straight")
+    assert codes == [0, 0], "\n".join(err[-3000:] for _, err in results)
+    a = load(tmp_path / "killed" / "checkpoints" / "iter_00000012.pth")["model"]
+    b = load(tmp_path / "straight" / "checkpoints" / "iter_00000012.pth")["model"]
+    for key, value in a.items():
+        assert torch.equal(value, b[key]), key
