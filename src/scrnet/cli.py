@@ -299,8 +299,9 @@ def cmd_predict(args) -> None:
         raise UsageError("no image or video found in the inputs")
     device = resolve_device(args.device)
     predictor = Predictor(loaded, device)
-    if args.show_offsets and loaded.config.model.srm.mode == "bilinear":
-        raise UsageError("--show-offsets: this model has no SRM offsets (model.srm.mode=bilinear)")
+    if args.show_offsets and loaded.config.model.srm.mode in ("bilinear", "carafe"):
+        raise UsageError(f"--show-offsets: this model has no SRM offsets (model.srm.mode="
+                         f"{loaded.config.model.srm.mode})")
     try:
         with torch.inference_mode():
             report = predict_inputs(predictor, inputs, Path(args.out), args.format, args.show_offsets,

@@ -139,3 +139,12 @@ def test_benchmark_cli_json(tmp_path):
     assert {"machine", "torch", "threads", "dtype"} <= set(report["conditions"])
     bad = subprocess.run([sys.executable, "-m", "scrnet", "benchmark", "resnet9"], capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown model 'resnet9'" in bad.stderr
+
+
+def test_carafe_mode_exports_and_matches_at_two_sizes(tmp_path):
+    model = calibrated(scrnet.create_model("scrnet_effl0", num_classes=5, srm={"mode": "carafe"}))
+    for srm in model.decoder.refine:  # kernels far from uniform, so the check sees the reassembly
+        torch.nn.init.normal_(srm.carafe.encode.weight, std=0.2)
+    path = export_onnx(model, tmp_path / "carafe.onnx", size=SIZES[0])
+    results = check_onnx(model, path, SIZES)
+    assert all(r.ok for r in results), [r.describe() for r in results]

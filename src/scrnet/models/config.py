@@ -29,11 +29,17 @@ def _check_positive(key: str, value) -> None:
 @dataclass
 class SRMConfig:
     mode: str = "neighbor"  # neighbor (the paper's design) | pixel (SFNet-like) | bilinear (plain FPN) | dysample
+    #                         | carafe (published peers)
     hidden_channels: Optional[int] = None  # width of the offset branch's 1x1 conv; None means channels // 2
     mask_input: str = "hidden"  # what the neighbour mask conv reads: hidden (offset branch's map) | guide (cat[u,f'])
     dysample_groups: int = 4  # mode=dysample: channel groups, each with its own offsets (DySample's default)
     dysample_scope: str = "static"  # mode=dysample: static (offsets x 0.25) | dynamic (x 0.5 sigmoid(conv(g)))
     sample_from: str = "coarse"  # neighbor/pixel: sample g itself (one interpolation) | upsampled (u = bilinear(g))
+    offset_range: Optional[float] = None  # neighbor/pixel: offsets bounded to +-range fine pixels by range * tanh(d /
+    #                                       range) (identity near 0, so a fresh SRM is still bilinear); None: unbounded
+    carafe_kernel: int = 5  # mode=carafe: reassembly neighbourhood (CARAFE's k_up)
+    carafe_encoder_kernel: int = 3  # mode=carafe: the kernel-predicting conv's size (CARAFE's k_encoder)
+    carafe_channels: int = 64  # mode=carafe: the channel compressor's width (CARAFE's C_m)
 
     def __post_init__(self):
         _check_choice("model.srm.mode", self.mode, SRM_MODES)
@@ -42,6 +48,16 @@ class SRMConfig:
         _check_positive("model.srm.dysample_groups", self.dysample_groups)
         _check_choice("model.srm.dysample_scope", self.dysample_scope, DYSAMPLE_SCOPES)
         _check_choice("model.srm.sample_from", self.sample_from, SAMPLE_FROM)
+        _check_positive("model.srm.carafe_channels", self.carafe_channels)
+        if self.offset_range is not None and (isinstance(self.offset_range, bool)
+                                              or not isinstance(self.offset_range, (int, float))
+                                              or not self.offset_range > 0):
+            raise ConfigError(f"model.srm.offset_range must be null or a positive number of pixels, got "
+                              f"{self.offset_range!r}")
+        for key in ("carafe_kernel", "carafe_encoder_kernel"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or value < 1 or value % 2 == 0:
+                raise ConfigError(f"model.srm.{key} must be a positive odd integer, got {value!r}")
 
 
 @dataclass

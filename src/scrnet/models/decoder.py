@@ -44,7 +44,9 @@ class Decoder(nn.Module):
         # refine[0] makes G3 from (G4, F3), refine[1] G2 from (G3, F2), refine[2] G1 from (G2, F1)
         self.refine = nn.ModuleList(SRM(in_channels[i], channels, mode=srm.mode, mask_input=srm.mask_input,
                                         sample_from=srm.sample_from, hidden_channels=srm.hidden_channels,
-                                        dysample_groups=srm.dysample_groups, dysample_scope=srm.dysample_scope)
+                                        dysample_groups=srm.dysample_groups, dysample_scope=srm.dysample_scope,
+                                        carafe=(srm.carafe_kernel, srm.carafe_encoder_kernel, srm.carafe_channels),
+                                        offset_range=srm.offset_range)
                                     for i in (2, 1, 0))
         self.fuse = build_fusion(fusion, channels)
         self.classifier = nn.Conv2d(channels, num_classes, 1)

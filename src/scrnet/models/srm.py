@@ -15,8 +15,13 @@ upsampled map at the shifted positions. Everything below that sentence is our re
 ``mode="pixel"`` uses ``d0`` directly (SFNet-like, no neighbour guidance); ``mode="bilinear"`` skips steps 2-4
 (``a = u``: a plain FPN top-down step); ``mode="dysample"`` replaces steps 1-4's upsampling and offsets by DySample
 (``models/dysample.py``: offsets from the coarse map alone, no high-resolution guidance), a published peer to
-compare SRM with. ``hidden_channels`` (default C/2) is the width of the offset branch's
+compare SRM with; ``mode="carafe"`` likewise by CARAFE (``models/carafe.py``: content-aware reassembly kernels
+predicted from the coarse map). ``hidden_channels`` (default C/2) is the width of the offset branch's
 1x1 conv, a choice the paper does not pin down.
+
+``offset_range`` (ours, default None: unbounded as above) bounds the initial offsets ``d0`` to ``+-range`` pixels of
+the output grid with ``range * tanh(d0 / range)``, as DySample keeps its offsets small; a fresh SRM is still
+bilinear upsampling.
 
 ``mask_input="hidden"`` is a cheaper alternative to step 3, not the default: the mask conv reads the offset
 branch's C/2-channel hidden map instead of the 2C-channel ``cat[u, f']``, so the offset and mask convs share their
@@ -35,13 +40,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .carafe import CARAFE
 from .dysample import DySample
 from .fuse import fold_into_conv
 from .layers import ConvBNReLU, autocast_off
 from .sampling import BilinearSampler, base_grid, upsample_bilinear, warp  # noqa: F401  (base_grid: public)
 
-SRMMode = Literal["neighbor", "pixel", "bilinear", "dysample"]
-SRM_MODES = ("neighbor", "pixel", "bilinear", "dysample")
+SRMMode = Literal["neighbor", "pixel", "bilinear", "dysample", "carafe"]
+SRM_MODES = ("neighbor", "pixel", "bilinear", "dysample", "carafe")
 MaskInput = Literal["guide", "hidden"]
 MASK_INPUTS = ("guide", "hidden")
 SampleFrom = Literal["upsampled", "coarse"]
@@ -66,7 +72,8 @@ class SRM(nn.Module):
 
     def __init__(self, in_channels: int, channels: int, *, mode: SRMMode, mask_input: MaskInput,
                  sample_from: SampleFrom, hidden_channels: int | None = None, dysample_groups: int = 4,
-                 dysample_scope: str = "static"):
+                 dysample_scope: str = "static", carafe: tuple[int, int, int] = (5, 3, 64),
+                 offset_range: float | None = None):
         """The reconstruction's choices (``mode``, ``mask_input``, ``sample_from``) have no defaults here: the one
         owner of the defaults is ``SRMConfig`` (the decoder builds SRM from it), so the two cannot drift apart."""
         super().__init__()
@@ -77,6 +84,7 @@ class SRM(nn.Module):
         if sample_from not in SAMPLE_FROM:
             raise ValueError(f"SRM sample_from must be one of {SAMPLE_FROM}, got {sample_from!r}")
         self.mode = mode
+        self.offset_range = None if offset_range is None else float(offset_range)
         self.mask_input = mask_input
         self.sample_from = sample_from
         self.lateral = ConvBNReLU(in_channels, channels, 1)
@@ -86,6 +94,9 @@ class SRM(nn.Module):
             return
         if mode == "dysample":
             self.dysample = DySample(channels, dysample_groups, dysample_scope)
+            return
+        if mode == "carafe":  # (kernel, encoder kernel, compressed channels)
+            self.carafe = CARAFE(channels, *carafe)
             return
         hidden = hidden_channels or channels // 2
         # offset branch: conv1x1-BN-ReLU then a zero-initialised 3x3 conv to (dx, dy)
@@ -103,6 +114,8 @@ class SRM(nn.Module):
             return []
         if self.mode == "dysample":
             return list(self.dysample.parameters())
+        if self.mode == "carafe":
+            return list(self.carafe.parameters())
         branch = [self.offset_hidden, self.offset_bn, self.offset] + ([self.mask] if self.mode == "neighbor" else [])
         return [p for m in branch for p in m.parameters()]
 
@@ -127,7 +140,7 @@ class SRM(nn.Module):
         bilinear upsampling (both are linear, one over channels, one over positions), so it runs on ``g``, at a
         quarter of the pixels. On CPU this is ~3x faster than concatenating (see README, Benchmarks).
         """
-        if self.mode == "bilinear":
+        if self.mode in ("bilinear", "carafe"):  # no offsets: CARAFE reassembles, it does not move samples
             return f_lat.new_zeros(f_lat.shape[0], 2, f_lat.shape[2], f_lat.shape[3])
         if self.mode == "dysample":
             return self.dysample(g)[1]
@@ -136,16 +149,25 @@ class SRM(nn.Module):
         pre = upsample_bilinear(F.conv2d(g, w[:, :c]), f_lat) + F.conv2d(f_lat, w[:, c:], self.offset_hidden.bias)
         hidden = F.relu(self.offset_bn(pre))
         if self.mode == "pixel":
-            return self.offset(hidden)
+            return self.bounded(self.offset(hidden))
         if self.mask_input == "guide":
             m = self.mask
             u = upsample_bilinear(g, f_lat) if u is None else u
             mask_logits = F.conv2d(u, m.weight[:, :c], padding=1) + F.conv2d(f_lat, m.weight[:, c:], m.bias, padding=1)
-            return neighbor_offsets(self.offset(hidden), mask_logits)
+            return neighbor_offsets(self.bounded(self.offset(hidden)), mask_logits)
         # offset and mask convs read the same map with the same kernel: one conv computes both
         both = F.conv2d(hidden, torch.cat([self.offset.weight, self.mask.weight]),
                         torch.cat([self.offset.bias, self.mask.bias]), padding=1)
-        return neighbor_offsets(both[:, :2], both[:, 2:])
+        return neighbor_offsets(self.bounded(both[:, :2]), both[:, 2:])
+
+    def bounded(self, d0: torch.Tensor) -> torch.Tensor:
+        """The initial offsets bounded to ``+-offset_range`` pixels (``range * tanh(d0 / range)``: the identity to
+        first order near zero, so zero offsets stay zero); unchanged when ``offset_range`` is None. The neighbour
+        weighting (a convex combination) keeps the bound."""
+        if self.offset_range is None:
+            return d0
+        with autocast_off(d0):  # coordinates: float32
+            return self.offset_range * torch.tanh(d0.float() / self.offset_range)
 
     def forward(self, g: torch.Tensor, f: torch.Tensor, return_offsets: bool = False):
         f_lat = self.lateral(f)
@@ -156,6 +178,9 @@ class SRM(nn.Module):
         if self.mode == "bilinear":
             offsets = None
             a = upsample_bilinear(g, f_lat)
+        elif self.mode == "carafe":
+            offsets = None
+            a = self.carafe(g)
         elif self.sample_from == "coarse":  # one interpolation of g; u only if the mask conv reads it
             offsets = self.offsets(g, None, f_lat)
             a = warp(g, offsets, self.sampler)

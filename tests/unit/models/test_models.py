@@ -130,7 +130,7 @@ def test_reduce1x1_head_fusion_is_a_1x1_reduction_then_the_3x3_at_a_third_of_the
 @pytest.mark.parametrize("override,message", [
     (["fusion=sum"], r"model.fusion must be one of \['conv3x3', 'reduce1x1'\], got 'sum'"),
     (["srm.mode=diagonal"],
-     r"model.srm.mode must be one of \['neighbor', 'pixel', 'bilinear', 'dysample'\], got 'diagonal'"),
+     r"model.srm.mode must be one of \['neighbor', 'pixel', 'bilinear', 'dysample', 'carafe'\], got 'diagonal'"),
     (["context.type=aspp"], r"model.context.type must be one of .* got 'aspp'"),
     (["srm.sample_from=fine"], r"model.srm.sample_from must be one of \['upsampled', 'coarse'\], got 'fine'"),
     (["backbone=resnet34"], r"model.backbone must be one of .* got 'resnet34'"),

@@ -215,3 +215,32 @@ def test_gather_sample_is_grid_sample(batch, src, out):
     grid = torch.rand(batch, *out, 2, generator=g) * 2.6 - 1.3
     ref = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     torch.testing.assert_close(gather_sample(x, grid), ref, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode,mask_input", [("neighbor", "hidden"), ("neighbor", "guide"), ("pixel", "hidden")])
+def test_offset_range_bounds_the_offsets_and_keeps_a_fresh_srm_bilinear(mode, mask_input):
+    torch.manual_seed(0)
+    srm = SRM(6, 8, mode=mode, mask_input=mask_input, sample_from="coarse", offset_range=1.5).eval()
+    g, f = torch.randn(2, 8, 8, 16), torch.randn(2, 6, 16, 32)
+    _, offsets = srm(g, f, return_offsets=True)
+    assert torch.count_nonzero(offsets) == 0  # zero-initialised: still exactly bilinear
+    torch.nn.init.normal_(srm.offset.weight, std=5.0)  # raw offsets of tens of pixels
+    unbounded = SRM(6, 8, mode=mode, mask_input=mask_input, sample_from="coarse").eval()
+    unbounded.load_state_dict(srm.state_dict())
+    raw = unbounded(g, f, return_offsets=True)[1]
+    bounded = srm(g, f, return_offsets=True)[1]
+    assert raw.abs().max() > 5 and bounded.abs().max() <= 1.5
+    if mode == "pixel":  # no neighbour weighting: exactly range * tanh(raw / range)
+        torch.testing.assert_close(bounded, 1.5 * torch.tanh(raw / 1.5))
+    bounded.sum().backward()
+    assert srm.offset.weight.grad.abs().sum() > 0
+
+
+def test_offset_range_is_a_checked_config_option():
+    import scrnet
+
+    model = scrnet.create_model("scrnet_r18", srm={"offset_range": 2})
+    assert all(srm.offset_range == 2.0 for srm in model.decoder.refine)
+    assert scrnet.create_model("scrnet_r18").decoder.refine[0].offset_range is None  # the default: unbounded
+    with pytest.raises(ValueError, match="model.srm.offset_range must be null or a positive number"):
+        scrnet.create_model("scrnet_r18", srm={"offset_range": 0})
