@@ -148,3 +148,14 @@ def test_carafe_mode_exports_and_matches_at_two_sizes(tmp_path):
     path = export_onnx(model, tmp_path / "carafe.onnx", size=SIZES[0])
     results = check_onnx(model, path, SIZES)
     assert all(r.ok for r in results), [r.describe() for r in results]
+
+
+def test_guided_gate_with_bounded_offsets_exports_and_matches_at_two_sizes(tmp_path):
+    model = calibrated(scrnet.create_model("scrnet_effl0", num_classes=5,
+                                           srm={"gate": "guided", "offset_range": 1.0}))
+    for srm in model.decoder.refine:  # offsets and a gate that vary, so the check sees both
+        torch.nn.init.normal_(srm.offset.weight, std=0.05)
+        torch.nn.init.normal_(srm.gate.weight, std=0.05)
+    path = export_onnx(model, tmp_path / "gated.onnx", size=SIZES[0])
+    results = check_onnx(model, path, SIZES)
+    assert all(r.ok for r in results), [r.describe() for r in results]

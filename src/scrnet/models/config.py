@@ -13,7 +13,7 @@ from .backbones import BACKBONES
 from .crm import ATTENTION_TYPES, CONTEXT_TYPES, STAGE_CHOICES
 from .dysample import DYSAMPLE_SCOPES
 from .head import FUSIONS
-from .srm import MASK_INPUTS, SAMPLE_FROM, SRM_MODES
+from .srm import MASK_INPUTS, SAMPLE_FROM, SRM_GATES, SRM_MODES
 
 
 def _check_choice(key: str, value, choices) -> None:
@@ -37,6 +37,8 @@ class SRMConfig:
     sample_from: str = "coarse"  # neighbor/pixel: sample g itself (one interpolation) | upsampled (u = bilinear(g))
     offset_range: Optional[float] = None  # neighbor/pixel: offsets bounded to +-range fine pixels by range * tanh(d /
     #                                       range) (identity near 0, so a fresh SRM is still bilinear); None: unbounded
+    gate: str = "none"  # neighbor/pixel: none | guided (ours, after SFNet-Lite's gated alignment: a per-pixel
+    #                     sigmoid gate from the offset branch blends the resampled map with plain bilinear upsampling)
     carafe_kernel: int = 5  # mode=carafe: reassembly neighbourhood (CARAFE's k_up)
     carafe_encoder_kernel: int = 3  # mode=carafe: the kernel-predicting conv's size (CARAFE's k_encoder)
     carafe_channels: int = 64  # mode=carafe: the channel compressor's width (CARAFE's C_m)
@@ -49,6 +51,7 @@ class SRMConfig:
         _check_choice("model.srm.dysample_scope", self.dysample_scope, DYSAMPLE_SCOPES)
         _check_choice("model.srm.sample_from", self.sample_from, SAMPLE_FROM)
         _check_positive("model.srm.carafe_channels", self.carafe_channels)
+        _check_choice("model.srm.gate", self.gate, SRM_GATES)
         if self.offset_range is not None and (isinstance(self.offset_range, bool)
                                               or not isinstance(self.offset_range, (int, float))
                                               or not self.offset_range > 0):

@@ -46,7 +46,7 @@ class Decoder(nn.Module):
                                         sample_from=srm.sample_from, hidden_channels=srm.hidden_channels,
                                         dysample_groups=srm.dysample_groups, dysample_scope=srm.dysample_scope,
                                         carafe=(srm.carafe_kernel, srm.carafe_encoder_kernel, srm.carafe_channels),
-                                        offset_range=srm.offset_range)
+                                        offset_range=srm.offset_range, gate=srm.gate)
                                     for i in (2, 1, 0))
         self.fuse = build_fusion(fusion, channels)
         self.classifier = nn.Conv2d(channels, num_classes, 1)

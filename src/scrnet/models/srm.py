@@ -23,6 +23,11 @@ predicted from the coarse map). ``hidden_channels`` (default C/2) is the width o
 the output grid with ``range * tanh(d0 / range)``, as DySample keeps its offsets small; a fresh SRM is still
 bilinear upsampling.
 
+``gate="guided"`` (ours, after SFNet-Lite's gated alignment; default ``"none"``) blends the resampled map with plain
+bilinear upsampling per pixel: ``a = u + s * (warp(...) - u)``, ``s = sigmoid(conv3x3(hidden))`` from the offset
+branch's hidden map (so the high-resolution guidance also decides where resampling is used); the gate conv is
+zero-initialised (``s = 0.5``), and with zero offsets ``a = u`` whatever the gate.
+
 ``mask_input="hidden"`` is a cheaper alternative to step 3, not the default: the mask conv reads the offset
 branch's C/2-channel hidden map instead of the 2C-channel ``cat[u, f']``, so the offset and mask convs share their
 input and run as one 3x3 conv with 11 outputs.
@@ -52,6 +57,8 @@ MaskInput = Literal["guide", "hidden"]
 MASK_INPUTS = ("guide", "hidden")
 SampleFrom = Literal["upsampled", "coarse"]
 SAMPLE_FROM = ("upsampled", "coarse")
+SRMGate = Literal["none", "guided"]
+SRM_GATES = ("none", "guided")
 
 
 def neighbor_offsets(d0: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
@@ -73,7 +80,7 @@ class SRM(nn.Module):
     def __init__(self, in_channels: int, channels: int, *, mode: SRMMode, mask_input: MaskInput,
                  sample_from: SampleFrom, hidden_channels: int | None = None, dysample_groups: int = 4,
                  dysample_scope: str = "static", carafe: tuple[int, int, int] = (5, 3, 64),
-                 offset_range: float | None = None):
+                 offset_range: float | None = None, gate: SRMGate = "none"):
         """The reconstruction's choices (``mode``, ``mask_input``, ``sample_from``) have no defaults here: the one
         owner of the defaults is ``SRMConfig`` (the decoder builds SRM from it), so the two cannot drift apart."""
         super().__init__()
@@ -83,7 +90,10 @@ class SRM(nn.Module):
             raise ValueError(f"SRM mask_input must be one of {MASK_INPUTS}, got {mask_input!r}")
         if sample_from not in SAMPLE_FROM:
             raise ValueError(f"SRM sample_from must be one of {SAMPLE_FROM}, got {sample_from!r}")
+        if gate not in SRM_GATES:
+            raise ValueError(f"SRM gate must be one of {SRM_GATES}, got {gate!r}")
         self.mode = mode
+        self.gate_kind = gate if mode in ("neighbor", "pixel") else "none"
         self.offset_range = None if offset_range is None else float(offset_range)
         self.mask_input = mask_input
         self.sample_from = sample_from
@@ -107,6 +117,10 @@ class SRM(nn.Module):
         nn.init.zeros_(self.offset.bias)
         if mode == "neighbor":
             self.mask = nn.Conv2d(2 * channels if mask_input == "guide" else hidden, 9, 3, padding=1)
+        if self.gate_kind == "guided":  # zero-initialised: the gate starts at 0.5 everywhere
+            self.gate = nn.Conv2d(hidden, 1, 3, padding=1)
+            nn.init.zeros_(self.gate.weight)
+            nn.init.zeros_(self.gate.bias)
 
     def offset_parameters(self) -> list[nn.Parameter]:
         """The parameters of the offset (and mask) branch: what ``train.optim.offset_lr_mult`` scales."""
@@ -117,6 +131,7 @@ class SRM(nn.Module):
         if self.mode == "carafe":
             return list(self.carafe.parameters())
         branch = [self.offset_hidden, self.offset_bn, self.offset] + ([self.mask] if self.mode == "neighbor" else [])
+        branch += [self.gate] if self.gate_kind == "guided" else []
         return [p for m in branch for p in m.parameters()]
 
     def fold_offset_bn(self) -> int:
@@ -144,10 +159,19 @@ class SRM(nn.Module):
             return f_lat.new_zeros(f_lat.shape[0], 2, f_lat.shape[2], f_lat.shape[3])
         if self.mode == "dysample":
             return self.dysample(g)[1]
+        return self._offsets(g, u, f_lat, self._hidden(g, f_lat))
+
+    def _hidden(self, g: torch.Tensor, f_lat: torch.Tensor) -> torch.Tensor:
+        """The offset branch's hidden map, ``relu(bn(conv1x1(cat[u, f'])))``, computed without the concatenation
+        (see :meth:`offsets`)."""
         c = g.shape[1]
         w = self.offset_hidden.weight
         pre = upsample_bilinear(F.conv2d(g, w[:, :c]), f_lat) + F.conv2d(f_lat, w[:, c:], self.offset_hidden.bias)
-        hidden = F.relu(self.offset_bn(pre))
+        return F.relu(self.offset_bn(pre))
+
+    def _offsets(self, g: torch.Tensor, u: torch.Tensor | None, f_lat: torch.Tensor,
+                 hidden: torch.Tensor) -> torch.Tensor:
+        c = g.shape[1]
         if self.mode == "pixel":
             return self.bounded(self.offset(hidden))
         if self.mask_input == "guide":
@@ -181,6 +205,13 @@ class SRM(nn.Module):
         elif self.mode == "carafe":
             offsets = None
             a = self.carafe(g)
+        elif self.gate_kind == "guided":  # a = gate * resampled + (1 - gate) * bilinear
+            u = upsample_bilinear(g, f_lat)
+            hidden = self._hidden(g, f_lat)
+            offsets = self._offsets(g, u, f_lat, hidden)
+            a = warp(g if self.sample_from == "coarse" else u, offsets, self.sampler)
+            gate = torch.sigmoid(self.gate(hidden))
+            a = u + gate * (a - u)
         elif self.sample_from == "coarse":  # one interpolation of g; u only if the mask conv reads it
             offsets = self.offsets(g, None, f_lat)
             a = warp(g, offsets, self.sampler)

@@ -244,3 +244,36 @@ def test_offset_range_is_a_checked_config_option():
     assert scrnet.create_model("scrnet_r18").decoder.refine[0].offset_range is None  # the default: unbounded
     with pytest.raises(ValueError, match="model.srm.offset_range must be null or a positive number"):
         scrnet.create_model("scrnet_r18", srm={"offset_range": 0})
+
+
+def test_guided_gate_blends_resampled_and_bilinear_maps():
+    torch.manual_seed(0)
+    srm = SRM(6, 8, mode="neighbor", mask_input="hidden", sample_from="coarse", gate="guided").eval()
+    g, f = torch.randn(2, 8, 8, 16), torch.randn(2, 6, 16, 32)
+    f_lat = srm.lateral(f)
+    bilinear = srm.out(upsample_bilinear(g, f_lat) + f_lat)
+    torch.testing.assert_close(srm(g, f), bilinear, rtol=0, atol=1e-5)  # zero offsets: bilinear, whatever the gate
+    torch.nn.init.normal_(srm.offset.weight, std=0.5)
+    plain = SRM(6, 8, mode="neighbor", mask_input="hidden", sample_from="coarse").eval()
+    plain.load_state_dict(srm.state_dict(), strict=False)
+    u = upsample_bilinear(g, f_lat)
+    offsets = plain.offsets(g, None, f_lat)
+    resampled = warp(g, offsets)
+    # the gate starts at 0.5: halfway between the resampled and the bilinear map
+    torch.testing.assert_close(srm(g, f), srm.out(u + 0.5 * (resampled - u) + f_lat), rtol=1e-5, atol=1e-5)
+    srm.gate.bias.data.fill_(-30.0)  # gate shut: plain bilinear upsampling again
+    torch.testing.assert_close(srm(g, f), bilinear, rtol=0, atol=1e-5)
+    srm.gate.bias.data.fill_(0.0)
+    srm.train()
+    srm(g, f).sum().backward()
+    assert srm.gate.weight.grad.abs().sum() > 0
+    assert any(p is srm.gate.weight for p in srm.offset_parameters())
+
+
+def test_gate_is_a_checked_config_option():
+    import scrnet
+
+    assert scrnet.create_model("scrnet_r18", srm={"gate": "guided"}).decoder.refine[0].gate_kind == "guided"
+    assert not hasattr(scrnet.create_model("scrnet_r18").decoder.refine[0], "gate")  # the default: no gate
+    with pytest.raises(ValueError, match="model.srm.gate must be one of"):
+        scrnet.create_model("scrnet_r18", srm={"gate": "soft"})
