@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: test test-slow test-gpu demo install clean
+.PHONY: test test-slow test-gpu demo docs docs-serve install clean
 
 # Created on first use; constraints.txt pins torch to the CPU build so no CUDA packages are pulled.
 # Two steps: the package with its core dependencies (all the demo needs), then the extras the tests use.
@@ -14,7 +14,7 @@ $(VENV)/.core: pyproject.toml constraints.txt
 	touch $@
 
 $(BIN)/scrnet: $(VENV)/.core
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,eval,log,export,hub,report]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,eval,log,export,hub,report,docs]"
 	touch $@
 
 install: $(BIN)/scrnet
@@ -33,5 +33,13 @@ test-slow: $(BIN)/scrnet
 test-gpu: $(BIN)/scrnet
 	$(BIN)/python -m pytest -q -m gpu
 
+# The documentation site (MkDocs + Material + mkdocstrings, the docs extra): built into site/, strict (a broken
+# link or a missing API reference fails the build).
+docs: $(BIN)/scrnet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: $(BIN)/scrnet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache site

@@ -1,6 +1,8 @@
-"""Every command shown in README.md parses as the CLI parses it (default run), and runs (slow marker): cheap ones
-for real (tiny sizes, fixtures in a temporary working folder), GPU, multi-process and benchmark ones parsed only.
-Synopsis lines (with [options], placeholders, ...) are skipped."""
+"""Every command shown in README.md and on the docs site's pages (docs/*.md) parses as the CLI parses it (default
+run), and runs (slow marker): cheap ones for real (tiny sizes, fixtures in a temporary working folder), GPU,
+multi-process and benchmark ones parsed only. Synopsis lines (with [options], placeholders, ...) are skipped. The
+site itself builds with ``mkdocs build --strict`` (no broken link, no missing API reference) and its home page
+renders in headless Chromium (slow)."""
 
 import os
 import re
@@ -29,15 +31,19 @@ TINY_TRAIN = ["train.max_iters=2", "train.batch_size=2", "train.num_workers=0", 
 PLACEHOLDER = re.compile(r"\[|\]|\.\.\.|\||\b(CONFIG|CHECKPOINT|MODEL|INPUT|OUT|DIR|YOUR_IMAGES|HOST0|N)\b")
 
 
+DOC_PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
 def readme_commands() -> list[str]:
-    """Commands in the README's bash blocks: continuation lines joined, comments dropped."""
-    text = (ROOT / "README.md").read_text()
+    """Commands in the bash blocks of the README and the docs pages, each once: continuation lines joined, comments
+    dropped."""
+    text = "\n".join(page.read_text() for page in DOC_PAGES)
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         joined = block.replace("\\\n", " ")
         for line in joined.splitlines():
             line = re.sub(r"\s+#\s.*$", "", line).strip()
-            if line and not line.startswith("#"):
+            if line and not line.startswith("#") and line not in commands:
                 commands.append(line)
     return commands
 
@@ -174,8 +180,9 @@ def test_every_readme_command_runs(workspace):
 
 
 def test_readme_python_blocks_run(workspace, monkeypatch):
-    """The README's Python examples run as written (in a folder holding the files they name)."""
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    """The Python examples of the README and the docs pages run as written (in a folder holding the files they
+    name)."""
+    blocks = [block for page in DOC_PAGES for block in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)]
     assert blocks
     from scrnet.tools.publish import publish
 
@@ -185,3 +192,45 @@ def test_readme_python_blocks_run(workspace, monkeypatch):
     monkeypatch.chdir(workspace)
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {})
+
+
+def test_the_docs_site_builds_strictly(tmp_path):
+    """``mkdocs build --strict``: every page in the nav exists, no link or anchor is broken, every API reference
+    resolves to a docstring."""
+    pytest.importorskip("mkdocs")
+    pytest.importorskip("mkdocstrings")
+    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    api = (tmp_path / "site" / "api" / "index.html").read_text()
+    assert "export_checkpoint" in api and "float_island" in api and "CARAFE" in api
+    # a list written right after a paragraph line (fine on GitHub) is swallowed into the paragraph by MkDocs
+    swallowed = [page.relative_to(tmp_path) for page in (tmp_path / "site").rglob("index.html")
+                 if re.search(r"<p>(?:(?!</p>).)*\n(?:- |\d+\. )", page.read_text(), flags=re.S)]
+    assert not swallowed, f"a list needs a blank line before it: {swallowed}"
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-headless-shell") or shutil.which("chromium-browser")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="needs headless Chromium: apt-get install chromium (Debian)")
+def test_the_docs_home_page_renders_in_headless_chromium(tmp_path):
+    """The built home page, screenshotted as a person would see it: not blank, and its text is the page's."""
+    pytest.importorskip("mkdocs")
+    site = tmp_path / "site"
+    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    shot = tmp_path / "home.png"
+    args = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,900"]
+    subprocess.run([*args, f"--screenshot={shot}", (site / "index.html").as_uri()], capture_output=True, timeout=120)
+    image = cv2.imread(str(shot))
+    assert image is not None and image.shape[:2] == (900, 1280)
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    assert gray.std() > 10 and (gray < 128).mean() > 0.005  # text and a header, not a blank page
+    dom = subprocess.run([*args, "--dump-dom", (site / "index.html").as_uri()], capture_output=True, text=True,
+                         timeout=120).stdout
+    assert "Semantic Refinement Module" in dom and "Where to start" in dom
+    assert re.search(r"<li>\s*train on Cityscapes", dom)  # lists render as lists
