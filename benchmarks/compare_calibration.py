@@ -1,7 +1,7 @@
 """Is ``scrnet compare`` calibrated? Simulated experiments with a known truth, written as real eval JSON + npz files
 and compared through the CLI, and the power of the paired t for the seeds a user can afford.
 
-1. Calibration: for each scenario of ``scrnet.tools.calibration`` and 3 or 5 seeds, ``--experiments`` experiments
+1. Calibration: for each scenario of ``scrnet.experiments.calibration`` and 3 or 5 seeds, ``--experiments`` experiments
    with no true difference are written to disk as ``scrnet eval --json`` writes them, compared with
    ``scrnet compare ... --json``, and counted: the share of "better"/"worse" verdicts (a calibrated 95% method:
    about 5%; never with fewer seeds than ``--min-seeds``) and of intervals holding 0. As many experiments with a
@@ -26,9 +26,10 @@ import numpy as np
 from scrnet.cli import main
 from scrnet.config import config_to_dict, load_config
 from scrnet.evaluation.counts import PerImageCounts
-from scrnet.tools.calibration import SCENARIOS, simulate, true_difference
-from scrnet.tools.compare import RunStats, interval_between, miou_from
-from scrnet.tools.intervals import difference_interval, image_weights, verdict
+from scrnet.evaluation.metrics import miou_from
+from scrnet.experiments.calibration import SCENARIOS, simulate, true_difference
+from scrnet.experiments.compare import RunStats, interval_between
+from scrnet.experiments.intervals import difference_interval, image_weights, verdict
 
 
 @functools.cache

@@ -31,7 +31,7 @@ def main() -> None:
 
     import onnxruntime as ort
 
-    from scrnet.tools.benchmark import onnxruntime_options, summarize, time_interleaved
+    from scrnet.profiling.benchmark import onnxruntime_options, summarize, time_interleaved
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -9,7 +9,7 @@ onnxruntime`.
 
 import argparse
 
-from scrnet.tools.benchmark import benchmark, format_benchmark
+from scrnet.profiling.benchmark import benchmark, format_benchmark
 
 MODELS = ["fpn_r18", "sfnet_r18", "scrnet_r18", "scrnet_effl0", "scrnet_van_b1"]
 

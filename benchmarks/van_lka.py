@@ -20,8 +20,8 @@ import torch
 
 from scrnet import create_model
 from scrnet.models.backbones.van import LKA, Mlp, dilated_depthwise_by_phases, split_dilated_convs
+from scrnet.profiling.benchmark import compiled, cuda_graphed, time_interleaved
 from scrnet.runtime import configure_cuda
-from scrnet.tools.benchmark import compiled, cuda_graphed, time_interleaved
 
 STAGES = ((64, 4, 8), (128, 8, 8), (320, 16, 4), (512, 32, 4))  # VAN-B1: channels, stride, MLP ratio
 

@@ -156,17 +156,9 @@ def _resolve_model(spec: str, overrides: list[str]):
 
 
 def cmd_models(args) -> None:
-    from .models import ZOO
-    from .models.backbones import IMAGENET_WEIGHTS
-    from .tools.flops import compute_report
+    from .profiling.flops import zoo_table
 
-    rows = []
-    for name in ZOO:
-        r = compute_report(name, (1024, 2048))
-        cfg = ZOO[name]()
-        rows.append({"model": name, "backbone": cfg.backbone, "channels": cfg.channels, "params_m": r.params_m,
-                     "gmacs": r.gmacs, "input": r.input})
-    weights = [w.to_json() for w in IMAGENET_WEIGHTS.values()]
+    rows, weights = zoo_table()
     if args.json:
         Path(args.json).write_text(json.dumps({"models": rows, "weights": weights}, indent=2) + "\n")
     print(f"{'model':<16}{'backbone':<20}{'width':>6}{'params (M)':>12}{'GMACs @1024x2048':>18}")
@@ -181,7 +173,7 @@ def cmd_models(args) -> None:
 
 
 def cmd_flops(args) -> None:
-    from .tools.flops import compute_report, format_report
+    from .profiling.flops import compute_report, format_report
 
     cfg = _resolve_model(args.model, args.overrides)
     if min(args.size) < 1:
@@ -256,26 +248,17 @@ def cmd_eval(args) -> None:
         raise UsageError(str(exc)) from None
     if not run.is_main:
         return
-    summary = run.result.to_json()
-    summary.update({"dataset": run.config.data.type, "split": args.split or run.config.data.val_split,
-                    "boundary_width": run.config.eval.boundary_width})
+    summary = run.summary()
     if args.json:
-        from .config import config_to_dict
-        from .evaluation.counts import PerImageCounts, counts_path
-        from .evaluation.run import image_names
-
-        counts = PerImageCounts.from_result(run.result.per_image, image_names(run)).save(counts_path(args.json))
-        record = dict(summary, class_names=run.result.class_names, model_source=str(args.checkpoint),
-                      per_image_counts=counts.name, config=config_to_dict(run.config))
-        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+        run.save_json(args.json, args.checkpoint)
     cfg = run.config
-    print(f"{cfg.data.type} {args.split or cfg.data.val_split} at {cfg.data.root}, mode {cfg.eval.mode}"
+    print(f"{cfg.data.type} {summary['split']} at {cfg.data.root}, mode {cfg.eval.mode}"
           f"{', multi-scale + flip' if cfg.eval.tta else ''}, BIoU* band {cfg.eval.boundary_width} px"
           + (f", Boundary IoU ratio {cfg.eval.boundary.dilation_ratio}, F tolerances "
              f"{cfg.eval.boundary.f_tolerances} px" if cfg.eval.boundary.enabled else ""))
     print(format_table(summary))
     if args.report:
-        from .tools.report import write_report
+        from .evaluation.report import write_report
 
         path = write_report(run, summary, args.report, args.checkpoint, args.report_worst)
         print(f"wrote {path} (self-contained HTML: open it in a browser)")
@@ -284,9 +267,9 @@ def cmd_eval(args) -> None:
 def cmd_predict(args) -> None:
     import torch
 
+    from .inference.predict import Predictor, collect_inputs, predict_inputs
     from .pretrained import from_pretrained
     from .runtime import resolve_device
-    from .tools.predict import Predictor, collect_inputs, predict_inputs
 
     try:
         loaded = from_pretrained(args.checkpoint)
@@ -316,10 +299,10 @@ def cmd_predict(args) -> None:
 
 
 def cmd_export(args) -> None:
+    from .deploy.export import OPSETS, check_onnx, export_checkpoint
     from .models import SCRNet
     from .outputs import OutputRefused
     from .pretrained import from_pretrained
-    from .tools.export import OPSETS, check_onnx, export_checkpoint
 
     if args.opset not in OPSETS:
         raise UsageError(f"--opset must be one of {list(OPSETS)}, got {args.opset}")
@@ -346,7 +329,7 @@ def cmd_export(args) -> None:
         raise UsageError(f"{args.checkpoint} is already an ONNX graph; export from its checkpoint")
     calib = []
     if args.calib:
-        from .tools.quantize import find_images
+        from .deploy.quantize import find_images
 
         try:
             calib = find_images(args.calib, args.calib_images)
@@ -389,7 +372,7 @@ def cmd_export(args) -> None:
 def cmd_benchmark(args) -> None:
     from .models import list_models
     from .pretrained import from_pretrained, is_model_source
-    from .tools.benchmark import ProviderUnavailable, benchmark, format_benchmark
+    from .profiling.benchmark import ProviderUnavailable, benchmark, format_benchmark
 
     onnx = [m for m in args.models if m.lower().endswith(".onnx")]
     if onnx:
@@ -431,7 +414,7 @@ def cmd_benchmark(args) -> None:
 
 
 def cmd_compare(args) -> None:
-    from .tools.compare import CompareError, compare, load_run
+    from .experiments.compare import CompareError, compare, load_run
 
     try:
         runs = [load_run(p) for p in args.runs]
@@ -451,24 +434,18 @@ def verdict_options(args) -> dict:
 
 def write_compare(result: dict, json_path: str | Path | None, markdown_path: str | Path | None,
                   plot_path: str | Path | None = None) -> None:
-    """Print a compare result's table, and write its JSON, Markdown and forest plot where asked."""
-    from .tools.compare import format_markdown, format_text
+    """Write a compare result's files where asked, then print its table (last: a reader that stops early, as
+    ``| head``, loses nothing written)."""
+    from .experiments.compare import format_text, write_outputs
 
-    for path, text in ((json_path, json.dumps(result, indent=2) + "\n"),
-                       (markdown_path, format_markdown(result))):
-        if path:
-            Path(path).write_text(text)
-    if plot_path:
-        from .tools.forest import forest_plot
-
-        forest_plot(result, plot_path)
-    print(format_text(result))  # last: a reader that stops early (| head) loses nothing written
+    write_outputs(result, json_path, markdown_path, plot_path)
+    print(format_text(result))
 
 
 def cmd_study(args) -> None:
     from .config import ConfigError
-    from .tools.compare import CompareError, compare, load_run
-    from .tools.study import StudyError, run_study
+    from .experiments.compare import CompareError, compare, load_run
+    from .experiments.study import StudyError, run_study
 
     try:
         cells = run_study(args.config, args.vary, args.variants, args.seeds, args.work_dir, args.overrides,
@@ -494,7 +471,7 @@ def cmd_study(args) -> None:
 
 
 def cmd_publish(args) -> None:
-    from .tools.publish import check_repo_id, publish, push
+    from .hub.publish import check_repo_id, publish, push
 
     if not args.push and (args.revision or args.private or args.dry_run):
         raise UsageError("--revision, --private and --dry-run apply to --push only")
@@ -521,8 +498,8 @@ def cmd_publish(args) -> None:
 
 
 def cmd_demo(args) -> None:
+    from .experiments.demo import run_demo
     from .outputs import OutputRefused
-    from .tools.demo import run_demo
 
     try:
         run_demo(args.out, quick=args.quick, seed=args.seed)
@@ -596,7 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", nargs=2, type=int, default=[512, 1024], metavar=("H", "W"), help="export size")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset: 16, 17 (default) or 18")
     p.add_argument("--sampler", choices=["gather", "gridsample"], default="gather",
-                   help="SRM's sampling as row gathers (default; ~3x faster than onnxruntime's CPU GridSample) or "
+                   help="SRM's sampling as row gathers (default; faster than onnxruntime's CPU GridSample) or "
                         "as one GridSample op (for runtimes with a fast one, e.g. TensorRT)")
     p.add_argument("--check", action="store_true", help="compare onnxruntime with PyTorch at two sizes")
     p.add_argument("--int8", action="store_true", help="static INT8 (QDQ) with onnxruntime's quantisation tools")
@@ -658,7 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_verdict_options(p)
     p.set_defaults(func=cmd_study)
 
-    from .tools.benchmark import COMPILE_MODES, PRECISIONS
+    from .profiling.benchmark import COMPILE_MODES, PRECISIONS
 
     p = sub.add_parser("benchmark", help="latency of zoo models or trained models, interleaved in one run",
                        epilog=EPILOG_BENCHMARK, formatter_class=fmt)
@@ -679,8 +656,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cuda-graph", action="store_true",
                    help="capture each torch model's forward in a CUDA graph and time its replay (CUDA only)")
     p.add_argument("--split-dilation", action="store_true",
-                   help="VAN's dilated depth-wise convs computed on input phases (the same function; 0.64x the "
-                        "time of scrnet_van_b1 under --compile on an H200; no effect on other backbones)")
+                   help="VAN's dilated depth-wise convs computed on input phases (the same function, faster under "
+                        "--compile on a GPU: docs/gpu.md; no effect on other backbones)")
     p.add_argument("--runtime", nargs="+", choices=["torch", "onnxruntime"], default=["torch"])
     p.add_argument("--warmup", type=int, help="untimed calls first (default 10 on CUDA, 3 on the CPU)")
     p.add_argument("--rounds", type=int, help="timed calls per model, at least (default 100 on CUDA, 10 on the CPU)")

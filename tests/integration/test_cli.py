@@ -1,15 +1,22 @@
-"""The command line as a user runs it: a subprocess, exit codes, one-line errors, JSON that scripts can read."""
+"""The command line as a user runs it: exit codes, one-line errors, JSON that scripts can read. Most calls run
+``scrnet.cli.main`` in this process (the console script's entry point, ``cli_helpers``); the help and
+not-a-checkpoint tests start ``python -m scrnet`` as a subprocess, so the entry point itself is covered."""
 
 import json
 import subprocess
 import sys
 
 import pytest
+from cli_helpers import run_like_subprocess
 
 import scrnet
 
 
 def run(*args):
+    return run_like_subprocess(*args)
+
+
+def run_process(*args):
     return subprocess.run([sys.executable, "-m", "scrnet", *args], capture_output=True, text=True, timeout=300)
 
 
@@ -49,7 +56,7 @@ def test_flops_reads_the_model_section_of_a_config(tmp_path):
     # one reader for config files: a format-1 file, which scrnet train upgrades, is upgraded here too
     old = tmp_path / "old.yaml"
     old.write_text("model:\n  name: fpn_r18\n  channels: 64\n  aux_weight: 0.2\n")
-    upgraded = run("flops", str(old), "--size", "128", "128", "--json")
+    upgraded = run_process("flops", str(old), "--size", "128", "128", "--json")  # the warning, as printed
     assert upgraded.returncode == 0, upgraded.stderr
     assert json.loads(upgraded.stdout)["gmacs"] == json.loads(result.stdout)["gmacs"]
     assert "model.aux_weight is now train.loss.aux_weight" in upgraded.stderr
@@ -69,7 +76,7 @@ def test_bad_usage_is_one_line_with_exit_code_2(args, message):
 
 @pytest.mark.parametrize("command", ["models", "flops"])
 def test_help_has_examples(command):
-    result = run(command, "--help")
+    result = run_process(command, "--help")
     assert result.returncode == 0 and "examples:" in result.stdout
 
 

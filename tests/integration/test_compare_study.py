@@ -13,8 +13,9 @@ from scrnet.cli import main
 from scrnet.config import config_to_dict, load_config
 from scrnet.data.synthetic import generate_synthetic
 from scrnet.evaluation.counts import PerImageCounts
-from scrnet.tools.compare import CompareError, compare, load_run, miou_from
-from scrnet.tools.study import expand, run_study
+from scrnet.evaluation.metrics import miou_from
+from scrnet.experiments.compare import CompareError, compare, load_run
+from scrnet.experiments.study import expand, run_study
 
 CLASSES = ["a", "b", "c"]
 N_IMAGES = 30

@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+from cli_helpers import run_like_subprocess
+
 
 def test_demo_quick(tmp_path):
     result = subprocess.run([sys.executable, "-m", "scrnet", "demo", "--quick", "--out", str(tmp_path)],
@@ -35,14 +37,12 @@ def test_demo_quick(tmp_path):
     # a second demo into the same folder replaces what the first wrote, and nothing else
     (tmp_path / "notes.md").write_text("mine")
     (tmp_path / "runs" / "scrnet" / "my_plot.png").write_bytes(b"mine too")
-    again = subprocess.run([sys.executable, "-m", "scrnet", "demo", "--quick", "--out", str(tmp_path)],
-                           capture_output=True, text=True, timeout=300)
+    again = run_like_subprocess("demo", "--quick", "--out", tmp_path)  # in this process: as the console script
     assert again.returncode == 2 and "runs/scrnet exists and was not written by scrnet" in again.stderr
     assert (tmp_path / "runs" / "scrnet" / "my_plot.png").read_bytes() == b"mine too"
     assert (tmp_path / "metrics.json").read_text() == json.dumps(metrics, indent=2) + "\n"
     (tmp_path / "runs" / "scrnet" / "my_plot.png").unlink()
-    again = subprocess.run([sys.executable, "-m", "scrnet", "demo", "--quick", "--out", str(tmp_path)],
-                           capture_output=True, text=True, timeout=300)
+    again = run_like_subprocess("demo", "--quick", "--out", tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
     assert (tmp_path / "notes.md").read_text() == "mine"
 
@@ -54,7 +54,7 @@ def test_image_only_interval_of_identical_results_is_zero_and_of_a_shift_exclude
     from scrnet.evaluation.boundary import BoundaryIoU
     from scrnet.evaluation.evaluate import EvalResult, ImageCounts
     from scrnet.evaluation.metrics import ConfusionMatrix
-    from scrnet.tools.demo import image_only_interval
+    from scrnet.experiments.demo import image_only_interval
 
     def result(correct: float) -> EvalResult:
         per_image = []

@@ -7,6 +7,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
+from cli_helpers import run_like_subprocess
 from data_fixtures import make_cityscapes, make_folder
 from model_fixtures import varied_r18
 
@@ -15,6 +16,10 @@ from scrnet.data.cityscapes import CLASSES, LABEL_TO_TRAIN, PALETTE
 
 
 def cli(*args, env=None):
+    """``scrnet ARGS`` as a user runs it: in this process (``cli_helpers``), or in a subprocess when the test sets
+    the environment."""
+    if env is None:
+        return run_like_subprocess(*args)
     return subprocess.run([sys.executable, "-m", "scrnet", *args], capture_output=True, text=True, timeout=600,
                           env=env)
 
@@ -83,7 +88,7 @@ def test_eval_json_and_table(cityscapes, checkpoint, tmp_path):
     assert "band = 0.02 x image diagonal" in result.stdout
     # the per-image counts beside the JSON rebuild every figure compare puts an interval on
     from scrnet.evaluation.counts import PerImageCounts, counts_path
-    from scrnet.tools.compare import RunStats
+    from scrnet.experiments.compare import RunStats
 
     counts = PerImageCounts.load(counts_path(out))
     assert counts.boundary_inter.shape == counts.boundary_union.shape == (3, len(CLASSES))

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 import scrnet
-from scrnet.tools.benchmark import time_interleaved
-from scrnet.tools.export import check_onnx, export_onnx
+from scrnet.deploy.export import check_onnx, export_onnx
+from scrnet.profiling.benchmark import time_interleaved
 
 pytest.importorskip("onnxruntime")  # the export extra
 SIZES = [(64, 96), (97, 131)]

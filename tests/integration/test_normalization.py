@@ -60,7 +60,7 @@ def test_a_loaded_models_own_normalization_is_the_checkpoints(setup, tmp_path):
     trained with another mean/std."""
     loaded = scrnet.load_checkpoint(setup[1])
     assert list(loaded.model.normalization.mean) == MEAN and list(loaded.model.normalization.std) == STD
-    from scrnet.tools.publish import publish
+    from scrnet.hub.publish import publish
 
     publish(setup[1], tmp_path / "pub")
     folder = scrnet.from_pretrained(tmp_path / "pub")
@@ -79,7 +79,7 @@ def test_eval_feeds_it(setup, model_inputs):
 
 
 def test_predict_feeds_it(setup, model_inputs):
-    from scrnet.tools.predict import Predictor
+    from scrnet.inference.predict import Predictor
 
     rgb = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
     Predictor(scrnet.load_checkpoint(setup[1]), torch.device("cpu")).predict(rgb)

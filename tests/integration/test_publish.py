@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from cli_helpers import run
+from cli_helpers import run, run_like_subprocess
 from data_fixtures import make_folder
 from model_fixtures import varied_r18
 
@@ -23,13 +23,17 @@ import scrnet
 from scrnet.checkpoint_io import CheckpointError, sha256_of
 from scrnet.config import Config, DataConfig, EvalConfig
 from scrnet.data.transforms import EvalTransformConfig
-from scrnet.tools.publish import publish, push
+from scrnet.hub.publish import publish, push
 
 CLASSES = ["a", "b", "c"]
 PALETTE = [(10, 20, 30), (200, 0, 0), (0, 200, 0)]
 
 
 def cli(*args, env=None, cwd=None):
+    """``scrnet ARGS``: in this process (``cli_helpers``), or in a subprocess when the test sets the environment or
+    the working folder."""
+    if env is None and cwd is None:
+        return run_like_subprocess(*args)
     return subprocess.run([sys.executable, "-m", "scrnet", *args], capture_output=True, text=True, timeout=600,
                           env=env, cwd=cwd)
 

@@ -17,10 +17,10 @@ from scrnet.engine.trainer import train
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from scrnet.tools import quantize  # noqa: E402
-from scrnet.tools.export import export_onnx  # noqa: E402
-from scrnet.tools.island import Island, IslandError, check_island, expected_island, float_island  # noqa: E402
-from scrnet.tools.quantize import convert_fp16, find_images  # noqa: E402
+from scrnet.deploy import quantize  # noqa: E402
+from scrnet.deploy.export import export_onnx  # noqa: E402
+from scrnet.deploy.island import Island, IslandError, check_island, expected_island, float_island  # noqa: E402
+from scrnet.deploy.quantize import convert_fp16, find_images  # noqa: E402
 
 
 def producers(model):

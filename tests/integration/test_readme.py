@@ -184,7 +184,7 @@ def test_readme_python_blocks_run(workspace, monkeypatch):
     name)."""
     blocks = [block for page in DOC_PAGES for block in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)]
     assert blocks
-    from scrnet.tools.publish import publish
+    from scrnet.hub.publish import publish
 
     folder = workspace / "hub" / "scrnet-r18-cityscapes"  # what the README's `scrnet publish` line writes
     if not folder.exists():

@@ -18,7 +18,7 @@ import scrnet
 from scrnet.cli import main
 from scrnet.config import Config, DataConfig
 from scrnet.data.cityscapes import CLASSES, PALETTE
-from scrnet.tools.report import SECTIONS
+from scrnet.evaluation.report import SECTIONS
 
 pytest.importorskip("matplotlib")  # the report extra
 

@@ -301,10 +301,9 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-@pytest.mark.slow
-def test_torchrun_restarts_a_killed_worker_and_resumes_to_the_same_weights(synth, tmp_path):
-    """Under ``torchrun --max-restarts 1`` a worker killed mid-run (SIGKILL) makes the job restart; with
-    ``--resume`` it continues from the last checkpoint and ends with exactly the weights of an uninterrupted run."""
+def killed_worker_job(synth, tmp_path) -> tuple[Path, Path, dict, list[str]]:
+    """A 12-iteration job whose rank 1 kills itself once at iteration 7 (after the checkpoint of iteration 5): the
+    entry script, the marker it leaves, the environment, and the scrnet arguments."""
     cfg_file = tmp_path / "run.yaml"
     cfg_file.write_text("model:\n  name: scrnet_r18\n")
     script = tmp_path / "kill_one.py"
@@ -313,6 +312,14 @@ def test_torchrun_restarts_a_killed_worker_and_resumes_to_the_same_weights(synth
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = ["train", str(cfg_file), *small(synth, "train.max_iters=12", "train.checkpoint_interval=5",
                                             "train.dist_timeout_s=120")]
+    return script, marker, env, args
+
+
+@pytest.mark.slow
+def test_torchrun_restarts_a_killed_worker_and_resumes_to_the_same_weights(synth, tmp_path):
+    """Under ``torchrun --max-restarts 1`` a worker killed mid-run (SIGKILL) makes the job restart; with
+    ``--resume`` it continues from the last checkpoint and ends with exactly the weights of an uninterrupted run."""
+    script, marker, env, args = killed_worker_job(synth, tmp_path)
 
     def torchrun(entry: list[str], work: Path, port: int, *extra: str):
         return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
@@ -337,14 +344,7 @@ def test_two_torchrun_nodes_restart_a_killed_worker_and_resume_to_the_same_weigh
     SLURM job runs them: a worker killed mid-run (SIGKILL) makes both agents restart their workers (elastic
     restart, --max-restarts 1); with --resume the job continues from the shared checkpoint folder and ends with
     exactly the weights of an uninterrupted two-node run."""
-    cfg_file = tmp_path / "run.yaml"
-    cfg_file.write_text("model:\n  name: scrnet_r18\n")
-    script = tmp_path / "kill_one.py"
-    marker = tmp_path / "killed_once"
-    script.write_text(KILL_ONE_WORKER.format(kill_at=7, marker=str(marker)))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    args = ["train", str(cfg_file), *small(synth, "train.max_iters=12", "train.checkpoint_interval=5",
-                                            "train.dist_timeout_s=120")]
+    script, marker, env, args = killed_worker_job(synth, tmp_path)
 
     def two_nodes(entry: list[str], work: Path, port: int, job: str):
         agents = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2",

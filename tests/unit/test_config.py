@@ -14,7 +14,7 @@ CONFIGS = sorted(set(ROOT.rglob("*.yaml")) - set(VARIANTS))
 
 @pytest.mark.parametrize("path", VARIANTS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_ablation_variant_applies_to_the_synthetic_config_and_changes_what_it_names(path):
-    from scrnet.tools.study import read_variant
+    from scrnet.experiments.study import read_variant
 
     base = load_config(ROOT / "synthetic" / "scrnet_effl0.yaml")
     name, overrides = read_variant(path)

@@ -17,11 +17,15 @@ LAYERS = {
     "loading": 3, "pretrained": 3,
     "evaluation": 4,
     "engine": 5,
-    "tools": 6,
-    "cli": 7, "__main__": 7, "__init__": 7,
+    "inference": 6, "deploy": 6, "profiling": 6,
+    "hub": 7, "experiments": 7,
+    "cli": 8, "__main__": 8, "__init__": 8,
 }
-# within layer 1, models and data are independent of each other
-FORBIDDEN_SIDEWAYS = {("models", "data"), ("data", "models")}
+# within layer 1, models and data are independent of each other; within layer 6, deployment and prediction do not
+# use each other (profiling times exported graphs, so it may use deploy); within layer 7, sharing and experiments
+FORBIDDEN_SIDEWAYS = {("models", "data"), ("data", "models"), ("inference", "deploy"), ("deploy", "inference"),
+                      ("inference", "profiling"), ("deploy", "profiling"), ("hub", "experiments"),
+                      ("experiments", "hub")}
 
 
 def unit_of(path: Path) -> str:

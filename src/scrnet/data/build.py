@@ -46,6 +46,17 @@ def open_source(data_type: str, root: str | Path, split: str) -> DataSource:
     return OPENERS[data_type](root, split)
 
 
+def open_checked(data_type: str, root: str | Path, split: str) -> DataSource:
+    """``split`` of the data set at ``root``, opened and checked (layout problems raise, before anything runs):
+    one :class:`ConfigError` line naming the type, root and split. What training and evaluation both open."""
+    source = open_source(data_type, root, split)
+    try:
+        source.raise_problems()
+    except DataError as exc:
+        raise ConfigError(f"data (data.type={data_type}, data.root={root}, split {split}): {exc}") from None
+    return source
+
+
 def build_dataset(cfg: DataConfig, split: str, train: bool, seed: int = 0) -> SegmentationDataset:
     """The dataset of ``split`` with the train or the eval pipeline; raises :class:`DataError` on layout problems.
 

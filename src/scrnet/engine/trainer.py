@@ -28,9 +28,8 @@ from tqdm import tqdm
 
 from .. import checkpoint_io as ckpt
 from ..config import Config, ConfigError, config_to_yaml, normalization, resolve
-from ..data.build import open_source
+from ..data.build import open_checked
 from ..data.dataset import SegmentationDataset
-from ..data.io import DataError
 from ..data.sampler import IterationBatchSampler
 from ..data.source import palette_table
 from ..data.transforms import EvalTransform, TrainTransform
@@ -75,12 +74,7 @@ def open_data(cfg: Config):
     """Open and check both splits before anything else runs; the class count must match the model's."""
     sources = []
     for split in (cfg.data.train_split, cfg.data.val_split):
-        source = open_source(cfg.data.type, cfg.data.root, split)
-        try:
-            source.raise_problems()
-        except DataError as exc:
-            raise ConfigError(f"data (data.type={cfg.data.type}, data.root={cfg.data.root}): {exc}") from None
-        sources.append(source)
+        sources.append(open_checked(cfg.data.type, cfg.data.root, split))
     if cfg.model.num_classes != sources[0].num_classes:
         raise ConfigError(f"model.num_classes is {cfg.model.num_classes} but the {cfg.data.type} data set at "
                           f"{cfg.data.root} has {sources[0].num_classes} classes; set model.num_classes="

@@ -5,6 +5,7 @@ IoU = TP / (TP + FP + FN) per class, pixels labelled ``ignore_index`` excluded; 
 ground truth counts 0. mIoU is the mean over the classes that are not skipped: the Cityscapes evaluator's definition.
 """
 
+import numpy as np
 import torch
 
 from ..data.io import DataError
@@ -17,6 +18,30 @@ def iou_of(matrix) -> list[float | None]:
     tp = m.diag()
     denom = m.sum(0) + m.sum(1) - tp
     return [None if d == 0 else float(t / d) for t, d in zip(tp.tolist(), denom.tolist())]
+
+
+def miou_from(cm: np.ndarray) -> np.ndarray:
+    """Mean IoU over the classes present (union > 0) of confusion matrices ``... x K x K``."""
+    tp = np.diagonal(cm, axis1=-2, axis2=-1)
+    union = cm.sum(-1) + cm.sum(-2) - tp
+    return mean_ratio(tp, union)
+
+
+def mean_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """Mean over the last axis of ``num / den`` where ``den > 0`` (NaN where no entry has ``den > 0``): a mean IoU
+    over the classes present."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+    valid = den > 0
+    total = np.where(valid, ratio, 0.0).sum(-1)
+    count = valid.sum(-1)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def miou_of(matrix) -> float:
+    """Mean IoU over the classes present (union > 0) of one ``K x K`` count matrix (a tensor or an array); NaN when
+    no class is present. The one mean-IoU of the library (:func:`miou_from` on one matrix)."""
+    return float(miou_from(torch.as_tensor(matrix).double().cpu().numpy()))
 
 
 class ConfusionMatrix:
@@ -65,8 +90,8 @@ class ConfusionMatrix:
         return iou_of(self.matrix)
 
     def miou(self) -> float:
-        values = [v for v in self.iou() if v is not None]
-        return sum(values) / len(values) if values else float("nan")
+        self.check()
+        return miou_of(self.matrix)
 
     def pixel_accuracy(self) -> float:
         total = int(self.matrix.sum())

@@ -25,7 +25,7 @@ import math
 import cv2
 import numpy as np
 
-from .metrics import iou_of
+from .metrics import miou_of
 
 SQUARE = np.ones((3, 3), np.uint8)
 __all__ = ["PublishedBoundaryMetrics", "contour", "dilation_pixels", "distance_to", "inner_band"]
@@ -145,8 +145,8 @@ class PublishedBoundaryMetrics:
         return out
 
     def band_miou(self, i: int) -> float | None:
-        ious = [v for v in iou_of(self.band_cm[i]) if v is not None]
-        return float(np.mean(ious)) if ious else None
+        value = miou_of(self.band_cm[i])
+        return None if np.isnan(value) else value
 
     def to_json(self, class_names: list[str]) -> dict:
         def block(values):

@@ -1,15 +1,15 @@
 """``scrnet eval``: score a checkpoint on a split, print the per-class table, and return the eval JSON
 (``{"miou", "aacc", "iou", "num_images", "mbiou", "biou"}``, fractions in 0..1)."""
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from ..config import Config, ConfigError, normalization
-from ..data.build import open_source
+from ..data.build import open_checked
 from ..data.dataset import SegmentationDataset
-from ..data.io import DataError
 from ..data.transforms import EvalTransform
 from ..distributed import all_gather_objects, cleanup, init_distributed
 from ..loading import LoadedCheckpoint
@@ -30,6 +30,29 @@ class EvalRun:
     split: str = ""
     indices: list[int] = field(default_factory=list)  # the images of result.per_image (all ranks' when kept)
 
+    def summary(self) -> dict:
+        """The metrics (``EvalResult.to_json``) with the data set, split and BIoU* band they were measured on."""
+        summary = self.result.to_json()
+        summary.update({"dataset": self.config.data.type, "split": self.split or self.config.data.val_split,
+                        "boundary_width": self.config.eval.boundary_width})
+        return summary
+
+    def save_json(self, path: str | Path, model_source: str) -> Path:
+        """Write the eval JSON ``scrnet compare`` and ``scrnet publish`` read: the summary, the class names, the
+        scored model's source, the resolved config, and the name of the per-image counts file written beside it
+        (``evaluation.counts``; the run must have been made with ``keep_per_image``). Returns ``path``."""
+        from ..config import config_to_dict
+        from .counts import PerImageCounts, counts_path
+
+        if not self.result.per_image:
+            raise ValueError("save_json needs the per-image counts: evaluate with keep_per_image=True")
+        path = Path(path)
+        counts = PerImageCounts.from_result(self.result.per_image, image_names(self)).save(counts_path(path))
+        record = dict(self.summary(), class_names=self.result.class_names, model_source=str(model_source),
+                      per_image_counts=counts.name, config=config_to_dict(self.config))
+        path.write_text(json.dumps(record, indent=2) + "\n")
+        return path
+
 
 def evaluate_checkpoint(path: str, overrides: list[str] | None = None, split: str | None = None,
                         device: str = "auto", progress: bool = False, num_workers: int | None = None,
@@ -46,12 +69,7 @@ beside the eval JSON), gathered from every rank."""
     if not cfg.data.root:
         raise ConfigError(f"{path} names no data root (published models never carry the author's): pass "
                           f"--data.root DIR (data.type={cfg.data.type})")
-    source = open_source(cfg.data.type, cfg.data.root, split)
-    try:
-        source.raise_problems()
-    except DataError as exc:
-        raise ConfigError(f"data (data.type={cfg.data.type}, data.root={cfg.data.root}, split {split}): {exc}") \
-            from None
+    source = open_checked(cfg.data.type, cfg.data.root, split)
     if source.num_classes != len(loaded.class_names):
         raise ConfigError(f"checkpoint {path} predicts {len(loaded.class_names)} classes but the {cfg.data.type} "
                           f"data set at {cfg.data.root} has {source.num_classes}")

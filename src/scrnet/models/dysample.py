@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import autocast_off
-from .sampling import BilinearSampler, base_grid
+from .sampling import BilinearSampler, base_grid, normalized
 
 DySampleScope = Literal["static", "dynamic"]
 DYSAMPLE_SCOPES = ("static", "dynamic")
@@ -66,8 +66,8 @@ class DySample(nn.Module):
             xs, ys = base_grid(off)
             width = xs[..., -1:] + 0.5
             height = ys[..., -1:, :] + 0.5
-            gx = 2.0 * (xs + off[:, :self.groups]) / width - 1.0  # B x G x H x W
-            gy = 2.0 * (ys + off[:, self.groups:]) / height - 1.0
+            gx = normalized(xs + off[:, :self.groups], width)  # B x G x H x W
+            gy = normalized(ys + off[:, self.groups:], height)
             grid = torch.stack([gx, gy], dim=-1).flatten(0, 1)  # B*G x H x W x 2
             src = g.float().reshape(b * self.groups, c // self.groups, g.shape[2], g.shape[3])
             out = self.sampler(src, grid)

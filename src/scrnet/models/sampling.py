@@ -3,9 +3,9 @@ coordinate maths in float32 whatever autocast says.
 
 Sampling goes through :class:`BilinearSampler` (``grid_sample``, bilinear, border padding, ``align_corners=False``).
 Inside an ONNX export it can instead be written as four row gathers and their weighted sum
-(:func:`gather_sample`, the same function): onnxruntime's CPU ``GridSample`` took 45.7 of the 330 ms of
-``scrnet_r18`` at 512x1024, the gathers a third of that. ``export_sampler("gather")`` selects it; being a module,
-the sampler gives its ONNX nodes a ``/sampler/`` scope by which quantisation finds them.
+(:func:`gather_sample`, the same function), faster than onnxruntime's CPU ``GridSample`` (docs/deployment.md has
+the figures). ``export_sampler("gather")`` selects it. Quantisation finds the sampling in the graph from what it
+computes (``scrnet.deploy.island``), whichever form it takes.
 """
 
 from contextlib import contextmanager
@@ -90,6 +90,12 @@ def base_grid(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return ones_row.cumsum(3) - 0.5, ones_col.cumsum(2) - 0.5
 
 
+def normalized(position: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+    """Pixel positions (centres at 0.5, 1.5, ...) along an axis of ``size`` pixels as ``grid_sample``'s normalised
+    coordinates with ``align_corners=False`` (-1 and 1 are the outer edges of the first and last pixels)."""
+    return 2.0 * position / size - 1.0
+
+
 def warp(u: torch.Tensor, offsets: torch.Tensor, sampler: BilinearSampler | None = None) -> torch.Tensor:
     """Sample ``u`` at each pixel centre of the offsets' grid shifted by ``offsets`` (``B x 2 x H x W``, dx then dy,
     in pixels of that grid). ``u`` may be smaller than that grid (SRM's ``sample_from="coarse"`` passes the coarse
@@ -105,8 +111,8 @@ def warp(u: torch.Tensor, offsets: torch.Tensor, sampler: BilinearSampler | None
         width = xs[..., -1:] + 0.5  # 1 x 1 x 1 x 1 tensors holding W and H
         height = ys[..., -1:, :] + 0.5
         off = offsets.float()
-        gx = 2.0 * (xs + off[:, :1]) / width - 1.0
-        gy = 2.0 * (ys + off[:, 1:]) / height - 1.0
+        gx = normalized(xs + off[:, :1], width)
+        gy = normalized(ys + off[:, 1:], height)
         grid = torch.cat([gx, gy], dim=1).permute(0, 2, 3, 1)
         out = (sampler or BilinearSampler())(u.float(), grid)
     return out.to(u.dtype)

@@ -153,7 +153,7 @@ class SRM(nn.Module):
         Computes exactly the convolutions over ``cat[u, f']`` of the module docstring, without the concatenation:
         a conv over a concatenation is the sum of convs over its parts, and the 1x1 conv over ``u`` commutes with
         bilinear upsampling (both are linear, one over channels, one over positions), so it runs on ``g``, at a
-        quarter of the pixels. On CPU this is ~3x faster than concatenating (see README, Benchmarks).
+        quarter of the pixels (docs/benchmarks.md measures the gain).
         """
         if self.mode in ("bilinear", "carafe"):  # no offsets: CARAFE reassembles, it does not move samples
             return f_lat.new_zeros(f_lat.shape[0], 2, f_lat.shape[2], f_lat.shape[3])

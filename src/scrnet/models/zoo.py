@@ -28,8 +28,7 @@ def scrnet_r101() -> ModelConfig:
 
 def scrnet_van_b1() -> ModelConfig:
     """The lightweight variant: VAN-B1, decoder width 48, chosen so that the network lands under the paper's
-    137.9 GFLOPs at 1024x2048 (121.4 GMACs by our count with CBAM attention, 133.2 with DANet's; width 128 would be
-    226.8, see README)."""
+    137.9 GFLOPs at 1024x2048 by our count (``scrnet models``; docs/reconstruction.md explains the choice)."""
     return ModelConfig(name="scrnet_van_b1", backbone="van_b1", channels=48)
 
 

@@ -1,9 +1,8 @@
 import hashlib
 import json
-import subprocess
-import sys
 
 import numpy as np
+from cli_helpers import run_like_subprocess
 from data_fixtures import make_cityscapes, make_folder, write_mask
 
 from scrnet.data import SegmentationDataset, open_source, read_mask
@@ -65,7 +64,7 @@ def test_check_counts_pixels_and_lists_every_problem(tmp_path):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "scrnet", *args], capture_output=True, text=True, timeout=300)
+    return run_like_subprocess(*args)
 
 
 def test_data_check_cli_json_and_exit_codes(tmp_path):

@@ -78,7 +78,7 @@ def test_config_options_are_checked_and_reach_the_module():
 
 def test_counted_by_flops_with_the_reassembly():
     from scrnet.models import model_config
-    from scrnet.tools.flops import compute_report
+    from scrnet.profiling.flops import compute_report
 
     size = (256, 512)
     bilinear = compute_report(model_config("scrnet_effl0", ["srm.mode=bilinear"]), size)

@@ -86,7 +86,7 @@ def test_srm_in_dysample_mode_trains_and_has_no_high_res_guidance():
 
 def test_counted_by_flops_and_dearer_than_bilinear():
     from scrnet.models import model_config
-    from scrnet.tools.flops import compute_report
+    from scrnet.profiling.flops import compute_report
 
     bilinear = compute_report(model_config("scrnet_effl0", ["srm.mode=bilinear"]), (256, 512))
     dysample = compute_report(model_config("scrnet_effl0", ["srm.mode=dysample"]), (256, 512))

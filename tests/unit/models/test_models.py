@@ -107,7 +107,7 @@ def test_every_switch_is_a_config_key():
 
 
 def test_reduce1x1_head_fusion_is_a_1x1_reduction_then_the_3x3_at_a_third_of_the_macs():
-    from scrnet.tools.flops import count_macs
+    from scrnet.profiling.flops import count_macs
 
     base = model_config("scrnet_effl0", ["channels=32"])
     light = apply_overrides(base, ["fusion=reduce1x1"])

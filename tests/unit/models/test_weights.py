@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from scrnet.models.backbones import BACKBONES, IMAGENET_WEIGHTS, build_backbone
-from scrnet.tools.flops import count_macs
+from scrnet.profiling.flops import count_macs
 
 
 class Classifier(torch.nn.Module):

@@ -7,7 +7,7 @@ their resolved config without ``train.seed`` (and without keys that do not chang
 workers, device); a group's label is the set of keys whose values differ between the groups, so nothing is typed by
 hand. Runs that were not scored the same way (data set, split, classes, images, eval protocol) are refused.
 
-Each group is compared with the baseline group on every metric (``tools/intervals.py`` states the method): the
+Each group is compared with the baseline group on every metric (``experiments/intervals.py`` states the method): the
 difference of the groups' means, paired by seed when both groups have the same seeds (Welch's form when they share
 none; partly overlapping seeds are refused unless ``unpaired``), with a standard error that adds the seed-to-seed
 variance and an image-bootstrap variance (one image-weight vector per draw, shared by every run of both groups), and
@@ -26,6 +26,7 @@ import numpy as np
 from ..config import ConfigError, config_from_dict, config_to_dict
 from ..errors import ScrnetError
 from ..evaluation.counts import PerImageCounts, counts_path
+from ..evaluation.metrics import mean_ratio, miou_from
 from ..overrides import flatten
 from .intervals import MIN_SEEDS, Interval, difference_interval, image_weights, verdict
 
@@ -171,24 +172,6 @@ def find_baseline(groups: list[Group], baseline: str | None) -> int:
     labels = "; ".join(g.label for g in groups)
     raise CompareError(f"--baseline {baseline!r} {'matches several groups' if matches else 'matches no run or group'}"
                        f" (groups: {labels})")
-
-
-def miou_from(cm: np.ndarray) -> np.ndarray:
-    """Mean IoU over the classes present (union > 0) of confusion matrices ``... x K x K``."""
-    tp = np.diagonal(cm, axis1=-2, axis2=-1)
-    union = cm.sum(-1) + cm.sum(-2) - tp
-    return mean_ratio(tp, union)
-
-
-def mean_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """Mean over the last axis of ``num / den`` where ``den > 0`` (NaN where no entry has ``den > 0``): a mean IoU
-    over the classes present."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
-    valid = den > 0
-    total = np.where(valid, ratio, 0.0).sum(-1)
-    count = valid.sum(-1)
-    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 class RunStats:
@@ -425,3 +408,17 @@ def format_markdown(result: dict) -> str:
     return (render(head, rows) + "\n\n"
             + method_note(result, markdown=True) + ".\n\n"
             "Per-class IoU (mean over seeds):\n\n" + legend + "\n\n" + render(chead, crows) + "\n")
+
+
+def write_outputs(result: dict, json_path: str | Path | None = None, markdown_path: str | Path | None = None,
+                  plot_path: str | Path | None = None) -> None:
+    """Write a :func:`compare` result as JSON, as a Markdown table and as a forest plot (``forest.forest_plot``),
+    each only where a path is given."""
+    for path, text in ((json_path, json.dumps(result, indent=2) + "\n"),
+                       (markdown_path, format_markdown(result))):
+        if path:
+            Path(path).write_text(text)
+    if plot_path:
+        from .forest import forest_plot
+
+        forest_plot(result, plot_path)

@@ -97,3 +97,18 @@ def format_report(report: ComputeReport) -> str:
     for name, g in report.parts.items():
         lines.append(f"{name:<28}{g:>10.3f}{g / report.gmacs:>8.1%}")
     return "\n".join(lines)
+
+
+def zoo_table(size: tuple[int, int] = (1024, 2048)) -> tuple[list[dict], list[dict]]:
+    """What ``scrnet models`` lists: a row per zoo variant (backbone, decoder width, params, GMACs at ``size``) and
+    the pretrained backbone weights' records."""
+    from ..models import ZOO
+    from ..models.backbones import IMAGENET_WEIGHTS
+
+    rows = []
+    for name in ZOO:
+        report = compute_report(name, size)
+        cfg = ZOO[name]()
+        rows.append({"model": name, "backbone": cfg.backbone, "channels": cfg.channels,
+                     "params_m": report.params_m, "gmacs": report.gmacs, "input": report.input})
+    return rows, [w.to_json() for w in IMAGENET_WEIGHTS.values()]

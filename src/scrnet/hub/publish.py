@@ -22,7 +22,7 @@ from ..checkpoint_io import CheckpointError, sha256_of
 from ..config import Config, config_to_dict
 from ..loading import LoadedCheckpoint
 from ..pretrained import CARD_FILE, CONFIG_FILE, FOLDER_FORMAT, WEIGHTS_FILE, check_repo_id, from_pretrained
-from .flops import compute_report
+from ..profiling.flops import compute_report
 
 DATASET_NAMES = {"cityscapes": "Cityscapes", "bdd100k": "BDD100K", "ade20k": "ADE20K", "folder": "custom"}
 PAPER_BIBTEX = """@article{wang2025scrnet,

@@ -5,7 +5,7 @@ import torch
 
 import scrnet
 from scrnet.models.srm import SRM
-from scrnet.tools.flops import compute_report, count_macs
+from scrnet.profiling.flops import compute_report, count_macs
 
 SIZE = (64, 128)
 

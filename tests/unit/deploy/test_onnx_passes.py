@@ -12,8 +12,8 @@ ort = pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper  # noqa: E402
 
-from scrnet.tools.onnx_passes import fold_pads_into_convs  # noqa: E402
-from scrnet.tools.quantize import output_tail, read_shapes_before_dequantize  # noqa: E402
+from scrnet.deploy.onnx_passes import fold_pads_into_convs  # noqa: E402
+from scrnet.deploy.quantize import output_tail, read_shapes_before_dequantize  # noqa: E402
 
 
 class Padded(nn.Module):
@@ -71,8 +71,8 @@ def test_zero_pads_fold_into_the_convs_and_nothing_else(tmp_path):
 
 
 def test_efficientnet_export_has_no_pad_left_in_the_backbone(tmp_path):
+    from scrnet.deploy.export import export_onnx
     from scrnet.models import build_model, model_config
-    from scrnet.tools.export import export_onnx
 
     model = build_model(model_config("scrnet_effl0", ["channels=16", "backbone_weights=null"])).eval()
     proto = onnx.load(str(export_onnx(model, tmp_path / "e.onnx", size=(64, 128))))
@@ -118,8 +118,8 @@ def test_shapes_read_the_quantised_tensor_and_unused_dequantisers_go():
 
 
 def test_output_tail_is_the_logits_resize_and_crop(tmp_path):
+    from scrnet.deploy.export import export_onnx
     from scrnet.models import build_model, model_config
-    from scrnet.tools.export import export_onnx
 
     model = build_model(model_config("scrnet_effl0", ["channels=16", "backbone_weights=null"])).eval()
     proto = onnx.load(str(export_onnx(model, tmp_path / "e.onnx", size=(64, 128))))

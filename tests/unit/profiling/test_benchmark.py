@@ -21,7 +21,7 @@ def test_benchmark_refuses_a_cuda_graph_without_cuda_and_with_compile():
         assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
         if message:
             assert message in result.stderr
-    from scrnet.tools.benchmark import benchmark
+    from scrnet.profiling.benchmark import benchmark
 
     with pytest.raises(ValueError, match="device cuda"):
         benchmark([("fpn_r18", "torch")], cuda_graph=True)
@@ -36,7 +36,7 @@ def test_cast_precision_runs_the_model_in_the_requested_dtype():
     (Its closeness to float32 is checked with real weights by gpu_check.py's eval_amp_full_res.)"""
     import torch
 
-    from scrnet.tools.benchmark import _runner, benchmark
+    from scrnet.profiling.benchmark import _runner, benchmark
 
     ref = _runner("scrnet_effl0", "torch", (64, 128), 1, "cpu", "float32", False, None)
     cast = _runner("scrnet_effl0", "torch", (64, 128), 1, "cpu", "bfloat16", False, None, precision="cast")
@@ -52,7 +52,7 @@ def test_cast_precision_runs_the_model_in_the_requested_dtype():
 
 def test_split_dilation_reaches_the_benchmarked_model():
     from scrnet.models.backbones.van import LKA
-    from scrnet.tools.benchmark import _runner
+    from scrnet.profiling.benchmark import _runner
 
     runner = _runner("scrnet_van_b1", "torch", (64, 128), 1, "cpu", "float32", False, None, split_dilation=True)
     lkas = [m for m in runner.model.modules() if isinstance(m, LKA)]
@@ -62,7 +62,7 @@ def test_split_dilation_reaches_the_benchmarked_model():
 
 def test_benchmark_sessions_do_not_spin():
     pytest.importorskip("onnxruntime")
-    from scrnet.tools.benchmark import onnxruntime_options
+    from scrnet.profiling.benchmark import onnxruntime_options
 
     options = onnxruntime_options(3)
     assert options.intra_op_num_threads == 3

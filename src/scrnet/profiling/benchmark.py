@@ -199,11 +199,9 @@ def onnxruntime_options(threads: int):
     """Session options for timing onnxruntime: ``threads`` intra-op threads, and their spin-waiting off.
 
     With spinning on (onnxruntime's default), the worker threads of the session that has just run keep spinning
-    while the next session runs, so sessions timed in turn in one process slow each other down: on 2 CPU threads
-    that added ~25 ms to every call of both a float32 (128 -> 152 ms) and an INT8 (60 -> 83 ms) graph of
-    ``scrnet_effl0`` at 512x1024, which understated INT8's speed-up (1.84x instead of 2.15x; timing each session in
-    its own block of calls gave 2.25x with spinning, 2.16x without). A single deployed session may spin; these
-    figures are then ~2-3 ms per call pessimistic."""
+    while the next session runs, so sessions timed in turn in one process slow each other down, and a ratio
+    between two graphs (INT8 against float32) comes out understated (docs/deployment.md has the figures). A single
+    deployed session may spin; timings with spinning off are then slightly pessimistic."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -220,7 +218,7 @@ def onnxruntime_runner(model: torch.nn.Module, x: torch.Tensor, folder: str | os
     another."""
     import onnxruntime as ort
 
-    from .export import export_onnx
+    from ..deploy.export import export_onnx
 
     path = export_onnx(model.cpu(), os.path.join(folder, f"model{id(model)}.onnx"), size=tuple(x.shape[-2:]),
                        sampler=sampler)

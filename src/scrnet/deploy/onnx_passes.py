@@ -4,8 +4,8 @@
 which ONNX allows to be asymmetric (PyTorch's ``Conv2d`` does not, so TensorFlow-style 'SAME' padding at stride 2
 exports as ``Pad`` then ``Conv``). onnxruntime fuses the pair itself when it runs a float graph, but its quantisation
 tools quantise the graph as written: in an INT8 graph the ``Pad`` ran in float between a dequantise and a quantise
-node, at full resolution (EfficientNet-Lite0's stride-2 pads at 512x1024: ~20 ms of a ~100 ms INT8 forward,
-onnxruntime 1.32 on 2 CPU threads). Folding also gives every other runtime one node fewer per pair.
+node, at full resolution (EfficientNet-Lite0's stride-2 pads; docs/deployment.md has the cost). Folding also gives
+every other runtime one node fewer per pair.
 """
 
 import numpy as np

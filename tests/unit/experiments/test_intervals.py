@@ -1,5 +1,5 @@
 """The interval behind scrnet compare: exact properties of its parts, and its calibration on simulated experiments
-with a known truth (tools/calibration.py): false verdicts when nothing differs, coverage of a known difference,
+with a known truth (experiments/calibration.py): false verdicts when nothing differs, coverage of a known difference,
 power on a large one. The method it replaced (a percentile bootstrap over 3-5 seeds) said "better"/"worse" in
 16-25% of null experiments and fails the calibration test below."""
 
@@ -8,9 +8,17 @@ import math
 import numpy as np
 import pytest
 
-from scrnet.tools.calibration import SCENARIOS, simulate, true_difference
-from scrnet.tools.compare import RunStats, interval_between
-from scrnet.tools.intervals import Interval, difference_interval, image_weights, satterthwaite, t975, t_cdf, verdict
+from scrnet.experiments.calibration import SCENARIOS, simulate, true_difference
+from scrnet.experiments.compare import RunStats, interval_between
+from scrnet.experiments.intervals import (
+    Interval,
+    difference_interval,
+    image_weights,
+    satterthwaite,
+    t975,
+    t_cdf,
+    verdict,
+)
 
 
 def test_t_quantiles_match_published_values_for_integer_and_real_degrees_of_freedom():

@@ -29,12 +29,13 @@ from ..data.transforms import EvalTransform
 from ..engine.trainer import train
 from ..evaluation.counts import PerImageCounts
 from ..evaluation.evaluate import EvalResult, evaluate
+from ..evaluation.report import flow_to_color
 from ..evaluation.run import format_table
+from ..inference.predict import Predictor
 from ..loading import load_checkpoint
 from ..outputs import OutputFolder
 from .compare import RunStats, interval_between
 from .intervals import image_weights
-from .predict import Predictor, flow_to_color
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ its sizes from the input (the SRM grid, the padding and PPM's pooling are built 
 verifies at a size the export never saw. torch 2.13 deprecates that exporter (its warning is shown); the move to
 ``torch.onnx.export(dynamo=True)`` (onnxscript) waits for dynamic sizes to export there. What depends on the
 exporter is kept small: the float32 island of INT8/float16 graphs is found from what the graph computes
-(:mod:`scrnet.tools.island`), and a test finds the same island in a dynamo export at a fixed size.
+(:mod:`scrnet.deploy.island`), and a test finds the same island in a dynamo export at a fixed size.
 """
 
 import json
@@ -30,7 +30,7 @@ def export_onnx(model: torch.nn.Module, path: str | Path, size: tuple[int, int] 
                 metadata: dict[str, str] | None = None, sampler: str = "gather") -> Path:
     """Export ``model`` (put in eval mode) to one self-contained ONNX file with input ``image`` (B x 3 x H x W,
     normalised RGB) and output ``logits`` (B x K x H x W); B, H and W are dynamic. ``sampler``: how SRM's and
-    DySample's sampling is written (``scrnet.models.sampling.export_sampler``): ``gather`` (default; 3x faster than
+    DySample's sampling is written (``scrnet.models.sampling.export_sampler``): ``gather`` (default; faster than
     onnxruntime's CPU ``GridSample``) or ``gridsample`` (one ONNX op, for runtimes with a fast one). A zero ``Pad``
     in front of a ``Conv`` is folded into the conv's padding (``onnx_passes.fold_pads_into_convs``)."""
     if opset not in OPSETS:
@@ -168,7 +168,7 @@ def export_checkpoint(loaded, out: str | Path, *, size: tuple[int, int] = (512, 
                       sampler: str = "gather", fuse: bool = True, precision: str = "float32",
                       calib: list[Path] | None = None, min_agreement: float | None = None) -> ExportResult:
     """Export a loaded checkpoint (``scrnet.loading.LoadedCheckpoint``) to one ONNX file at ``out``, in float32, or
-    converted to ``int8`` (calibrated on the images ``calib``) or ``float16`` (see :mod:`scrnet.tools.quantize`).
+    converted to ``int8`` (calibrated on the images ``calib``) or ``float16`` (see :mod:`scrnet.deploy.quantize`).
 
     The file carries the checkpoint's classes, palette, normalisation and config. A converted graph is checked
     against the float32 one on ``calib`` (float16 without ``calib``: on 4 random inputs at ``size``) and refused

@@ -15,18 +15,30 @@ import html
 import io
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
 from .._version import __version__
 from ..config import normalization
 from ..data.source import IGNORE, palette_table
-from ..evaluation.inference import infer
-from ..evaluation.metrics import iou_of
-from ..evaluation.run import EvalRun
-from .predict import flow_to_color
+from .inference import infer
+from .metrics import miou_of
+from .run import EvalRun
 
 SECTIONS = ("header", "per-class", "confusion", "distance", "worst", "offsets")
+
+
+def flow_to_color(offsets: np.ndarray, max_magnitude: float | None = None) -> np.ndarray:
+    """Offsets ``2 x H x W`` (dx, dy) as an RGB colour-wheel image: hue = direction, brightness = magnitude."""
+    dx, dy = offsets[0].astype(np.float32), offsets[1].astype(np.float32)
+    magnitude, angle = cv2.cartToPolar(dx, dy, angleInDegrees=True)
+    top = max_magnitude or float(magnitude.max()) or 1.0
+    hsv = np.zeros((*dx.shape, 3), np.uint8)
+    hsv[..., 0] = (angle / 2).astype(np.uint8)  # OpenCV hue is 0..179
+    hsv[..., 1] = 255
+    hsv[..., 2] = np.clip(magnitude / top * 255, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
 
 
 def _png(array_or_figure) -> str:
@@ -51,8 +63,7 @@ def _img(uri: str, alt: str, width: int | None = None) -> str:
 
 
 def per_image_miou(cm: torch.Tensor) -> float:
-    ious = [v for v in iou_of(cm) if v is not None]
-    return float(np.mean(ious)) if ious else float("nan")
+    return miou_of(cm)
 
 
 def _figure(figsize):

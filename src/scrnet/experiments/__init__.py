@@ -1,0 +1,1 @@
+"""Experiments: study grids, calibrated comparisons, the demo."""

@@ -1,0 +1,1 @@
+"""Sharing weights: the published folder, the model card, the Hub upload."""

@@ -1,0 +1,1 @@
+"""Prediction on images and videos, and the public Segmenter."""

@@ -1,0 +1,1 @@
+"""Measuring a model: compute counts (MACs, params) and speed benchmarks."""
