@@ -51,12 +51,15 @@ def init_distributed(device_type: str, timeout_s: float = 600.0) -> DistInfo:
         # The group's keys go under a prefix per torchrun attempt: after a restart (torchrun --max-restarts), the
         # store can still hold the previous attempt's keys, and a worker that read a dead worker's address from
         # them fails to connect ("Connection refused") or waits until the timeout (seen with torch 2.13, gloo).
-        # Under c10d rendezvous (multi-node elastic jobs) the agents give each round a new store, and the restart
-        # count differs between agents (an agent whose workers were healthy restarts them for the new round
-        # without counting a restart): there the prefix is left out, as torch's own env:// init does.
+        # The group's keys go under a prefix per round of workers: after a restart (torchrun --max-restarts) the
+        # store can still hold the previous round's keys (torch 2.13's c10d rendezvous shares one store across
+        # rounds), and a worker that read a dead worker's address from them fails to connect or waits until the
+        # timeout. The round is counted in the store itself: every worker of every round joins once, so the
+        # counter gives all workers of a round the same number. TORCHELASTIC_RESTART_COUNT cannot serve: it
+        # differs between agents (one whose workers were healthy restarts them without counting a restart).
         store, _, _ = next(dist.rendezvous("env://", rank, world, timeout=timeout))
-        if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != str(True):
-            store = dist.PrefixStore(f"scrnet/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
+        joined = store.add("scrnet/workers_joined", 1)
+        store = dist.PrefixStore(f"scrnet/round_{(joined - 1) // world}", store)
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo", timeout=timeout,
                                 device_id=device_id, store=store, rank=rank, world_size=world)
     return DistInfo(rank, world, local_rank)

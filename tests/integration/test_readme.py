@@ -41,8 +41,14 @@ def readme_commands() -> list[str]:
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         joined = block.replace("\\\n", " ")
+        variables: dict[str, str] = {}  # a block's shell variables (A=configs/ablations), expanded as a shell would
         for line in joined.splitlines():
             line = re.sub(r"\s+#\s.*$", "", line).strip()
+            words = shlex.split(line) if line and not line.startswith("#") else []
+            if words and all(re.fullmatch(r"[A-Z_]+=\S*", w) for w in words):
+                variables.update(w.split("=", 1) for w in words)
+                continue
+            line = re.sub(r"\$([A-Z_]+)", lambda m: variables.get(m.group(1), m.group(0)), line)
             if line and not line.startswith("#") and line not in commands:
                 commands.append(line)
     return commands
@@ -63,6 +69,7 @@ def workspace(tmp_path_factory):
     """A working folder holding what the README's commands name: configs, data, checkpoints, images, a video."""
     ws = tmp_path_factory.mktemp("readme")
     shutil.copytree(ROOT / "configs", ws / "configs")
+    (ws / "docs" / "ablations").mkdir(parents=True)  # where docs/ablations.md writes its tables
     for split in ("train", "val"):
         make_cityscapes(ws / "data" / "cityscapes", split, n=2, size=(64, 128))
     make_cityscapes(ws / "data" / "cityscapes", "test", n=1, size=(64, 128))
