@@ -268,6 +268,7 @@ def cmd_predict(args) -> None:
     import torch
 
     from .inference.predict import Predictor, collect_inputs, predict_inputs
+    from .models.srm import MODES_WITHOUT_OFFSETS
     from .pretrained import from_pretrained
     from .runtime import resolve_device
 
@@ -282,7 +283,7 @@ def cmd_predict(args) -> None:
         raise UsageError("no image or video found in the inputs")
     device = resolve_device(args.device)
     predictor = Predictor(loaded, device)
-    if args.show_offsets and loaded.config.model.srm.mode in ("bilinear", "carafe"):
+    if args.show_offsets and loaded.config.model.srm.mode in MODES_WITHOUT_OFFSETS:
         raise UsageError(f"--show-offsets: this model has no SRM offsets (model.srm.mode="
                          f"{loaded.config.model.srm.mode})")
     try:

@@ -48,9 +48,6 @@ def init_distributed(device_type: str, timeout_s: float = 600.0) -> DistInfo:
         device_id = torch.device("cuda", local_rank)
     if not dist.is_initialized():
         timeout = timedelta(seconds=timeout_s)
-        # The group's keys go under a prefix per torchrun attempt: after a restart (torchrun --max-restarts), the
-        # store can still hold the previous attempt's keys, and a worker that read a dead worker's address from
-        # them fails to connect ("Connection refused") or waits until the timeout (seen with torch 2.13, gloo).
         # The group's keys go under a prefix per round of workers: after a restart (torchrun --max-restarts) the
         # store can still hold the previous round's keys (torch 2.13's c10d rendezvous shares one store across
         # rounds), and a worker that read a dead worker's address from them fails to connect or waits until the

@@ -78,11 +78,11 @@ class OutputFolder:
         """Whether scrnet wrote ``path``: this run claimed it, or an earlier run recorded it and it is unchanged
         (a folder: every file under it)."""
         path = Path(path)
-        if self._relative(path) in self.written:
+        rel = self._relative(path)
+        if rel in self.written:
             return True
         if path.is_dir() and not path.is_symlink():
             return all(self.owns(p) for p in path.iterdir())
-        rel = self._relative(path)
         return not path.is_symlink() and path.is_file() and self.owned.get(rel) == self._stamp(path)
 
     def save(self) -> None:

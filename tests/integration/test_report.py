@@ -139,3 +139,19 @@ def test_class_names_with_maths_and_markup_are_shown_as_text(tmp_path):
     figures = {alt: src for src, alt in parsed.images}
     for alt in ("per-class bar chart", "confusion matrix"):  # drawn, with the names as text
         assert figures[alt].startswith("data:image/png;base64,") and len(figures[alt]) > 5000
+
+
+def test_a_model_without_offsets_gets_a_report_without_an_offset_section(tmp_path):
+    """CARAFE moves no sample: its SRM steps report no offsets, and the report used to fail drawing a field that
+    does not exist."""
+    from data_fixtures import make_folder
+
+    root = make_folder(tmp_path / "data", "val", n=2, size=(64, 96))
+    model = scrnet.create_model("scrnet_r18", num_classes=3, channels=16, srm={"mode": "carafe"})
+    checkpoint = scrnet.save_checkpoint(model, tmp_path / "m.pth", ["a", "b", "c"], [(1, 2, 3), (4, 5, 6), (7, 8, 9)],
+                                        Config(model=model.cfg, data=DataConfig(type="folder", root=str(root))))
+    page = tmp_path / "r.html"
+    assert main(["eval", str(checkpoint), "--report", str(page), "--report-worst", "1"]) == 0
+    parsed = Page()
+    parsed.feed(page.read_text())
+    assert {"per-class", "worst"} <= set(parsed.sections) and "offsets" not in parsed.sections

@@ -32,6 +32,7 @@ LABEL_DIRS = ("masks", "labels", "annotations", "gtFine", "gtCoarse")
 # the least argmax agreement with the float32 graph a converted graph must reach (``--min-agreement``)
 DEFAULT_MIN_AGREEMENT = {"int8": 0.95, "float16": 0.99}
 
+
 def output_tail(model) -> list[str]:
     """Names of the nodes between the last convolution and each graph output (the logits' resize to the input size
     and the crop), found by following each node's data input back from the outputs until a ``Conv``. INT8 keeps them
@@ -179,9 +180,7 @@ def verify_island(converted, island: Island, where: str) -> None:
     lossy = {"QuantizeLinear", "DequantizeLinear"}
 
     def rounds(node) -> bool:
-        if node.op_type in lossy:
-            return True
-        return node.op_type == "Cast" and any(a.name == "to" and a.i == TensorProto.FLOAT16 for a in node.attribute)
+        return node.op_type in lossy or _cast_target(node) == TensorProto.FLOAT16
 
     for node in converted.graph.node:
         if node.name not in island.nodes:
@@ -212,26 +211,27 @@ def argmax_agreement(reference: str | Path, converted: str | Path, inputs: list[
     return agree / max(total, 1)
 
 
+def _cast_target(node) -> int | None:
+    """The element type a ``Cast`` node casts to (an ``onnx.TensorProto`` enum value); None for any other node."""
+    if node.op_type != "Cast":
+        return None
+    return next((a.i for a in node.attribute if a.name == "to"), None)
+
+
 def drop_fp16_round_trips(model, float_nodes: set[str]) -> int:
     """Rewire every ``Cast(to float16) -> Cast(to float32)`` pair whose source a float32 node produced, so the
-    float32 value passes unrounded; returns how many. onnxruntime's converter casts every edge of a blocked node, even
+    float32 value passes unrounded; returns how many. The float16 converter casts every edge of a blocked node, even
     between two blocked nodes: CRM's position-attention energy (~7.8e4 on a synthetic street scene) became inf on
     its way from the matrix product to the softmax, and sampling coordinates lost their exactness."""
     from onnx import TensorProto
 
     producers = {out: node for node in model.graph.node for out in node.output}
-
-    def cast_to(node) -> int | None:
-        if node.op_type != "Cast":
-            return None
-        return next((a.i for a in node.attribute if a.name == "to"), None)
-
     count = 0
     for second in model.graph.node:
-        if cast_to(second) != TensorProto.FLOAT:
+        if _cast_target(second) != TensorProto.FLOAT:
             continue
         first = producers.get(second.input[0])
-        if first is None or cast_to(first) != TensorProto.FLOAT16:
+        if first is None or _cast_target(first) != TensorProto.FLOAT16:
             continue
         source = producers.get(first.input[0])
         if source is None or source.name not in float_nodes:
@@ -239,7 +239,8 @@ def drop_fp16_round_trips(model, float_nodes: set[str]) -> int:
         second.input[0] = first.input[0]
         count += 1
     used = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
-    dead = [n for n in model.graph.node if cast_to(n) == TensorProto.FLOAT16 and not any(o in used for o in n.output)]
+    dead = [n for n in model.graph.node
+            if _cast_target(n) == TensorProto.FLOAT16 and not any(o in used for o in n.output)]
     for node in dead:
         model.graph.node.remove(node)
     return count

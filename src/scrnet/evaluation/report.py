@@ -22,6 +22,7 @@ import torch
 from .._version import __version__
 from ..config import normalization
 from ..data.source import IGNORE, palette_table
+from ..models.srm import MODES_WITHOUT_OFFSETS
 from .inference import infer
 from .metrics import miou_of
 from .run import EvalRun
@@ -60,10 +61,6 @@ def _pct(value) -> str:
 def _img(uri: str, alt: str, width: int | None = None) -> str:
     size = f' width="{width}"' if width else ""
     return f'<img src="{uri}" alt="{html.escape(alt)}"{size}>'
-
-
-def per_image_miou(cm: torch.Tensor) -> float:
-    return miou_of(cm)
 
 
 def _figure(figsize):
@@ -139,14 +136,12 @@ def _predict(run: EvalRun, index: int):
     pred = scores.argmax(1)[0].cpu().numpy().astype(np.uint8)
     rgb = item["image"].permute(1, 2, 0).numpy()
     offsets = None
-    if cfg.model.srm.mode != "bilinear":
+    if cfg.model.srm.mode not in MODES_WITHOUT_OFFSETS:
         offsets = [o.float().cpu() if o is not None else None for o in model(image, return_offsets=True).offsets]
     return rgb, target.numpy(), pred, offsets
 
 
 def _resize_nearest(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    import cv2
-
     if array.shape[:2] == shape:
         return array
     return cv2.resize(array, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
@@ -214,7 +209,7 @@ def write_report(run: EvalRun, summary: dict, path: str | Path, source: str, wor
         parts.append("<p>eval.boundary.enabled=false: no distance bands were computed.</p>")
     parts.append("</section>")
 
-    scored = [(per_image_miou(c.cm), index) for c, index in zip(run.result.per_image, run.indices)]
+    scored = [(miou_of(c.cm), index) for c, index in zip(run.result.per_image, run.indices)]
     scored = sorted((s, i) for s, i in scored if s == s)[:worst]
     parts.append(f'<section id="worst"><h2>The {len(scored)} worst images</h2>'
                  "<p>image | ground truth | prediction | error map (red: wrong, black: ignored)</p>")

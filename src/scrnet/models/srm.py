@@ -57,6 +57,8 @@ MaskInput = Literal["guide", "hidden"]
 MASK_INPUTS = ("guide", "hidden")
 SampleFrom = Literal["upsampled", "coarse"]
 SAMPLE_FROM = ("upsampled", "coarse")
+# modes that move no sample, so have no offset field to report or draw: plain upsampling, and CARAFE's reassembly
+MODES_WITHOUT_OFFSETS = ("bilinear", "carafe")
 SRMGate = Literal["none", "guided"]
 SRM_GATES = ("none", "guided")
 
@@ -155,7 +157,7 @@ class SRM(nn.Module):
         bilinear upsampling (both are linear, one over channels, one over positions), so it runs on ``g``, at a
         quarter of the pixels (docs/benchmarks.md measures the gain).
         """
-        if self.mode in ("bilinear", "carafe"):  # no offsets: CARAFE reassembles, it does not move samples
+        if self.mode in MODES_WITHOUT_OFFSETS:
             return f_lat.new_zeros(f_lat.shape[0], 2, f_lat.shape[2], f_lat.shape[3])
         if self.mode == "dysample":
             return self.dysample(g)[1]
@@ -205,19 +207,13 @@ class SRM(nn.Module):
         elif self.mode == "carafe":
             offsets = None
             a = self.carafe(g)
-        elif self.gate_kind == "guided":  # a = gate * resampled + (1 - gate) * bilinear
-            u = upsample_bilinear(g, f_lat)
+        else:  # neighbor / pixel; sampling g needs u only for the mask conv (computed there) or the gate
+            gated = self.gate_kind == "guided"
+            u = upsample_bilinear(g, f_lat) if gated or self.sample_from == "upsampled" else None
             hidden = self._hidden(g, f_lat)
             offsets = self._offsets(g, u, f_lat, hidden)
             a = warp(g if self.sample_from == "coarse" else u, offsets, self.sampler)
-            gate = torch.sigmoid(self.gate(hidden))
-            a = u + gate * (a - u)
-        elif self.sample_from == "coarse":  # one interpolation of g; u only if the mask conv reads it
-            offsets = self.offsets(g, None, f_lat)
-            a = warp(g, offsets, self.sampler)
-        else:
-            u = upsample_bilinear(g, f_lat)
-            offsets = self.offsets(g, u, f_lat)
-            a = warp(u, offsets, self.sampler)
+            if gated:  # a = gate * resampled + (1 - gate) * bilinear
+                a = u + torch.sigmoid(self.gate(hidden)) * (a - u)
         out = self.out(a + f_lat)
         return (out, offsets) if return_offsets else out
