@@ -31,6 +31,7 @@ __all__ = ["CONFIG_FORMAT", "BoundaryConfig", "Config", "ConfigError", "DataConf
 CONFIG_FORMAT = 4
 AMP_MODES = ("none", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
+TRAIN_COMPILE_MODES = ("none", "default", "max-autotune-no-cudagraphs")
 OPTIMIZERS = ("sgd", "adamw")
 
 
@@ -84,10 +85,12 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     amp: str = "none"  # none | bf16 | fp16 (fp16 on CUDA only, with a GradScaler)
     channels_last: bool = False
+    compile: str = "none"  # torch.compile of the network for training: none | default | max-autotune-no-cudagraphs
     device: str = "auto"  # auto (CUDA when available) | cpu | cuda
     seed: int = 0
     log_interval: int = 50  # iterations between metric-log lines
     val_interval: int = 4000  # iterations between validations (0: only at the end)
+    val_boundary: bool = False  # validation also computes the published boundary metrics (eval.boundary settings)
     checkpoint_interval: int = 4000  # iterations between checkpoints (and one at the end)
     keep_last: int = 3  # periodic checkpoints kept, besides best.pth
     max_nonfinite: int = 5  # consecutive non-finite losses before the run aborts
@@ -108,6 +111,8 @@ class TrainConfig:
             raise ConfigError(f"train.amp must be one of {list(AMP_MODES)}, got {self.amp!r}")
         if self.device not in DEVICES:
             raise ConfigError(f"train.device must be one of {list(DEVICES)}, got {self.device!r}")
+        if self.compile not in TRAIN_COMPILE_MODES:
+            raise ConfigError(f"train.compile must be one of {list(TRAIN_COMPILE_MODES)}, got {self.compile!r}")
 
 
 EVAL_MODES = ("whole", "slide")

@@ -67,3 +67,19 @@ def test_device_metrics_equal_cpu_counts():
     cpu_m.update(pred, target)
     gpu_m.update(pred.cuda(), target.cuda())
     assert torch.equal(cpu_m.matrix, gpu_m.matrix.cpu())
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_published_boundary_metrics_on_cuda_equal_the_cpu(dense, monkeypatch):
+    import scrnet.evaluation.published_boundary as published
+
+    monkeypatch.setattr(published, "DENSE_QUERIES_PER_PIXEL", 0.0 if dense else float("inf"))
+    g = torch.Generator().manual_seed(1)
+    target = torch.randint(0, 7, (64, 128), generator=g).repeat_interleave(4, 0).repeat_interleave(4, 1)
+    target[:30, :50] = 255
+    pred = torch.randint(0, 7, (128, 256), generator=g).repeat_interleave(2, 0).repeat_interleave(2, 1)
+    cpu, gpu = published.PublishedBoundaryMetrics(7), published.PublishedBoundaryMetrics(7, device="cuda")
+    cpu.update(pred, target)
+    gpu.update(pred.cuda(), target.cuda())
+    for name in ("biou", "f", "band_cm"):
+        assert (getattr(cpu, name) == getattr(gpu, name)).all(), name

@@ -100,6 +100,47 @@ def test_kill_9_leaves_a_loadable_checkpoint_and_resume_finishes(synth, tmp_path
     assert "resumed from" in result.stdout and list_checkpoints(tmp_path)[-1][0] == 40
 
 
+def test_validation_can_report_the_published_boundary_metrics_as_eval_does(synth, tmp_path):
+    from scrnet.evaluation.run import evaluate_checkpoint
+
+    overrides = small(synth, "train.max_iters=2", "train.val_interval=2", "train.checkpoint_interval=2")
+    train(load_config(None, [*overrides, "train.val_boundary=true"]), tmp_path, progress=False)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in records if "val_miou" in r]
+    assert len(val) == 1
+    summary = evaluate_checkpoint(str(tmp_path / "checkpoints" / "iter_00000002.pth"), device="cpu").summary()
+    assert val[0]["val_boundary_iou"] == summary["boundary_iou"]["mean"]
+    assert {k: v for k, v in val[0].items() if k.startswith("val_boundary_f")} == {
+        f"val_boundary_f{t}": block["mean"] for t, block in summary["boundary_f"].items()}
+    train(load_config(None, overrides), tmp_path / "off", progress=False)  # off by default
+    records = [json.loads(line) for line in (tmp_path / "off" / "metrics.jsonl").read_text().splitlines()]
+    assert not any(k.startswith("val_boundary") for r in records for k in r)
+
+
+@pytest.mark.slow
+def test_a_compiled_network_trains_like_the_eager_one(synth, tmp_path):
+    """``train.compile=default`` (Inductor, C++ on the CPU) trains like eager: after 3 steps, every weight is where
+    eager put it, to within 5% of how far eager moved it (rounding differs in the compiled kernels)."""
+    from scrnet.models import build_model
+
+    overrides = small(synth, "train.max_iters=3", "train.checkpoint_interval=3")
+    cfg = load_config(None, overrides)
+    torch.manual_seed(cfg.train.seed)  # the trainer's initial weights
+    start = build_model(cfg.model).state_dict()
+    train(cfg, tmp_path / "eager", progress=False)
+    train(load_config(None, [*overrides, "train.compile=default"]), tmp_path / "compiled", progress=False)
+    a = load(tmp_path / "eager" / "checkpoints" / "iter_00000003.pth")["model"]
+    b = load(tmp_path / "compiled" / "checkpoints" / "iter_00000003.pth")["model"]
+    assert a.keys() == b.keys()  # the checkpoint holds the plain model, not the compiled wrapper
+    moved = 0
+    for key in a:
+        if a[key].is_floating_point() and not key.endswith(("running_mean", "running_var")):
+            step = (a[key] - start[key]).abs().max()
+            assert (a[key] - b[key]).abs().max() <= 0.05 * step + 1e-7, key
+            moved += bool(step > 0)
+    assert moved > 10
+
+
 def test_sigint_saves_and_stops_cleanly(synth, tmp_path):
     cfg_file = tmp_path / "run.yaml"
     cfg_file.write_text("model:\n  name: scrnet_r18\n")
@@ -121,7 +162,8 @@ def test_torchrun_ddp_on_cpu(synth, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-         "-m", "scrnet", "train", str(cfg_file), *small(synth, "train.max_iters=6", "train.val_interval=3"),
+         "-m", "scrnet", "train", str(cfg_file),
+         *small(synth, "train.max_iters=6", "train.val_interval=3", "train.val_boundary=true"),
          "--work-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "run"
@@ -132,6 +174,7 @@ def test_torchrun_ddp_on_cpu(synth, tmp_path):
     loss_iters = [r["iter"] for r in records if "loss" in r]
     assert loss_iters == sorted(set(loss_iters))  # one writer: no duplicated lines
     assert [r["iter"] for r in records if "val_miou" in r] == [3, 6]
+    assert all(0 <= r["val_boundary_iou"] <= 1 for r in records if "val_miou" in r)  # summed over both ranks
     assert result.stdout.count("finished 6 iterations") == 1
 
 

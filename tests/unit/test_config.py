@@ -1,5 +1,6 @@
 """Every shipped config loads, names a zoo model and a data set type, and resolves every value."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -64,11 +65,12 @@ def test_eval_config_checks():
     ("eval.boundary.dilation_ratio=0", "eval.boundary.dilation_ratio must be in (0, 1)"),
     ("eval.boundary.f_tolerances=[]", "eval.boundary.f_tolerances must be pixel distances"),
     ("eval.boundary.distance_bands=[2,4]", "eval.boundary.distance_bands must be increasing edges starting at 0"),
+    ("train.compile=reduce-overhead", "train.compile must be one of ['none', 'default', 'max-autotune-no-cudagraphs']"),
 ])
 def test_published_boundary_settings_are_checked(override, message):
     from scrnet.config import ConfigError
 
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(None, [override])
 
 

@@ -151,6 +151,8 @@ class Trainer:
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 broadcast_buffers=not sync_bn)
+        if cfg.train.compile != "none":  # the network only (the loss stays eager); checkpoints hold self.model
+            self.net = torch.compile(self.net, mode=cfg.train.compile, dynamic=False)
         self.progress = self.dist.is_main and progress is not False
         self.log_file = self.work_dir / "metrics.jsonl"
         self.tb = self._tensorboard()
@@ -303,10 +305,14 @@ class Trainer:
                           autocast=autocast_for(self.cfg.train.amp, self.device),
                           channels_last=self.cfg.train.channels_last,
                           num_workers=min(self.cfg.train.num_workers, 4),
-                          boundary_metrics=False)  # CPU-bound; scrnet eval reports them
+                          boundary_metrics=self.cfg.train.val_boundary)
         summary = result.to_json()
-        self.log({"iter": self.iteration, "val_miou": summary["miou"], "val_aacc": summary["aacc"],
-                  "val_mbiou": summary["mbiou"], "val_iou": summary["iou"]})
+        record = {"iter": self.iteration, "val_miou": summary["miou"], "val_aacc": summary["aacc"],
+                  "val_mbiou": summary["mbiou"], "val_iou": summary["iou"]}
+        if "boundary_iou" in summary:
+            record["val_boundary_iou"] = summary["boundary_iou"]["mean"]
+            record.update({f"val_boundary_f{t}": block["mean"] for t, block in summary["boundary_f"].items()})
+        self.log(record)
         if self.tb is not None:
             self._log_predictions()
         return summary["miou"]

@@ -66,7 +66,7 @@ def evaluate(model: torch.nn.Module, dataset: SegmentationDataset, device: torch
     so the loop never waits for the GPU, unless ``timing`` asks for the data / network / metric split (one
     synchronisation per image and stage, for benchmarks) or ``keep_per_image`` reads counts back per image.
     ``boundary_metrics`` (default ``eval_cfg.boundary.enabled``) adds the published boundary metrics, computed on
-    the CPU (one copy of each prediction to the host).
+    the device too (their F-score's pair search reads one size back per image).
     """
     tta = eval_cfg.tta if tta is None else tta
     was_training = model.training
@@ -76,7 +76,7 @@ def evaluate(model: torch.nn.Module, dataset: SegmentationDataset, device: torch
     biou = BoundaryIoU(k, eval_cfg.boundary_width, device=device)
     b = eval_cfg.boundary
     boundary_metrics = b.enabled if boundary_metrics is None else boundary_metrics
-    published = (PublishedBoundaryMetrics(k, b.dilation_ratio, b.f_tolerances, b.distance_bands)
+    published = (PublishedBoundaryMetrics(k, b.dilation_ratio, b.f_tolerances, b.distance_bands, device=device)
                  if boundary_metrics else None)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     indices = list(range(rank, len(dataset) if limit is None else min(limit, len(dataset)), world_size))
@@ -102,8 +102,8 @@ def evaluate(model: torch.nn.Module, dataset: SegmentationDataset, device: torch
                       None if published is None else published.biou.copy())
         cm.update(pred, target)
         biou.update(pred, target)
-        if published is not None:  # OpenCV on the CPU: one copy of the prediction per image
-            published.update(pred.cpu(), batch["mask"][0])
+        if published is not None:
+            published.update(pred, target)
         if keep_per_image:
             per_image.append(ImageCounts((cm.matrix - before[0]).cpu(), biou.inter - before[1], biou.union - before[2],
                                          None if published is None else published.biou - before[3]))

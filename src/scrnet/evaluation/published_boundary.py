@@ -1,34 +1,59 @@
-"""Boundary metrics as the field publishes them, accumulated over a split (on the CPU, with OpenCV):
+"""Boundary metrics as the field publishes them, accumulated over a split as tensor code on the predictions' device.
 
-- **Boundary IoU** (Cheng et al., CVPR 2021, and its reference API): for class c, ``G_d`` is the ground-truth
-  mask of c minus its erosion by a 3x3 square applied ``d`` times, with the image padded by zeros (so the image
-  edge is a contour, as in the reference), ``d = max(1, round(dilation_ratio * image diagonal))``; ``P_d`` the same
-  for the prediction. Boundary IoU = sum |G_d ∩ P_d| / sum |G_d ∪ P_d| over the split. Pixels labelled ignore are
-  left out of the counts, and the prediction's mask of c excludes them (so their edge is a contour on both sides).
+Definitions (for class c; ``valid`` = label is not the ignore index):
+
+- **Boundary IoU** (Cheng et al., CVPR 2021, and its reference API): ``G_d`` is the ground-truth mask of c minus
+  its erosion by a 3x3 square applied ``d`` times, with the image padded by zeros (so the image edge is a contour,
+  as in the reference), ``d = max(1, round(dilation_ratio * image diagonal))``; ``P_d`` the same for the
+  prediction. Boundary IoU = sum |G_d ∩ P_d| / sum |G_d ∪ P_d| over the split. Pixels labelled ignore are left out
+  of the counts, and the prediction's mask of c excludes them (so their edge is a contour on both sides).
 - **Boundary F-score** at pixel tolerances (3, 5, 9, 12 by default; Gated-SCNN's and SFNet's convention): the
-  boundary of a mask is its inner one-pixel contour (the image edge is not a contour here, as in the DAVIS-style
-  ``seg2bmap`` those evaluations use); a predicted boundary pixel is matched when a ground-truth boundary pixel of
-  the same class lies within the tolerance (Euclidean distance), and the other way round. Precision = matched
-  predicted / predicted boundary pixels and recall = matched ground truth / ground-truth boundary pixels, each summed
-  over the split; F = 2PR / (P + R). The mean is over the classes with ground-truth boundary pixels in the split; a
-  class absent from the ground truth (predicted or not) is None and does not enter the mean.
+  boundary of a mask is its inner one-pixel contour (pixels of the mask with a pixel outside it among their 8
+  neighbours; the image edge is not a contour, as in the DAVIS-style ``seg2bmap`` those evaluations use); a
+  predicted boundary pixel is matched when a ground-truth boundary pixel of the same class lies within the
+  tolerance (Euclidean distance), and the other way round. Precision = matched predicted / predicted boundary
+  pixels and recall = matched ground truth / ground-truth boundary pixels, each summed over the split;
+  F = 2PR / (P + R). The mean is over the classes with ground-truth boundary pixels in the split; a class absent
+  from the ground truth (predicted or not) is None and does not enter the mean.
 - **mIoU in distance bands**: each labelled pixel's Euclidean distance to the nearest ground-truth boundary (a
   pixel whose 4-neighbour has another valid label); one confusion matrix per band (0-2, 2-4, 4-8, 8-16, 16+ px);
   mIoU per band as for the whole image. Where along the distance axis a model gains.
 
-``reference.py``-style direct NumPy transcriptions of each definition are in the tests, which compare them with
-this module on random masks.
+How (all classes at once, integer counts equal to the per-class NumPy/OpenCV oracle in the tests):
+
+- A pixel of class c is in its class's Boundary IoU band exactly when the ``(2d + 1)`` square around it holds
+  another label or leaves the image; since the square is connected, that is when the square holds two
+  4-neighbours with different labels. Both are window ORs of boolean maps, separable, by doubling (``log2 d``
+  steps per axis).
+- Contours: a pixel whose label differs from one of its 8 neighbours' (four difference maps).
+- F: each contour pixel's squared distance to the nearest contour pixel of the same class on the other side, up to
+  the largest tolerance, from the candidate pairs of a grid of 8-pixel cells per class (sorted, counted, expanded;
+  a pixel matched by a contour pixel of its own class at the same position is settled before). Distances are
+  exact integers ``dy² + dx²``; candidate pairs are expanded in chunks, so memory stays bounded on any image.
+- Distance bands: the vertical distance to the nearest edge pixel per column (truncated at the last band edge),
+  then, per band edge ``t``, whether some ``dx`` has ``dx² + g(x + dx)² < t²``: an exact truncated Euclidean
+  distance transform in shifted boolean ORs.
+
+Label values outside ``0..K-1`` other than the ignore index are an error of the data (the confusion matrix refuses
+them); here they count as ignored.
 """
 
 import math
 
-import cv2
 import numpy as np
+import torch
 
 from .metrics import miou_of
 
-SQUARE = np.ones((3, 3), np.uint8)
-__all__ = ["PublishedBoundaryMetrics", "contour", "dilation_pixels", "distance_to", "inner_band"]
+__all__ = ["PublishedBoundaryMetrics", "dilation_pixels"]
+
+CELL = 8  # side of the grid cells that index contour pixels for the F-score's pair search
+# the F-score's pair search gives way to comparing shifted label maps when there are more than this many candidate
+# pairs per pixel, or queries per pixel (then the search's set-up alone costs more): about the break-even on a CPU
+# at the default tolerances; benchmarks/boundary_metrics.py's noise case crosses both
+DENSE_PAIRS_PER_PIXEL = 0.5
+DENSE_QUERIES_PER_PIXEL = 0.25
+MAX_PAIRS = 1 << 22  # candidate pairs expanded at once (bounds the memory of one chunk: ~200 MB of int64 work)
 
 
 def dilation_pixels(shape: tuple[int, int], ratio: float) -> int:
@@ -36,106 +61,292 @@ def dilation_pixels(shape: tuple[int, int], ratio: float) -> int:
     return max(1, int(round(ratio * math.hypot(*shape))))
 
 
-def inner_band(mask: np.ndarray, d: int) -> np.ndarray:
-    """``mask`` minus its erosion by a 3x3 square ``d`` times (one erosion by a (2d + 1) square, which OpenCV does
-    in time independent of d), outside the image counted as background."""
-    kernel = np.ones((2 * d + 1, 2 * d + 1), np.uint8)
-    eroded = cv2.erode(mask.astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
-    return mask & ~eroded.astype(bool)
+# ------------------------------------------------------------------------------------------- boolean map helpers
+def window_or(x: torch.Tensor, dim: int, lo: int, hi: int, size: int) -> torch.Tensor:
+    """``out[i] = x[i + lo] | ... | x[i + hi]`` along ``dim`` (indices outside ``x`` contribute False), for
+    ``i`` in ``0..size-1``; ``lo <= hi``. By doubling: ``log2(hi - lo + 1)`` ORs. A one-entry window may return a
+    view of ``x``."""
+    n = x.shape[dim]
+    before, after = max(0, -lo), max(0, size - 1 + hi - (n - 1))
+    if before or after:
+        shape = list(x.shape)
+        shape[dim] = n + before + after
+        padded = x.new_zeros(shape)
+        padded.narrow(dim, before, n).copy_(x)
+        x = padded
+    length, span = hi - lo + 1, 1
+    while 2 * span <= length:  # x[j] = OR of the original span entries starting at j
+        m = x.shape[dim]
+        x = x.narrow(dim, 0, m - span) | x.narrow(dim, span, m - span)
+        span *= 2
+    first = x.narrow(dim, before + lo, size)
+    return first if span == length else first | x.narrow(dim, before + hi - span + 1, size)
 
 
-def contour(mask: np.ndarray) -> np.ndarray:
-    """The inner one-pixel contour of ``mask``; the image edge is not a contour."""
-    eroded = cv2.erode(mask.astype(np.uint8), SQUARE, borderType=cv2.BORDER_REPLICATE)
-    return mask & ~eroded.astype(bool)
+def boundary_band(labels: torch.Tensor, d: int) -> torch.Tensor:
+    """Pixels whose ``(2d + 1)`` square holds another label or leaves the image (``H x W`` bool)."""
+    h, w = labels.shape
+    band = torch.ones_like(labels, dtype=torch.bool)
+    if h <= 2 * d or w <= 2 * d:
+        return band  # every square leaves the image
+    # pairs (x, x + 1) in the square: x in [x0 - d, x0 + d - 1]; rows in [y0 - d, y0 + d]
+    right = labels[:, 1:] != labels[:, :-1]
+    down = labels[1:] != labels[:-1]
+    inner = window_or(window_or(right, 1, -d, d - 1, w), 0, -d, d, h)
+    inner |= window_or(window_or(down, 0, -d, d - 1, h), 1, -d, d, w)
+    band[d:h - d, d:w - d] = inner[d:h - d, d:w - d]  # the frame of width d: squares that leave the image
+    return band
 
 
-def distance_to(points: np.ndarray) -> np.ndarray:
-    """Each pixel's Euclidean distance to the nearest ``True`` of ``points`` (inf when there is none)."""
-    if not points.any():
-        return np.full(points.shape, np.inf, np.float32)
-    return cv2.distanceTransform((~points).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+def contour_map(labels: torch.Tensor) -> torch.Tensor:
+    """Pixels with a differently labelled pixel among their 8 neighbours inside the image (``H x W`` bool)."""
+    out = torch.zeros_like(labels, dtype=torch.bool)
+    right = labels[:, 1:] != labels[:, :-1]
+    down = labels[1:] != labels[:-1]
+    diag = labels[1:, 1:] != labels[:-1, :-1]
+    anti = labels[1:, :-1] != labels[:-1, 1:]
+    out[:, 1:] |= right
+    out[:, :-1] |= right
+    out[1:] |= down
+    out[:-1] |= down
+    out[1:, 1:] |= diag
+    out[:-1, :-1] |= diag
+    out[1:, :-1] |= anti
+    out[:-1, 1:] |= anti
+    return out
 
 
-def label_boundary_distance(target: np.ndarray, ignore_index: int) -> np.ndarray:
-    """Each pixel's Euclidean distance to the nearest pixel whose right or lower neighbour has another valid label
-    (both pixels of such a pair are boundary pixels)."""
-    valid = target != ignore_index
-    edge = np.zeros(target.shape, bool)
-    right = (target[:, 1:] != target[:, :-1]) & valid[:, 1:] & valid[:, :-1]
-    down = (target[1:] != target[:-1]) & valid[1:] & valid[:-1]
-    edge[:, 1:] |= right
-    edge[:, :-1] |= right
-    edge[1:] |= down
-    edge[:-1] |= down
-    if not edge.any():
-        return np.full(target.shape, np.inf, np.float32)
-    return cv2.distanceTransform((~edge).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+def edge_map(labels: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Pixels with a 4-neighbour of another label, both labelled (``H x W`` bool)."""
+    out = torch.zeros_like(valid)
+    right = (labels[:, 1:] != labels[:, :-1]) & valid[:, 1:] & valid[:, :-1]
+    down = (labels[1:] != labels[:-1]) & valid[1:] & valid[:-1]
+    out[:, 1:] |= right
+    out[:, :-1] |= right
+    out[1:] |= down
+    out[:-1] |= down
+    return out
 
 
-def _box(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
-    """The bounding box of ``mask`` grown by ``margin`` pixels, clipped to the image."""
-    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    h, w = mask.shape
-    return (slice(max(rows[0] - margin, 0), min(rows[-1] + margin + 1, h)),
-            slice(max(cols[0] - margin, 0), min(cols[-1] + margin + 1, w)))
+def distance_band(edges: torch.Tensor, edges_sq: list[int]) -> torch.Tensor:
+    """For each pixel, how many of the squared band edges ``edges_sq`` its squared Euclidean distance to the
+    nearest ``True`` of ``edges`` reaches (uint8 ``H x W``; no ``True`` at all: every edge)."""
+    h, w = edges.shape
+    count = torch.zeros(edges.shape, dtype=torch.uint8, device=edges.device)
+    needed = [m for m in edges_sq if m > 0]
+    count += len(edges_sq) - len(needed)  # an edge at distance 0 is reached by every pixel
+    if not needed:
+        return count
+    reach = math.isqrt(max(needed) - 1)  # farthest offset that can fall below an edge
+    # g: vertical distance to the nearest edge pixel of the column, truncated at reach + 1
+    g = torch.zeros(edges.shape, dtype=torch.uint8, device=edges.device)
+    near = edges.clone()
+    for k in range(reach + 1):
+        g += ~near
+        if k < reach and k + 1 < h:
+            near[k + 1:] |= edges[:-(k + 1)]
+            near[:-(k + 1)] |= edges[k + 1:]
+    within = {}  # a -> g <= a
+    for m in needed:
+        close = torch.zeros_like(edges)
+        r = math.isqrt(m - 1)
+        for dx in range(-r, r + 1):
+            if abs(dx) >= w:
+                continue
+            a = math.isqrt(m - 1 - dx * dx)  # g(x + dx)^2 <= m - 1 - dx^2
+            if a not in within:
+                within[a] = g <= a
+            src = within[a]
+            if dx >= 0:
+                close[:, :w - dx] |= src[:, dx:]
+            else:
+                close[:, -dx:] |= src[:, :w + dx]
+        count += ~close
+    return count
+
+
+# --------------------------------------------------------------------------------------- nearest same-class pixel
+def nearest_same_class_sq(query: torch.Tensor, query_class: torch.Tensor, points: torch.Tensor,
+                          point_class: torch.Tensor, num_classes: int, shape: tuple[int, int],
+                          reach: int, pair_limit: int | None = None) -> torch.Tensor | None:
+    """For each query pixel (``N x 2`` rows, columns), the squared Euclidean distance to the nearest of ``points``
+    (``M x 2``) of the same class, or ``reach² + 1`` when none lies within ``reach`` pixels. Exact: every pair in
+    the cells around a query is measured. None, before any pair is measured, when there are more than
+    ``pair_limit`` pairs."""
+    dev = query.device
+    none = reach * reach + 1
+    best = torch.full((len(query),), none, dtype=torch.int64, device=dev)
+    if len(query) == 0 or len(points) == 0:
+        return best
+    h, w = shape
+    gy, gx = (h + CELL - 1) // CELL, (w + CELL - 1) // CELL
+    key = (point_class * gy + points[:, 0] // CELL) * gx + points[:, 1] // CELL
+    key, order = torch.sort(key)
+    points = points[order]
+    per_cell = torch.bincount(key, minlength=num_classes * gy * gx)
+    ends = torch.cumsum(per_cell, 0)
+    starts = ends - per_cell
+    rows = (2 * reach) // CELL + 2  # most cell rows a query's square [y - reach, y + reach] meets
+    y, x = query[:, 0], query[:, 1]
+    cy0, cy1 = (y - reach).clamp(min=0) // CELL, (y + reach).clamp(max=h - 1) // CELL
+    cx0, cx1 = (x - reach).clamp(min=0) // CELL, (x + reach).clamp(max=w - 1) // CELL
+    cy = cy0[:, None] + torch.arange(rows, device=dev)
+    base = (query_class[:, None] * gy + cy.clamp(max=gy - 1)) * gx
+    first, last = starts[base + cx0[:, None]], ends[base + cx1[:, None]]
+    length = torch.where(cy <= cy1[:, None], last - first, 0)  # N x rows: the points of one run of cells
+    per_query = length.sum(1)
+    total = torch.cumsum(per_query, 0)
+    if pair_limit is not None and int(total[-1]) > pair_limit:
+        return None
+    done = 0
+    while done < len(query):  # chunks of queries with at most MAX_PAIRS pairs (one query may exceed it alone)
+        offset = int(total[done - 1]) if done else 0
+        stop = max(int(torch.searchsorted(total, offset + MAX_PAIRS, right=True)), done + 1)
+        lengths = length[done:stop].reshape(-1)
+        run = torch.repeat_interleave(torch.arange(len(lengths), device=dev), lengths)
+        if len(run):
+            within_run = torch.arange(len(run), device=dev) - (torch.cumsum(lengths, 0) - lengths)[run]
+            point = points[first[done:stop].reshape(-1)[run] + within_run]
+            owner = run // rows + done
+            d2 = (query[owner] - point).square().sum(1)
+            best.scatter_reduce_(0, owner, d2, "amin")
+        done = stop
+    return best.clamp(max=none)
+
+
+def nearest_same_class_dense(query: torch.Tensor, points: torch.Tensor, levels_sq: list[int]) -> torch.Tensor:
+    """The dense counterpart of :func:`nearest_same_class_sq`, for images where pairs are too many (noise-like
+    labels): ``query`` and ``points`` are ``H x W`` label maps (where a pixel is not a query, resp. not a point, a
+    label that never occurs on the other map); for every pixel, the least of the squared distances ``levels_sq``
+    (ascending) within which a point of the query's label lies, or ``max(levels_sq) + 1``. One comparison of shifted
+    maps per offset of the largest disk."""
+    h, w = query.shape
+    out = torch.full(query.shape, levels_sq[-1] + 1, dtype=torch.int64, device=query.device)
+    found = torch.zeros(query.shape, dtype=torch.bool, device=query.device)
+    reach = math.isqrt(levels_sq[-1])
+    previous = -1
+    for level in levels_sq:
+        for dy in range(-reach, reach + 1):
+            for dx in range(-reach, reach + 1):
+                if not previous < dy * dy + dx * dx <= level or abs(dy) >= h or abs(dx) >= w:
+                    continue
+                ys, xs = slice(max(0, -dy), h - max(0, dy)), slice(max(0, -dx), w - max(0, dx))
+                yt, xt = slice(max(0, dy), h + min(0, dy)), slice(max(0, dx), w + min(0, dx))
+                found[ys, xs] |= query[ys, xs] == points[yt, xt]
+        out.masked_fill_(found & (out > level), level)
+        previous = level
+    return out
 
 
 class PublishedBoundaryMetrics:
-    """Accumulates Boundary IoU, boundary F-scores and distance-band confusion matrices over images."""
+    """Accumulates Boundary IoU, boundary F-scores and distance-band confusion matrices over images, on ``device``
+    (the counts stay there until read, so :meth:`update` waits for the device only to size the F-score's pair
+    search)."""
 
     def __init__(self, num_classes: int, dilation_ratio: float = 0.02, tolerances=(3, 5, 9, 12),
-                 bands=(0, 2, 4, 8, 16), ignore_index: int = 255):
+                 bands=(0, 2, 4, 8, 16), ignore_index: int = 255, device: str | torch.device = "cpu"):
+        if 0 <= ignore_index < num_classes:
+            raise ValueError(f"ignore index {ignore_index} is one of the {num_classes} classes")
         self.k, self.ratio, self.ignore = num_classes, dilation_ratio, ignore_index
         self.tolerances = tuple(tolerances)
         self.bands = tuple(bands)
-        self.biou = np.zeros((2, num_classes), np.int64)  # intersections, unions
-        self.f = np.zeros((len(self.tolerances), 4, num_classes), np.int64)  # matched pred, pred, matched gt, gt
-        self.band_cm = np.zeros((len(self.bands), num_classes, num_classes), np.int64)
+        # squared distances: matched when d² <= tol², band edge t reached when d² >= ceil(t²) (as float32 distances)
+        self._tol_sq = [math.floor((t + 1e-6) ** 2) for t in self.tolerances]
+        self._band_sq = [_reached_at(t) for t in self.bands[1:]]
+        self._biou = torch.zeros(2, num_classes, dtype=torch.int64, device=device)  # intersections, unions
+        # per tolerance: matched predicted, predicted, matched ground truth, ground-truth boundary pixels
+        self._f = torch.zeros(len(self.tolerances), 4, num_classes, dtype=torch.int64, device=device)
+        self._band_cm = torch.zeros(len(self.bands), num_classes, num_classes, dtype=torch.int64, device=device)
+
+    biou = property(lambda self: self._biou.cpu().numpy(), doc="2 x K: intersections, unions (NumPy copy)")
+    f = property(lambda self: self._f.cpu().numpy(), doc="tolerances x 4 x K (NumPy copy)")
+    band_cm = property(lambda self: self._band_cm.cpu().numpy(), doc="bands x K x K (NumPy copy)")
+
+    def _labels(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Ground truth and prediction as compact label maps in which ``K`` stands for "no class": ignored and
+        out-of-range ground truth, and prediction on those pixels or outside ``0..K-1``."""
+        none = self.k
+        dtype = torch.uint8 if self.k < 255 else torch.int32
+        t = torch.where((target >= 0) & (target < none), target, none).to(dtype)
+        p = torch.where((t < none) & (pred >= 0) & (pred < none), pred, none).to(dtype)
+        return t, p
 
     def update(self, pred, target) -> None:
-        pred = np.asarray(pred.cpu() if hasattr(pred, "cpu") else pred).astype(np.int64)
-        target = np.asarray(target.cpu() if hasattr(target, "cpu") else target).astype(np.int64)
-        valid = target != self.ignore
-        d = dilation_pixels(target.shape, self.ratio)
-        present = np.union1d(np.unique(pred[valid]), np.unique(target[valid]))
-        for c in present[present < self.k]:
-            g, p = target == c, (pred == c) & valid
-            # every count below only sees pixels near class c: work on its bounding box with a one-pixel margin
-            # (outside it both masks are background, which the zero padding and the margin reproduce exactly)
-            crop = _box(g | p, 1)
-            g, p, v = g[crop], p[crop], valid[crop]
-            gb, pb = inner_band(g, d), inner_band(p, d) & v
-            self.biou[0, c] += np.count_nonzero(gb & pb)
-            self.biou[1, c] += np.count_nonzero(gb | pb)
-            gc, pc = contour(g), contour(p) & v
-            to_g, to_p = distance_to(gc)[pc], distance_to(pc)[gc]  # distances of one contour's pixels to the other
-            for i, tol in enumerate(self.tolerances):
-                self.f[i, 0, c] += np.count_nonzero(to_g <= tol + 1e-6)
-                self.f[i, 1, c] += to_g.size
-                self.f[i, 2, c] += np.count_nonzero(to_p <= tol + 1e-6)
-                self.f[i, 3, c] += to_p.size
-        distance = label_boundary_distance(target, self.ignore)
-        band = np.searchsorted(np.asarray(self.bands[1:], np.float32), distance, side="right")
-        keep = valid & (pred < self.k)
-        index = (band[keep] * self.k + target[keep]) * self.k + pred[keep]
-        self.band_cm += np.bincount(index, minlength=self.band_cm.size).reshape(self.band_cm.shape)
+        """Add one image (``H x W``) or a batch (``B x H x W``) of predictions and labels (tensors or arrays)."""
+        dev = self._biou.device
+        pred, target = torch.as_tensor(pred).to(dev), torch.as_tensor(target).to(dev)
+        if pred.shape != target.shape:
+            raise ValueError(f"prediction shape {tuple(pred.shape)} differs from label shape {tuple(target.shape)}")
+        if pred.dim() == 2:
+            pred, target = pred[None], target[None]
+        for p, t in zip(pred, target):
+            self._update_one(*self._labels(p, t))
+
+    def _update_one(self, t: torch.Tensor, p: torch.Tensor) -> None:
+        k = self.k
+        t_class, p_class = t < k, p < k
+        # Boundary IoU
+        d = dilation_pixels(tuple(t.shape), self.ratio)
+        g_band = boundary_band(t, d) & t_class
+        p_band = boundary_band(p, d) & p_class
+        both = g_band & p_band & (t == p)
+        inter = _count(t, both, k)
+        self._biou[0] += inter
+        self._biou[1] += _count(t, g_band, k) + _count(p, p_band, k) - inter
+        # boundary F: contour pixels and their distances to the other side's contour of the same class
+        g_cont = contour_map(t) & t_class
+        p_cont = contour_map(p) & p_class
+        same = g_cont & p_cont & (t == p)  # at distance 0 from a contour pixel of its class on the other side
+        settled = _count(t, same, k)
+        w = t.shape[1]
+        g_at, p_at = g_cont.reshape(-1).nonzero().squeeze(1), p_cont.reshape(-1).nonzero().squeeze(1)
+        g_pts, p_pts = torch.stack([g_at // w, g_at % w], 1), torch.stack([p_at // w, p_at % w], 1)
+        g_cls, p_cls = t.reshape(-1)[g_at].long(), p.reshape(-1)[p_at].long()
+        g_open, p_open = ~same.reshape(-1)[g_at], ~same.reshape(-1)[p_at]  # still to be searched
+        shape = tuple(t.shape)
+        p_to_g = self._search(p_pts[p_open], p_cls[p_open], g_pts, g_cls, shape)
+        if p_to_g is None:  # too many pairs: compare shifted label maps instead
+            p_to_g = self._dense(p, p_cont & ~same, t, g_cont).reshape(-1)[p_at[p_open]]
+        g_to_p = self._search(g_pts[g_open], g_cls[g_open], p_pts, p_cls, shape)
+        if g_to_p is None:
+            g_to_p = self._dense(t, g_cont & ~same, p, p_cont).reshape(-1)[g_at[g_open]]
+        counts = torch.stack([settled, torch.bincount(p_cls, minlength=k)[:k], settled,
+                              torch.bincount(g_cls, minlength=k)[:k]])
+        for i, tol_sq in enumerate(self._tol_sq):
+            self._f[i] += counts
+            self._f[i, 0] += torch.bincount(p_cls[p_open][p_to_g <= tol_sq], minlength=k)[:k]
+            self._f[i, 2] += torch.bincount(g_cls[g_open][g_to_p <= tol_sq], minlength=k)[:k]
+        # distance bands
+        band = distance_band(edge_map(t, t_class), self._band_sq)
+        kk = k * k
+        dtype = torch.int32 if len(self.bands) * kk < 2 ** 31 else torch.int64
+        index = torch.where(p_class, (band.to(dtype) * k + t.to(dtype)) * k + p.to(dtype), len(self.bands) * kk)
+        self._band_cm += torch.bincount(index.reshape(-1), minlength=len(self.bands) * kk + 1)[:-1].view(
+            len(self.bands), k, k)
+
+    def _search(self, query, query_class, points, point_class, shape) -> torch.Tensor | None:
+        reach = max(self.tolerances) if self.tolerances else 0
+        if len(query) > DENSE_QUERIES_PER_PIXEL * shape[0] * shape[1]:
+            return None
+        limit = DENSE_PAIRS_PER_PIXEL * shape[0] * shape[1]
+        return nearest_same_class_sq(query, query_class, points, point_class, self.k, shape, reach, limit)
+
+    def _dense(self, labels, queries, other, points) -> torch.Tensor:
+        query = torch.where(queries, labels, self.k)
+        target = torch.where(points, other, self.k + 1)
+        return nearest_same_class_dense(query, target, sorted(set(self._tol_sq)))
 
     def all_reduce(self) -> None:
-        import torch
-
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            for name in ("biou", "f", "band_cm"):
-                t = torch.from_numpy(getattr(self, name))
+            for t in (self._biou, self._f, self._band_cm):
                 torch.distributed.all_reduce(t)
-                setattr(self, name, t.numpy())
 
     def boundary_iou(self) -> list[float | None]:
-        return [None if u == 0 else float(i / u) for i, u in zip(*self.biou.tolist())]
+        return [None if u == 0 else float(i / u) for i, u in zip(*self._biou.tolist())]
 
     def boundary_f(self, i: int) -> list[float | None]:
         out = []
-        for mp, np_, mg, ng in zip(*self.f[i].tolist()):
+        for mp, np_, mg, ng in zip(*self._f[i].tolist()):
             if ng == 0:
                 out.append(None)
                 continue
@@ -145,7 +356,7 @@ class PublishedBoundaryMetrics:
         return out
 
     def band_miou(self, i: int) -> float | None:
-        value = miou_of(self.band_cm[i])
+        value = miou_of(self._band_cm[i])
         return None if np.isnan(value) else value
 
     def to_json(self, class_names: list[str]) -> dict:
@@ -160,3 +371,19 @@ class PublishedBoundaryMetrics:
             "distance_bands": [{"from": lo, "to": hi, "miou": self.band_miou(i)}
                                for i, (lo, hi) in enumerate(zip(self.bands, edges))],
         }
+
+
+def _count(labels: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
+    """Pixels of ``mask`` per class of ``labels`` (``K`` int64; labels >= K are not counted)."""
+    index = torch.where(mask, labels, k).reshape(-1)
+    return torch.bincount(index, minlength=k + 1)[:k]
+
+
+def _reached_at(edge: float) -> int:
+    """The least squared integer distance ``n`` whose float32 distance ``sqrt(n)`` is at least the band edge (a
+    float32 distance transform compared with float32 edges, as the definition's reference does)."""
+    target = np.float32(edge)
+    n = max(0, math.ceil(edge * edge) - 2)
+    while np.sqrt(np.float32(n)) < target:
+        n += 1
+    return n

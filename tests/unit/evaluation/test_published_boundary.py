@@ -1,12 +1,17 @@
-"""The published boundary metrics: hand-computed cases, and a property check against direct NumPy transcriptions of
-each definition (no OpenCV: loops over pixels and explicit distances) on random blocky masks."""
+"""The published boundary metrics (tensor code): hand-computed cases, direct NumPy transcriptions of each definition
+(no OpenCV: loops over pixels and explicit distances) on small random masks, and equal integer counts with the
+per-class NumPy/OpenCV oracle (``tests/boundary_oracle.py``, the former implementation) on larger ones, through
+both of the F-score's search paths."""
 
 import math
 
 import numpy as np
 import pytest
+import torch
+from boundary_oracle import PublishedBoundaryMetrics as Oracle
 
-from scrnet.evaluation.published_boundary import PublishedBoundaryMetrics, dilation_pixels
+import scrnet.evaluation.published_boundary as published
+from scrnet.evaluation.published_boundary import PublishedBoundaryMetrics, dilation_pixels, window_or
 
 IGNORE = 255
 
@@ -84,14 +89,15 @@ def blocky(h, w, k, seed, ignore=True):
     return mask
 
 
+@pytest.mark.parametrize("implementation", [PublishedBoundaryMetrics, Oracle])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_equals_the_direct_transcription_on_random_masks(seed):
+def test_equals_the_direct_transcription_on_random_masks(seed, implementation):
     k, ratio, tols, bands = 4, 0.05, (1, 3), (0, 2, 4)
     target = blocky(23, 31, k, seed)
     other = blocky(23, 31, k, seed + 100, ignore=False)
     agree = np.random.default_rng(seed).random(target.shape) < 0.5
     pred = np.where(agree, target.clip(0, k - 1), other)  # partly right
-    metrics = PublishedBoundaryMetrics(k, ratio, tols, bands)
+    metrics = implementation(k, ratio, tols, bands)
     metrics.update(pred, target)
     inter, union, f, cms = reference(pred, target, k, ratio, tols, bands)
     assert np.array_equal(metrics.biou, np.stack([inter, union]).astype(np.int64))
@@ -164,3 +170,89 @@ def test_ignored_pixels_count_nowhere():
     b = PublishedBoundaryMetrics(2, 0.1, (3,), (0, 2))
     b.update(pred2, target)
     assert np.array_equal(a.biou, b.biou) and np.array_equal(a.f, b.f) and np.array_equal(a.band_cm, b.band_cm)
+
+
+# ------------------------------------------------------------------------------------- against the OpenCV oracle
+def random_case(seed: int):
+    """Blocks of 1..12 pixels, 2..7 classes, no / some / many ignored pixels, images from 1 to 120 pixels a side;
+    predictions partly right, some out of the class range."""
+    rng = np.random.default_rng(seed)
+    h, w = (int(v) for v in rng.integers(1, 121, 2))
+    k, size = int(rng.integers(2, 8)), int(rng.integers(1, 13))
+
+    def blocks(s):
+        small = np.random.default_rng(s).integers(0, k, (h // size + 1, w // size + 1))
+        return np.kron(small, np.ones((size, size), np.int64))[:h, :w]
+
+    target = blocks(seed)
+    target[rng.random((h, w)) < [0.0, 0.03, 0.3][seed % 3]] = IGNORE
+    pred = np.where(rng.random((h, w)) < 0.6, target.clip(0, k - 1), blocks(seed + 999))
+    if seed % 5 == 0:
+        pred[rng.random((h, w)) < 0.05] = k + 3
+    return pred, target, k, float(rng.choice([0.005, 0.02, 0.1]))
+
+
+@pytest.mark.parametrize("search", ["pairs", "dense", "pairs in chunks of 2000"])
+def test_equals_the_opencv_oracle_on_random_masks(search, monkeypatch):
+    if search == "dense":  # every image compares shifted label maps
+        monkeypatch.setattr(published, "DENSE_QUERIES_PER_PIXEL", 0.0)
+    else:
+        monkeypatch.setattr(published, "DENSE_QUERIES_PER_PIXEL", float("inf"))
+        monkeypatch.setattr(published, "DENSE_PAIRS_PER_PIXEL", float("inf"))
+    if search.endswith("2000"):
+        monkeypatch.setattr(published, "MAX_PAIRS", 2000)
+    for seed in range(30):
+        pred, target, k, ratio = random_case(seed)
+        args = (k, ratio, (0, 1, 3, 5, 9, 12), (0, 2, 2.5, 4, 8, 16))
+        ours, oracle = PublishedBoundaryMetrics(*args), Oracle(*args)
+        ours.update(torch.from_numpy(pred), torch.from_numpy(target))
+        oracle.update(pred, target)
+        for name in ("biou", "f", "band_cm"):
+            assert np.array_equal(getattr(ours, name), getattr(oracle, name)), (seed, name, target.shape)
+
+
+def test_a_street_scene_at_full_size_equals_the_oracle():
+    """256x512 with the default settings, a prediction from another scene (the benchmark's street case), a patch
+    of ignored pixels."""
+    from scrnet.data.synthetic import render_scene
+
+    target = render_scene(256, 512, np.random.default_rng(1))[1].astype(np.int64)
+    pred = render_scene(256, 512, np.random.default_rng(0))[1].astype(np.int64)
+    target[100:120, 200:260] = IGNORE
+    ours, oracle = PublishedBoundaryMetrics(9), Oracle(9)
+    ours.update(pred, target)
+    oracle.update(pred, target)
+    for name in ("biou", "f", "band_cm"):
+        assert np.array_equal(getattr(ours, name), getattr(oracle, name)), name
+    assert ours.to_json(list("abcdefghi")) == oracle.to_json(list("abcdefghi"))
+
+
+def test_a_batch_counts_as_its_images():
+    target = blocky(40, 50, 5, 7)
+    preds = torch.stack([torch.from_numpy(blocky(40, 50, 5, s, ignore=False)) for s in (8, 9)])
+    batch, single = PublishedBoundaryMetrics(5, 0.1), PublishedBoundaryMetrics(5, 0.1)
+    batch.update(preds, torch.from_numpy(np.stack([target, target])))
+    for p in preds:
+        single.update(p, torch.from_numpy(target))
+    for name in ("biou", "f", "band_cm"):
+        assert np.array_equal(getattr(batch, name), getattr(single, name))
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="ignore index 3 is one of the 5 classes"):
+        PublishedBoundaryMetrics(5, ignore_index=3)
+    with pytest.raises(ValueError, match="prediction shape"):
+        PublishedBoundaryMetrics(5).update(torch.zeros(4, 5), torch.zeros(5, 4))
+
+
+@pytest.mark.parametrize("lo,hi", [(0, 0), (-3, 2), (-4, 4), (1, 5), (-7, -2), (-30, 30)])
+def test_window_or_is_the_or_over_its_window(lo, hi):
+    x = torch.rand(3, 41) < 0.05
+    size = 37
+    out = window_or(x, 1, lo, hi, size)
+    naive = torch.zeros(3, size, dtype=torch.bool)
+    for i in range(size):
+        for j in range(i + lo, i + hi + 1):
+            if 0 <= j < x.shape[1]:
+                naive[:, i] |= x[:, j]
+    assert torch.equal(out, naive)

@@ -1,0 +1,165 @@
+"""Test oracle: the published boundary metrics in NumPy and OpenCV, one class at a time (scrnet's implementation
+until the tensor one in ``scrnet.evaluation.published_boundary`` replaced it; the tests require equal counts).
+
+Definitions:
+
+- **Boundary IoU** (Cheng et al., CVPR 2021, and its reference API): for class c, ``G_d`` is the ground-truth
+  mask of c minus its erosion by a 3x3 square applied ``d`` times, with the image padded by zeros (so the image
+  edge is a contour, as in the reference), ``d = max(1, round(dilation_ratio * image diagonal))``; ``P_d`` the same
+  for the prediction. Boundary IoU = sum |G_d ∩ P_d| / sum |G_d ∪ P_d| over the split. Pixels labelled ignore are
+  left out of the counts, and the prediction's mask of c excludes them (so their edge is a contour on both sides).
+- **Boundary F-score** at pixel tolerances (3, 5, 9, 12 by default; Gated-SCNN's and SFNet's convention): the
+  boundary of a mask is its inner one-pixel contour (the image edge is not a contour here, as in the DAVIS-style
+  ``seg2bmap`` those evaluations use); a predicted boundary pixel is matched when a ground-truth boundary pixel of
+  the same class lies within the tolerance (Euclidean distance), and the other way round. Precision = matched
+  predicted / predicted boundary pixels and recall = matched ground truth / ground-truth boundary pixels, each summed
+  over the split; F = 2PR / (P + R). The mean is over the classes with ground-truth boundary pixels in the split; a
+  class absent from the ground truth (predicted or not) is None and does not enter the mean.
+- **mIoU in distance bands**: each labelled pixel's Euclidean distance to the nearest ground-truth boundary (a
+  pixel whose 4-neighbour has another valid label); one confusion matrix per band (0-2, 2-4, 4-8, 8-16, 16+ px);
+  mIoU per band as for the whole image. Where along the distance axis a model gains.
+
+Direct NumPy transcriptions of each definition (loops over pixels, explicit distances) are in
+``tests/unit/evaluation/test_published_boundary.py``; they check this oracle on small masks.
+"""
+
+import math
+
+import cv2
+import numpy as np
+
+from scrnet.evaluation.metrics import miou_of
+
+SQUARE = np.ones((3, 3), np.uint8)
+__all__ = ["PublishedBoundaryMetrics", "contour", "dilation_pixels", "distance_to", "inner_band"]
+
+
+def dilation_pixels(shape: tuple[int, int], ratio: float) -> int:
+    """The Boundary IoU band width of an ``H x W`` image: ``max(1, round(ratio * diagonal))``."""
+    return max(1, int(round(ratio * math.hypot(*shape))))
+
+
+def inner_band(mask: np.ndarray, d: int) -> np.ndarray:
+    """``mask`` minus its erosion by a 3x3 square ``d`` times (one erosion by a (2d + 1) square, which OpenCV does
+    in time independent of d), outside the image counted as background."""
+    kernel = np.ones((2 * d + 1, 2 * d + 1), np.uint8)
+    eroded = cv2.erode(mask.astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    return mask & ~eroded.astype(bool)
+
+
+def contour(mask: np.ndarray) -> np.ndarray:
+    """The inner one-pixel contour of ``mask``; the image edge is not a contour."""
+    eroded = cv2.erode(mask.astype(np.uint8), SQUARE, borderType=cv2.BORDER_REPLICATE)
+    return mask & ~eroded.astype(bool)
+
+
+def distance_to(points: np.ndarray) -> np.ndarray:
+    """Each pixel's Euclidean distance to the nearest ``True`` of ``points`` (inf when there is none)."""
+    if not points.any():
+        return np.full(points.shape, np.inf, np.float32)
+    return cv2.distanceTransform((~points).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+
+
+def label_boundary_distance(target: np.ndarray, ignore_index: int) -> np.ndarray:
+    """Each pixel's Euclidean distance to the nearest pixel whose right or lower neighbour has another valid label
+    (both pixels of such a pair are boundary pixels)."""
+    valid = target != ignore_index
+    edge = np.zeros(target.shape, bool)
+    right = (target[:, 1:] != target[:, :-1]) & valid[:, 1:] & valid[:, :-1]
+    down = (target[1:] != target[:-1]) & valid[1:] & valid[:-1]
+    edge[:, 1:] |= right
+    edge[:, :-1] |= right
+    edge[1:] |= down
+    edge[:-1] |= down
+    if not edge.any():
+        return np.full(target.shape, np.inf, np.float32)
+    return cv2.distanceTransform((~edge).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+
+
+def _box(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
+    """The bounding box of ``mask`` grown by ``margin`` pixels, clipped to the image."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    h, w = mask.shape
+    return (slice(max(rows[0] - margin, 0), min(rows[-1] + margin + 1, h)),
+            slice(max(cols[0] - margin, 0), min(cols[-1] + margin + 1, w)))
+
+
+class PublishedBoundaryMetrics:
+    """Accumulates Boundary IoU, boundary F-scores and distance-band confusion matrices over images."""
+
+    def __init__(self, num_classes: int, dilation_ratio: float = 0.02, tolerances=(3, 5, 9, 12),
+                 bands=(0, 2, 4, 8, 16), ignore_index: int = 255):
+        self.k, self.ratio, self.ignore = num_classes, dilation_ratio, ignore_index
+        self.tolerances = tuple(tolerances)
+        self.bands = tuple(bands)
+        self.biou = np.zeros((2, num_classes), np.int64)  # intersections, unions
+        self.f = np.zeros((len(self.tolerances), 4, num_classes), np.int64)  # matched pred, pred, matched gt, gt
+        self.band_cm = np.zeros((len(self.bands), num_classes, num_classes), np.int64)
+
+    def update(self, pred, target) -> None:
+        pred = np.asarray(pred.cpu() if hasattr(pred, "cpu") else pred).astype(np.int64)
+        target = np.asarray(target.cpu() if hasattr(target, "cpu") else target).astype(np.int64)
+        valid = target != self.ignore
+        d = dilation_pixels(target.shape, self.ratio)
+        present = np.union1d(np.unique(pred[valid]), np.unique(target[valid]))
+        for c in present[present < self.k]:
+            g, p = target == c, (pred == c) & valid
+            # every count below only sees pixels near class c: work on its bounding box with a one-pixel margin
+            # (outside it both masks are background, which the zero padding and the margin reproduce exactly)
+            crop = _box(g | p, 1)
+            g, p, v = g[crop], p[crop], valid[crop]
+            gb, pb = inner_band(g, d), inner_band(p, d) & v
+            self.biou[0, c] += np.count_nonzero(gb & pb)
+            self.biou[1, c] += np.count_nonzero(gb | pb)
+            gc, pc = contour(g), contour(p) & v
+            to_g, to_p = distance_to(gc)[pc], distance_to(pc)[gc]  # distances of one contour's pixels to the other
+            for i, tol in enumerate(self.tolerances):
+                self.f[i, 0, c] += np.count_nonzero(to_g <= tol + 1e-6)
+                self.f[i, 1, c] += to_g.size
+                self.f[i, 2, c] += np.count_nonzero(to_p <= tol + 1e-6)
+                self.f[i, 3, c] += to_p.size
+        distance = label_boundary_distance(target, self.ignore)
+        band = np.searchsorted(np.asarray(self.bands[1:], np.float32), distance, side="right")
+        keep = valid & (pred < self.k)
+        index = (band[keep] * self.k + target[keep]) * self.k + pred[keep]
+        self.band_cm += np.bincount(index, minlength=self.band_cm.size).reshape(self.band_cm.shape)
+
+    def all_reduce(self) -> None:
+        import torch
+
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            for name in ("biou", "f", "band_cm"):
+                t = torch.from_numpy(getattr(self, name))
+                torch.distributed.all_reduce(t)
+                setattr(self, name, t.numpy())
+
+    def boundary_iou(self) -> list[float | None]:
+        return [None if u == 0 else float(i / u) for i, u in zip(*self.biou.tolist())]
+
+    def boundary_f(self, i: int) -> list[float | None]:
+        out = []
+        for mp, np_, mg, ng in zip(*self.f[i].tolist()):
+            if ng == 0:
+                out.append(None)
+                continue
+            precision = mp / np_ if np_ else 0.0
+            recall = mg / ng
+            out.append(0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall))
+        return out
+
+    def band_miou(self, i: int) -> float | None:
+        value = miou_of(self.band_cm[i])
+        return None if np.isnan(value) else value
+
+    def to_json(self, class_names: list[str]) -> dict:
+        def block(values):
+            kept = [v for v in values if v is not None]
+            return {"mean": float(np.mean(kept)) if kept else None, "per_class": dict(zip(class_names, values))}
+
+        edges = list(self.bands[1:]) + [None]
+        return {
+            "boundary_iou": {"dilation_ratio": self.ratio, **block(self.boundary_iou())},
+            "boundary_f": {str(t): block(self.boundary_f(i)) for i, t in enumerate(self.tolerances)},
+            "distance_bands": [{"from": lo, "to": hi, "miou": self.band_miou(i)}
+                               for i, (lo, hi) in enumerate(zip(self.bands, edges))],
+        }
