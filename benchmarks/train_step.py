@@ -16,10 +16,11 @@ Settings, each measured against eager float32 (``fp32``) of the same model in th
 - ``bf16-cl``: and ``train.channels_last=true``;
 - ``bf16-cl-compile``: and ``train.compile=default`` (``torch.compile`` of the network; the first steps compile).
 
-Every (model, setting) runs in a process of its own, so that its peak memory is its own (CUDA: max allocated;
-CPU: peak resident set size). On CUDA the run also reports how busy the GPU was during the timed steps (kernel
-time / wall time, from ``torch.profiler``) and how many host synchronisations one step makes
-(``torch.cuda.set_sync_debug_mode``). ``--profile DIR`` writes one Chrome trace per configuration.
+Every (model, setting) runs in a process of its own (forked on the CPU, spawned on CUDA), so that its peak memory
+is its own (CUDA: max allocated; CPU: peak resident set size above the process's size when the configuration
+starts). On CUDA the run also reports how busy the GPU was during the timed steps (kernel time / wall time, from
+``torch.profiler``) and how many host synchronisations one step makes (``torch.cuda.set_sync_debug_mode``).
+``--profile DIR`` writes one Chrome trace per configuration.
 """
 
 import argparse
@@ -55,9 +56,18 @@ def recipe(spec: dict, data_root: str, work_dir: str):
         *SETTINGS[spec["setting"]]])
 
 
+def resident_mb() -> float:
+    """This process's resident set size now (Linux), in MB."""
+    import os
+
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def measure(spec: dict, data_root: str, queue) -> None:
     from scrnet.engine.trainer import Trainer
 
+    at_start = resident_mb() if spec["device"] == "cpu" else 0.0
     with tempfile.TemporaryDirectory() as work_dir:
         trainer = Trainer(recipe(spec, data_root, work_dir), work_dir, progress=False)
         loader = iter(trainer.loader())
@@ -76,7 +86,7 @@ def measure(spec: dict, data_root: str, queue) -> None:
         sync()
         elapsed = time.perf_counter() - start
         peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
-                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - at_start)
         result = {**spec, "images_per_s": spec["batch"] * spec["iters"] / elapsed, "peak_mem_mb": peak}
         if device.type == "cuda":
             result.update(gpu_activity(trainer, batch, spec))
@@ -168,7 +178,8 @@ def main() -> None:
         base = {"device": args.device, "crop": args.crop, "batch": args.batch, "iters": args.iters,
                 "warmup": args.warmup, "image_size": args.image_size, "loader_workers": args.loader_workers,
                 "profile": args.profile}
-        ctx = mp.get_context("spawn")
+        # CUDA needs fresh processes; on the CPU a fork saves each configuration the interpreter's start-up
+        ctx = mp.get_context("spawn" if args.device.startswith("cuda") else "fork")
         results = []
         for model in args.models:
             for setting in settings:

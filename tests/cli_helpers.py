@@ -1,7 +1,9 @@
-"""Running ``scrnet`` as its console script does, in this process (faster than a subprocess per call)."""
+"""Running ``scrnet`` as its console script does, and the benchmark scripts, in this process (faster than a
+subprocess per call)."""
 
 import contextlib
 import io
+from pathlib import Path
 
 from scrnet.cli import main
 
@@ -28,3 +30,35 @@ def run_like_subprocess(*args) -> Result:
     """``scrnet ARGS`` in this process, with ``subprocess.run``'s result interface (a drop-in for tests written
     against a subprocess; about 2 s faster per call: no interpreter and torch start-up)."""
     return Result(*run(*args))
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run_benchmark(script: str, *args) -> Result:
+    """``python benchmarks/SCRIPT ARGS`` from the benchmarks folder, in this process (``runpy``): the script's folder
+    on ``sys.path`` as Python puts it, its stdout/stderr captured, its exit code from ``SystemExit``; the working
+    folder, ``sys.argv``, ``sys.path`` and torch's thread count are restored afterwards."""
+    import os
+    import runpy
+    import sys
+
+    import torch
+
+    saved = os.getcwd(), list(sys.argv), list(sys.path), torch.get_num_threads()
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    try:
+        os.chdir(BENCHMARKS)
+        sys.argv = [script, *(str(a) for a in args)]
+        sys.path.insert(0, str(BENCHMARKS))
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                runpy.run_path(str(BENCHMARKS / script), run_name="__main__")
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        os.chdir(saved[0])
+        sys.argv, sys.path[:] = saved[1], saved[2]
+        torch.set_num_threads(saved[3])
+    return Result(code, out.getvalue(), err.getvalue())

@@ -1,16 +1,11 @@
 """``benchmarks/boundary_metrics.py`` and ``benchmarks/eval_speed.py`` run at a tiny size on the CPU, each with its
 baseline measured in the same run."""
 
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from cli_helpers import run_benchmark
 
 
 def run(*args: str) -> list[str]:
-    result = subprocess.run([sys.executable, *args], cwd=ROOT / "benchmarks", capture_output=True, text=True,
-                            timeout=300)
+    result = run_benchmark(*args)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout.strip().splitlines()
 

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_benchmark
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -12,9 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_gpu_check_runs_at_a_tiny_size_on_the_cpu(tmp_path):
     """benchmarks/gpu_check.py cannot rot: its CPU sections run here (compile is in the slow variant)."""
     out = tmp_path / "report.json"
-    result = subprocess.run([sys.executable, "gpu_check.py", "--quick", "--models", "scrnet_effl0", "fpn_r18",
-                             "--skip", "compile", "--json", str(out)], cwd=ROOT / "benchmarks",
-                            capture_output=True, text=True, timeout=300)
+    result = run_benchmark("gpu_check.py", "--quick", "--models", "scrnet_effl0", "fpn_r18", "--skip", "compile",
+                           "--json", out)
     assert result.returncode == 0, result.stderr[-2000:]
     import json
 
@@ -38,9 +38,8 @@ def test_gpu_check_with_compile_on_the_cpu(tmp_path):
 
 def test_gpu_profile_runs_at_a_tiny_size_on_the_cpu(tmp_path):
     out = tmp_path / "profile.json"
-    result = subprocess.run([sys.executable, "gpu_profile.py", "scrnet_van_b1", "--size", "64", "128", "--dtype",
-                             "bfloat16", "--calls", "2", "--rows", "5", "--json", str(out)], cwd=ROOT / "benchmarks",
-                            capture_output=True, text=True, timeout=300)
+    result = run_benchmark("gpu_profile.py", "scrnet_van_b1", "--size", "64", "128", "--dtype", "bfloat16",
+                           "--calls", "2", "--rows", "5", "--json", out)
     assert result.returncode == 0, result.stderr[-2000:]
     import json
 
@@ -52,8 +51,7 @@ def test_gpu_profile_runs_at_a_tiny_size_on_the_cpu(tmp_path):
 
 def test_van_lka_runs_at_a_tiny_size_on_the_cpu(tmp_path):
     out = tmp_path / "van.json"
-    result = subprocess.run([sys.executable, "van_lka.py", "--quick", "--json", str(out)], cwd=ROOT / "benchmarks",
-                            capture_output=True, text=True, timeout=300)
+    result = run_benchmark("van_lka.py", "--quick", "--json", out)
     assert result.returncode == 0, result.stderr[-2000:]
     import json
 

@@ -1,10 +1,9 @@
 """``benchmarks/srm_overhead.py`` runs at a tiny size in both runtimes, with config overrides in its specs."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_benchmark
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -12,9 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
 def test_srm_overhead_runs_at_a_tiny_size(runtime):
     specs = ["fpn_r18:channels=16", "scrnet_r18:channels=16,srm.mask_input=hidden,srm.sample_from=coarse"]
-    result = subprocess.run([sys.executable, "srm_overhead.py", *specs, "--size", "64", "128", "--rounds", "1",
-                             "--runtime", runtime], cwd=ROOT / "benchmarks", capture_output=True, text=True,
-                            timeout=300)
+    result = run_benchmark("srm_overhead.py", *specs, "--size", "64", "128", "--rounds", "1", "--runtime", runtime)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.strip().splitlines()
     assert ("onnxruntime" if runtime == "onnxruntime" else "eager PyTorch") in lines[0]

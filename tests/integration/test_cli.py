@@ -76,7 +76,7 @@ def test_bad_usage_is_one_line_with_exit_code_2(args, message):
 
 @pytest.mark.parametrize("command", ["models", "flops"])
 def test_help_has_examples(command):
-    result = run_process(command, "--help")
+    result = run(command, "--help")
     assert result.returncode == 0 and "examples:" in result.stdout
 
 
@@ -86,7 +86,10 @@ def test_a_file_that_is_not_a_checkpoint_is_one_line(tmp_path, command, content)
     path = tmp_path / "notes.pth"
     path.write_bytes(content)
     (tmp_path / "x.png").write_bytes(b"")
-    result = subprocess.run([sys.executable, "-m", "scrnet", command[0], str(path), *command[1:]],
-                            capture_output=True, text=True, cwd=tmp_path)
+    if command[0] == "eval" and content:  # once through the console entry point, in a subprocess
+        result = subprocess.run([sys.executable, "-m", "scrnet", command[0], str(path), *command[1:]],
+                                capture_output=True, text=True, cwd=tmp_path)
+    else:
+        result = run(command[0], path, *(a if a.startswith("-") else tmp_path / a for a in command[1:]))
     assert result.returncode == 2 and str(path) in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr

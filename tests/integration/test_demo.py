@@ -1,15 +1,12 @@
 """`scrnet demo --quick` end to end, as `make demo` runs it at full size."""
 
 import json
-import subprocess
-import sys
 
 from cli_helpers import run_like_subprocess
 
 
 def test_demo_quick(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "scrnet", "demo", "--quick", "--out", str(tmp_path)],
-                            capture_output=True, text=True, timeout=300)
+    result = run_like_subprocess("demo", "--quick", "--out", tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     assert "SCRNet (SRM + CRM)" in out and "FPN baseline (bilinear+PPM)" in out and "image-only 95% interval" in out
@@ -31,8 +28,7 @@ def test_demo_quick(tmp_path):
         diff = 100 * (metrics["scrnet"][key] - metrics["fpn"][key])
         assert -100 <= low <= diff <= high <= 100
         assert f"{label} difference {diff:+.2f} points, image-only 95% interval [{low:+.2f}, {high:+.2f}]" in out
-    check = subprocess.run([sys.executable, "-m", "scrnet", "eval", str(tmp_path / "scrnet_effl0_synthetic.pth"),
-                            "--data.root", str(tmp_path / "data")], capture_output=True, text=True, timeout=300)
+    check = run_like_subprocess("eval", tmp_path / "scrnet_effl0_synthetic.pth", "--data.root", tmp_path / "data")
     assert check.returncode == 0 and f"{100 * metrics['scrnet']['miou']:.2f}" in check.stdout
     # a second demo into the same folder replaces what the first wrote, and nothing else
     (tmp_path / "notes.md").write_text("mine")

@@ -1,12 +1,11 @@
 """ONNX export at any size for every variant, a check that catches size-baked graphs, and the benchmark's contract."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
+from cli_helpers import run_like_subprocess
 
 import scrnet
 from scrnet.deploy.export import check_onnx, export_onnx
@@ -30,7 +29,8 @@ def calibrated(model):
     return model.eval()
 
 
-@pytest.mark.parametrize("name", scrnet.list_models())
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "scrnet_r101" else n
+                                  for n in scrnet.list_models()])  # ResNet-101: ResNet-50's blocks, twice the export
 def test_every_variant_exports_and_matches_at_two_sizes(name, tmp_path):
     model = calibrated(scrnet.create_model(name, num_classes=7))
     path = export_onnx(model, tmp_path / f"{name}.onnx", size=SIZES[0])
@@ -94,8 +94,7 @@ def test_export_cli_check_and_metadata(tmp_path):
     model = scrnet.create_model("scrnet_effl0", num_classes=3, channels=32)
     ckpt = scrnet.save_checkpoint(model, tmp_path / "m.pth", ["a", "b", "c"], [(1, 2, 3), (4, 5, 6), (7, 8, 9)])
     out = tmp_path / "m.onnx"
-    result = subprocess.run([sys.executable, "-m", "scrnet", "export", str(ckpt), "--onnx", str(out), "--size", "64",
-                             "128", "--check"], capture_output=True, text=True, timeout=300)
+    result = run_like_subprocess("export", ckpt, "--onnx", out, "--size", "64", "128", "--check")
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("ok   ") == 2 and "49x95" in result.stdout
     import onnx
@@ -103,8 +102,7 @@ def test_export_cli_check_and_metadata(tmp_path):
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert json.loads(meta["scrnet.class_names"]) == ["a", "b", "c"]
     assert json.loads(meta["scrnet.normalization"])["mean"] == [0.498, 0.498, 0.498]
-    bad = subprocess.run([sys.executable, "-m", "scrnet", "export", str(ckpt), "--onnx", str(out), "--opset", "12"],
-                         capture_output=True, text=True, timeout=300)
+    bad = run_like_subprocess("export", ckpt, "--onnx", out, "--opset", "12")
     assert bad.returncode == 2 and "--opset must be one of [16, 17, 18]" in bad.stderr
 
 
@@ -125,9 +123,8 @@ def test_interleaving_runs_each_model_the_same_number_of_times():
 
 def test_benchmark_cli_json(tmp_path):
     out = tmp_path / "b.json"
-    result = subprocess.run([sys.executable, "-m", "scrnet", "benchmark", "fpn_r18", "scrnet_effl0", "--size", "64",
-                             "64", "--rounds", "3", "--runtime", "torch", "onnxruntime", "--json", str(out)],
-                            capture_output=True, text=True, timeout=600)
+    result = run_like_subprocess("benchmark", "fpn_r18", "scrnet_effl0", "--size", "64", "64", "--rounds", "3",
+                                 "--runtime", "torch", "onnxruntime", "--json", out)
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     assert [(r["model"], r["runtime"]) for r in report["results"]] == [
@@ -137,7 +134,7 @@ def test_benchmark_cli_json(tmp_path):
         assert r["runs"] == report["results"][0]["runs"] and r["peak_mem_mb"] > 0 and r["fps"] > 0
     assert report["results"][0]["ratio_to_first"] == 1.0
     assert {"machine", "torch", "threads", "dtype"} <= set(report["conditions"])
-    bad = subprocess.run([sys.executable, "-m", "scrnet", "benchmark", "resnet9"], capture_output=True, text=True)
+    bad = run_like_subprocess("benchmark", "resnet9")
     assert bad.returncode == 2 and "unknown model 'resnet9'" in bad.stderr
 
 

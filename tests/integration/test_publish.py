@@ -351,11 +351,11 @@ def test_plain_hub_ids_and_revisions_are_accepted():
     assert parse_hub_id("hf://Org1/Name", revision="0123abc") == ("Org1/Name", "0123abc")
 
 
-def test_a_stored_interpolation_is_refused_and_its_value_never_appears(setup, folder, tmp_path):
+def test_a_stored_interpolation_is_refused_and_its_value_never_appears(setup, folder, tmp_path, monkeypatch):
     """A shared config.json (or checkpoint, or eval JSON) with ${oc.env:...} used to read the loading machine's
     environment into eval JSON, reports and re-published cards."""
     _, root, checkpoint, eval_json = setup
-    env = dict(os.environ, SCRNET_TEST_SECRET="hunter2-do-not-leak")
+    monkeypatch.setenv("SCRNET_TEST_SECRET", "hunter2-do-not-leak")  # in this process, where the CLI runs
     hostile = broken_copy(folder, tmp_path)
     meta = json.loads((hostile / "config.json").read_text())
     meta["config"]["model"]["name"] = "${oc.env:SCRNET_TEST_SECRET}"
@@ -373,7 +373,7 @@ def test_a_stored_interpolation_is_refused_and_its_value_never_appears(setup, fo
             (["publish", str(tmp_path / "hostile.pth"), str(tmp_path / "republished")], tmp_path / "hostile.pth",
              "data.root"),
             (["compare", str(tmp_path / "hostile_eval.json")], tmp_path / "hostile_eval.json", "eval.mode")):
-        result = cli(*args, env=env)
+        result = cli(*args)
         assert result.returncode == 2, (args, result.stderr)
         assert str(file) in result.stderr and f"interpolation at {key}" in result.stderr, result.stderr
         assert "hunter2" not in result.stdout + result.stderr

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import run_like_subprocess
 
 import scrnet
 from scrnet.checkpoint_io import list_checkpoints, load
@@ -95,7 +96,7 @@ def test_kill_9_leaves_a_loadable_checkpoint_and_resume_finishes(synth, tmp_path
     found = list_checkpoints(tmp_path)
     assert found and found[-1][0] < 40
     load(found[-1][1])  # the newest complete checkpoint loads
-    result = cli(*args, "--resume")
+    result = run_like_subprocess(*args, "--resume")  # resumed in this process
     assert result.returncode == 0, result.stderr
     assert "resumed from" in result.stdout and list_checkpoints(tmp_path)[-1][0] == 40
 
@@ -219,7 +220,9 @@ def test_checkpoint_with_nonfinite_weights_is_refused(synth, tmp_path):
 def test_bad_config_fails_before_training_with_one_line(synth, tmp_path, override, message):
     cfg_file = tmp_path / "run.yaml"
     cfg_file.write_text("model:\n  name: scrnet_r18\n")
-    result = cli("train", str(cfg_file), *small(synth), override, "--work-dir", str(tmp_path / "run"))
+    args = ("train", str(cfg_file), *small(synth), override, "--work-dir", str(tmp_path / "run"))
+    # once through the console entry point in a subprocess, the others in this process
+    result = cli(*args) if override.startswith("train.bogus") else run_like_subprocess(*args)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run" / "checkpoints").exists()

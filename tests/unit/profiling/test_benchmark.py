@@ -1,14 +1,11 @@
 """``scrnet benchmark`` input checks."""
 
-import subprocess
-import sys
-
 import pytest
+from cli_helpers import run_like_subprocess
 
 
 def test_benchmark_rejects_a_zero_size_with_one_line():
-    result = subprocess.run([sys.executable, "-m", "scrnet", "benchmark", "scrnet_r18", "--size", "0", "0"],
-                            capture_output=True, text=True, timeout=120)
+    result = run_like_subprocess("benchmark", "scrnet_r18", "--size", "0", "0")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "--size and --batch must be positive" in result.stderr
 
@@ -16,8 +13,7 @@ def test_benchmark_rejects_a_zero_size_with_one_line():
 def test_benchmark_refuses_a_cuda_graph_without_cuda_and_with_compile():
     for extra, message in ((["--cuda-graph"], "--cuda-graph needs --device cuda"),
                            (["--cuda-graph", "--compile", "--device", "cuda"], None)):
-        result = subprocess.run([sys.executable, "-m", "scrnet", "benchmark", "scrnet_r18", *extra],
-                                capture_output=True, text=True, timeout=120)
+        result = run_like_subprocess("benchmark", "scrnet_r18", *extra)
         assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
         if message:
             assert message in result.stderr
