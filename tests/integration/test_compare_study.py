@@ -160,6 +160,27 @@ def test_miou_from_counts_skips_absent_classes():
     assert miou_from(cm) == pytest.approx(np.mean([5 / 6, 4 / 5]))
 
 
+def test_boundary_f_and_distance_bands_are_tabled_as_mean_and_sd_over_seeds(tmp_path):
+    paths = study_runs(tmp_path, 0.70, 0.80)
+    for i, path in enumerate(paths):  # F@3 = 0.90 + i/100, bands 0.5 + i/100 and 0.9
+        record = json.loads(path.read_text())
+        record["boundary_f"] = {"3": {"mean": 0.90 + i / 100, "per_class": {}}}
+        record["distance_bands"] = [{"from": 0, "to": 2, "miou": 0.5 + i / 100}, {"from": 2, "to": None, "miou": 0.9}]
+        path.write_text(json.dumps(record))
+    code, out, err = run("compare", *paths, "--markdown", tmp_path / "c.md")
+    assert code == 0, err
+    table = (tmp_path / "c.md").read_text().split("Boundary F-score by tolerance")[1]
+    assert "| group | F@3px | mIoU 0-2px | mIoU 2px+ |" in table
+    # base: runs 0-4 -> F@3 mean 92.00, sd 1.58; other: runs 5-9 -> 97.00
+    assert "| `model.srm.mode=bilinear` | 92.00 ± 1.58 | 52.00 ± 1.58 | 90.00 ± 0.00 |" in table
+    assert "| `model.srm.mode=neighbor` | 97.00 ± 1.58 | 57.00 ± 1.58 | 90.00 ± 0.00 |" in table
+    assert "F@3px" in out
+    del record["boundary_f"], record["distance_bands"]  # one run without them: no such table
+    path.write_text(json.dumps(record))
+    code, out, err = run("compare", *paths)
+    assert code == 0 and "F@3px" not in out, err
+
+
 def test_cli_compare_writes_json_markdown_and_forest_plot_and_picks_the_baseline(tmp_path):
     pytest.importorskip("matplotlib")
     paths = study_runs(tmp_path, 0.70, 0.80)

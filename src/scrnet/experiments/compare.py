@@ -241,6 +241,15 @@ def summarise_group(g: Group) -> dict:
            "per_seed": [{"seed": r.seed, "miou": r.record["miou"], "mbiou": r.record.get("mbiou")} for r in g.runs]}
     if all("boundary_iou" in r.record for r in g.runs):
         out["boundary_iou"] = _mean_sd([r.record["boundary_iou"]["mean"] for r in g.runs])
+    tolerances = [set(r.record.get("boundary_f", {})) for r in g.runs]
+    if tolerances and tolerances[0] and all(t == tolerances[0] for t in tolerances):
+        out["boundary_f"] = {t: _mean_sd([r.record["boundary_f"][t]["mean"] for r in g.runs])
+                             for t in sorted(tolerances[0], key=float)}
+    bands = [[(b["from"], b["to"]) for b in r.record.get("distance_bands", [])] for r in g.runs]
+    if bands and bands[0] and all(b == bands[0] for b in bands):
+        out["distance_bands"] = [{"from": lo, "to": hi, **_mean_sd([r.record["distance_bands"][i]["miou"]
+                                                                     for r in g.runs])}
+                                 for i, (lo, hi) in enumerate(bands[0])]
     out["iou"] = {c: _mean_sd([r.record["iou"].get(c) for r in g.runs])["mean"] for c in names}
     return out
 
@@ -373,6 +382,27 @@ def method_note(result: dict, markdown: bool = False) -> str:
             f"{result['min_seeds']} seeds{margin}, otherwise \"inconclusive\"")
 
 
+def boundary_rows(result: dict) -> tuple[list[str], list[list[str]]] | None:
+    """Boundary F per tolerance and mIoU per distance band, mean ± sd over seeds, when every group has the same
+    ones (no interval: their per-image counts are not stored)."""
+    groups = result["groups"]
+    first = groups[0]
+    tols, bands = list(first.get("boundary_f", {})), [(b["from"], b["to"]) for b in first.get("distance_bands", [])]
+    if not (tols or bands) or any(list(g.get("boundary_f", {})) != tols or
+                                  [(b["from"], b["to"]) for b in g.get("distance_bands", [])] != bands
+                                  for g in groups):
+        return None
+    head = ["group"] + [f"F@{t}px" for t in tols] + [
+        f"mIoU {lo:g}-{hi:g}px" if hi is not None else f"mIoU {lo:g}px+" for lo, hi in bands]
+    rows = [[g["label"]] + [_mean_sd_text(g["boundary_f"][t]) for t in tols]
+            + [_mean_sd_text(b) for b in g.get("distance_bands", [])] for g in groups]
+    return head, rows
+
+
+BOUNDARY_NOTE = ("boundary F-score by tolerance and mIoU by distance from ground-truth boundaries, mean ± sd over "
+                 "seeds, in points (no interval: eval stores no per-image counts for them)")
+
+
 def class_rows(result: dict) -> tuple[list[str], list[list[str]]]:
     groups = result["groups"]
     head = ["class"] + [f"({i + 1})" for i in range(len(groups))]
@@ -386,8 +416,11 @@ def format_text(result: dict) -> str:
         line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
         return "\n".join([line(head)] + [line(r) for r in rows])
 
-    parts = [render(*table_rows(result)), method_note(result),
-             "", "per-class IoU (mean over seeds):",
+    boundary = boundary_rows(result)
+    parts = [render(*table_rows(result)), method_note(result)]
+    if boundary:
+        parts += ["", BOUNDARY_NOTE + ":", render(*boundary)]
+    parts += ["", "per-class IoU (mean over seeds):",
              "\n".join(f"  ({i + 1}) {g['label']}" for i, g in enumerate(result["groups"])),
              render(*class_rows(result))]
     return "\n".join(parts)
@@ -405,8 +438,13 @@ def format_markdown(result: dict) -> str:
         r[0] = f"`{r[0]}`"
     chead, crows = class_rows(result)
     legend = "\n".join(f"- ({i + 1}) `{g['label']}`" for i, g in enumerate(result["groups"]))
+    boundary = boundary_rows(result)
+    if boundary:
+        for r in boundary[1]:
+            r[0] = f"`{r[0]}`"
+    extra = f"{BOUNDARY_NOTE[0].upper()}{BOUNDARY_NOTE[1:]}:\n\n{render(*boundary)}\n\n" if boundary else ""
     return (render(head, rows) + "\n\n"
-            + method_note(result, markdown=True) + ".\n\n"
+            + method_note(result, markdown=True) + ".\n\n" + extra +
             "Per-class IoU (mean over seeds):\n\n" + legend + "\n\n" + render(chead, crows) + "\n")
 
 
