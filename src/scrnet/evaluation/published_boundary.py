@@ -293,7 +293,19 @@ class PublishedBoundaryMetrics:
         inter = _count(t, both, k)
         self._biou[0] += inter
         self._biou[1] += _count(t, g_band, k) + _count(p, p_band, k) - inter
-        # boundary F: contour pixels and their distances to the other side's contour of the same class
+        if self.tolerances:
+            self._update_f(t, p, t_class, p_class)
+        # distance bands
+        band = distance_band(edge_map(t, t_class), self._band_sq)
+        kk = k * k
+        dtype = torch.int32 if len(self.bands) * kk < 2 ** 31 else torch.int64
+        index = torch.where(p_class, (band.to(dtype) * k + t.to(dtype)) * k + p.to(dtype), len(self.bands) * kk)
+        self._band_cm += torch.bincount(index.reshape(-1), minlength=len(self.bands) * kk + 1)[:-1].view(
+            len(self.bands), k, k)
+
+    def _update_f(self, t: torch.Tensor, p: torch.Tensor, t_class: torch.Tensor, p_class: torch.Tensor) -> None:
+        """Boundary F: contour pixels and their distances to the other side's contour of the same class."""
+        k = self.k
         g_cont = contour_map(t) & t_class
         p_cont = contour_map(p) & p_class
         same = g_cont & p_cont & (t == p)  # at distance 0 from a contour pixel of its class on the other side
@@ -316,13 +328,6 @@ class PublishedBoundaryMetrics:
             self._f[i] += counts
             self._f[i, 0] += torch.bincount(p_cls[p_open][p_to_g <= tol_sq], minlength=k)[:k]
             self._f[i, 2] += torch.bincount(g_cls[g_open][g_to_p <= tol_sq], minlength=k)[:k]
-        # distance bands
-        band = distance_band(edge_map(t, t_class), self._band_sq)
-        kk = k * k
-        dtype = torch.int32 if len(self.bands) * kk < 2 ** 31 else torch.int64
-        index = torch.where(p_class, (band.to(dtype) * k + t.to(dtype)) * k + p.to(dtype), len(self.bands) * kk)
-        self._band_cm += torch.bincount(index.reshape(-1), minlength=len(self.bands) * kk + 1)[:-1].view(
-            len(self.bands), k, k)
 
     def _search(self, query, query_class, points, point_class, shape) -> torch.Tensor | None:
         reach = max(self.tolerances) if self.tolerances else 0
