@@ -85,7 +85,7 @@ def wait_for(path_glob: Path, pattern: str, proc, timeout=120):
 
 
 def test_kill_9_leaves_a_loadable_checkpoint_and_resume_finishes(synth, tmp_path):
-    args = ["train", "/dev/null", *small(synth, "train.max_iters=40"), "--work-dir", str(tmp_path)]
+    args = ["train", "/dev/null", *small(synth, "train.max_iters=20"), "--work-dir", str(tmp_path)]
     cfg_file = tmp_path / "run.yaml"
     cfg_file.write_text("model:\n  name: scrnet_r18\n")
     args[1] = str(cfg_file)
@@ -94,11 +94,11 @@ def test_kill_9_leaves_a_loadable_checkpoint_and_resume_finishes(synth, tmp_path
     proc.kill()  # SIGKILL, at whatever point it has reached
     proc.wait()
     found = list_checkpoints(tmp_path)
-    assert found and found[-1][0] < 40
+    assert found and found[-1][0] < 20
     load(found[-1][1])  # the newest complete checkpoint loads
     result = run_like_subprocess(*args, "--resume")  # resumed in this process
     assert result.returncode == 0, result.stderr
-    assert "resumed from" in result.stdout and list_checkpoints(tmp_path)[-1][0] == 40
+    assert "resumed from" in result.stdout and list_checkpoints(tmp_path)[-1][0] == 20
 
 
 def test_validation_can_report_the_published_boundary_metrics_as_eval_does(synth, tmp_path):
