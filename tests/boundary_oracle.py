@@ -28,7 +28,7 @@ import math
 import cv2
 import numpy as np
 
-from scrnet.evaluation.metrics import miou_of
+from scrnet.evaluation import published_boundary
 
 SQUARE = np.ones((3, 3), np.uint8)
 __all__ = ["PublishedBoundaryMetrics", "contour", "dilation_pixels", "distance_to", "inner_band"]
@@ -84,7 +84,7 @@ def _box(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
             slice(max(cols[0] - margin, 0), min(cols[-1] + margin + 1, w)))
 
 
-class PublishedBoundaryMetrics:
+class PublishedBoundaryMetrics(published_boundary.PublishedBoundaryMetrics):
     """Accumulates Boundary IoU, boundary F-scores and distance-band confusion matrices over images."""
 
     def __init__(self, num_classes: int, dilation_ratio: float = 0.02, tolerances=(3, 5, 9, 12),
@@ -92,9 +92,15 @@ class PublishedBoundaryMetrics:
         self.k, self.ratio, self.ignore = num_classes, dilation_ratio, ignore_index
         self.tolerances = tuple(tolerances)
         self.bands = tuple(bands)
-        self.biou = np.zeros((2, num_classes), np.int64)  # intersections, unions
-        self.f = np.zeros((len(self.tolerances), 4, num_classes), np.int64)  # matched pred, pred, matched gt, gt
-        self.band_cm = np.zeros((len(self.bands), num_classes, num_classes), np.int64)
+        # NumPy counts under the names the library's reporting methods (inherited: boundary_iou, boundary_f,
+        # band_miou, to_json) read; only the counting below is the oracle's own
+        self._biou = np.zeros((2, num_classes), np.int64)  # intersections, unions
+        self._f = np.zeros((len(self.tolerances), 4, num_classes), np.int64)  # matched pred, pred, matched gt, gt
+        self._band_cm = np.zeros((len(self.bands), num_classes, num_classes), np.int64)
+
+    biou = property(lambda self: self._biou)
+    f = property(lambda self: self._f)
+    band_cm = property(lambda self: self._band_cm)
 
     def update(self, pred, target) -> None:
         pred = np.asarray(pred.cpu() if hasattr(pred, "cpu") else pred).astype(np.int64)
@@ -109,57 +115,17 @@ class PublishedBoundaryMetrics:
             crop = _box(g | p, 1)
             g, p, v = g[crop], p[crop], valid[crop]
             gb, pb = inner_band(g, d), inner_band(p, d) & v
-            self.biou[0, c] += np.count_nonzero(gb & pb)
-            self.biou[1, c] += np.count_nonzero(gb | pb)
+            self._biou[0, c] += np.count_nonzero(gb & pb)
+            self._biou[1, c] += np.count_nonzero(gb | pb)
             gc, pc = contour(g), contour(p) & v
             to_g, to_p = distance_to(gc)[pc], distance_to(pc)[gc]  # distances of one contour's pixels to the other
             for i, tol in enumerate(self.tolerances):
-                self.f[i, 0, c] += np.count_nonzero(to_g <= tol + 1e-6)
-                self.f[i, 1, c] += to_g.size
-                self.f[i, 2, c] += np.count_nonzero(to_p <= tol + 1e-6)
-                self.f[i, 3, c] += to_p.size
+                self._f[i, 0, c] += np.count_nonzero(to_g <= tol + 1e-6)
+                self._f[i, 1, c] += to_g.size
+                self._f[i, 2, c] += np.count_nonzero(to_p <= tol + 1e-6)
+                self._f[i, 3, c] += to_p.size
         distance = label_boundary_distance(target, self.ignore)
         band = np.searchsorted(np.asarray(self.bands[1:], np.float32), distance, side="right")
         keep = valid & (pred < self.k)
         index = (band[keep] * self.k + target[keep]) * self.k + pred[keep]
-        self.band_cm += np.bincount(index, minlength=self.band_cm.size).reshape(self.band_cm.shape)
-
-    def all_reduce(self) -> None:
-        import torch
-
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            for name in ("biou", "f", "band_cm"):
-                t = torch.from_numpy(getattr(self, name))
-                torch.distributed.all_reduce(t)
-                setattr(self, name, t.numpy())
-
-    def boundary_iou(self) -> list[float | None]:
-        return [None if u == 0 else float(i / u) for i, u in zip(*self.biou.tolist())]
-
-    def boundary_f(self, i: int) -> list[float | None]:
-        out = []
-        for mp, np_, mg, ng in zip(*self.f[i].tolist()):
-            if ng == 0:
-                out.append(None)
-                continue
-            precision = mp / np_ if np_ else 0.0
-            recall = mg / ng
-            out.append(0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall))
-        return out
-
-    def band_miou(self, i: int) -> float | None:
-        value = miou_of(self.band_cm[i])
-        return None if np.isnan(value) else value
-
-    def to_json(self, class_names: list[str]) -> dict:
-        def block(values):
-            kept = [v for v in values if v is not None]
-            return {"mean": float(np.mean(kept)) if kept else None, "per_class": dict(zip(class_names, values))}
-
-        edges = list(self.bands[1:]) + [None]
-        return {
-            "boundary_iou": {"dilation_ratio": self.ratio, **block(self.boundary_iou())},
-            "boundary_f": {str(t): block(self.boundary_f(i)) for i, t in enumerate(self.tolerances)},
-            "distance_bands": [{"from": lo, "to": hi, "miou": self.band_miou(i)}
-                               for i, (lo, hi) in enumerate(zip(self.bands, edges))],
-        }
+        self._band_cm += np.bincount(index, minlength=self._band_cm.size).reshape(self._band_cm.shape)
