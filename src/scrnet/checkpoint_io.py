@@ -5,14 +5,20 @@ adds its resume state. A checkpoint is a dict of plain containers and tensors, l
 ``torch.load(weights_only=True)`` (loading never runs code): ``format_version``, ``model`` (state dict), ``config``
 (the resolved config as plain data, itself carrying ``format_version``), ``class_names``, ``palette``,
 ``normalization``, ``scrnet_version``, and for an exact resume ``optimizer``, ``scheduler``, ``scaler``,
-``iteration``, ``rng`` and ``best``. Periodic checkpoints are ``iter_XXXXXXXX.pth``; the last ``keep_last`` are
-kept, plus ``best.pth``.
+``iteration``, ``rng``, ``best`` and ``run_id``. Periodic checkpoints are ``iter_XXXXXXXX.pth``; the last
+``keep_last`` of the run that wrote them are kept, plus ``best.pth``.
+
+A work dir holds one run. Each run has an id (``run_id``, stored in every checkpoint it writes) and a ledger,
+``checkpoints/run.json``, naming the periodic checkpoints it wrote: :func:`prune` deletes only those, never a
+checkpoint another run (or a user) put in the folder. The ledger is read as data: its names are only compared with
+the names of files found in the folder, never used as paths.
 
 Format versions: 1 is every checkpoint written before versions existed (no ``format_version`` key); 2 moved
 ``model.aux_weight`` to ``train.loss.aux_weight`` and made ``model.drop_path_rate`` apply to VAN only (see
 :func:`scrnet.config.upgrade_config`).
 """
 
+import json
 import os
 import re
 import tempfile
@@ -27,7 +33,10 @@ FORMAT_VERSION = 2
 PATTERN = re.compile(r"iter_(\d+)\.pth$")
 # Top-level keys this version writes or reads; a newer checkpoint may hold others.
 KNOWN_KEYS = frozenset({"format_version", "model", "config", "class_names", "palette", "normalization",
-                        "scrnet_version", "optimizer", "scheduler", "scaler", "iteration", "rng", "best"})
+                        "scrnet_version", "optimizer", "scheduler", "scaler", "iteration", "rng", "best", "run_id"})
+LEDGER = "run.json"
+# what a work dir holds once a run has started in it (config.yaml first of all: the trainer writes it before step 1)
+RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoints")
 
 
 class CheckpointError(ScrnetError, ValueError):
@@ -140,6 +149,56 @@ def newest_readable(work_dir: Path) -> tuple[Path, dict] | None:
     return None
 
 
-def prune(work_dir: Path, keep_last: int) -> None:
-    for _, path in list_checkpoints(work_dir)[:-keep_last]:
+def run_files(work_dir: Path) -> list[str]:
+    """The files of a run that ``work_dir`` already holds (empty when none): a new run must not start there."""
+    found = [name for name in RUN_FILES[:2] if (work_dir / name).exists()]
+    folder = work_dir / RUN_FILES[2]
+    if folder.is_dir():
+        found += [f"{RUN_FILES[2]}/{p.name}" for p in sorted(folder.iterdir())
+                  if p.name == "best.pth" or PATTERN.search(p.name)][:3]
+    return found
+
+
+def ledger_path(work_dir: Path) -> Path:
+    return work_dir / "checkpoints" / LEDGER
+
+
+def written_by_run(work_dir: Path, run_id: str) -> set[str]:
+    """The names of the periodic checkpoints the run ``run_id`` recorded in ``work_dir`` (empty when the ledger is
+    missing, unreadable or another run's)."""
+    try:
+        data = json.loads(ledger_path(work_dir).read_text())
+    except (OSError, ValueError):
+        return set()
+    if not isinstance(data, dict) or data.get("run_id") != run_id or not isinstance(data.get("checkpoints"), list):
+        return set()
+    return {name for name in data["checkpoints"] if isinstance(name, str)}
+
+
+def _write_ledger(work_dir: Path, run_id: str, names: set[str]) -> None:
+    path = ledger_path(work_dir)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump({"run_id": run_id, "checkpoints": sorted(names)}, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def record_written(work_dir: Path, run_id: str, path: Path) -> None:
+    """Add the periodic checkpoint ``path`` to the ledger of run ``run_id`` (started afresh if it was another's)."""
+    _write_ledger(work_dir, run_id, written_by_run(work_dir, run_id) | {path.name})
+
+
+def prune(work_dir: Path, keep_last: int, run_id: str) -> None:
+    """Delete all but the newest ``keep_last`` periodic checkpoints that run ``run_id`` wrote (its ledger); files of
+    any other origin in the folder are left alone."""
+    mine = written_by_run(work_dir, run_id)
+    own = [p for _, p in list_checkpoints(work_dir) if p.name in mine]
+    if len(own) <= keep_last:
+        return
+    for path in own[:-keep_last]:
         path.unlink(missing_ok=True)
+    _write_ledger(work_dir, run_id, {p.name for p in own[-keep_last:]})

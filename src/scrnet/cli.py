@@ -133,6 +133,15 @@ def add_verdict_options(p) -> None:
                         "overlap")
 
 
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """The errors that mean bad usage (exit 2): a bad config, key or value, a request that does not fit, a checkpoint
+    that is missing or does not fit. A data error or any other scrnet error met while running is a failed run (1)."""
+    from .checkpoint_io import CheckpointError
+    from .errors import ConfigError, RequestError
+
+    return ConfigError, RequestError, CheckpointError, FileNotFoundError
+
+
 class RunFailed(Exception):
     """A run that failed in a way already reported: exit code 1 without a further message."""
 
@@ -206,6 +215,7 @@ def cmd_data_synth(args) -> None:
 def cmd_train(args) -> None:
     from .config import ConfigError, load_config
     from .engine.trainer import train
+    from .errors import RequestError
 
     if not Path(args.config).is_file():
         raise UsageError(f"config file not found: {args.config}")
@@ -213,7 +223,7 @@ def cmd_train(args) -> None:
         cfg = load_config(args.config, args.overrides)
         work_dir = Path(args.work_dir or Path("work_dirs") / Path(args.config).stem)
         result = train(cfg, work_dir, resume=args.resume)
-    except ConfigError as exc:
+    except (ConfigError, RequestError) as exc:  # a bad config, or a work dir that holds another run
         raise UsageError(str(exc)) from None
     if result.stopped_by_signal is not None:
         if not result.is_main:
@@ -244,7 +254,7 @@ def cmd_eval(args) -> None:
     try:
         run = evaluate_checkpoint(args.checkpoint, overrides, args.split, args.device, sys.stderr.isatty(),
                                   args.workers, keep_per_image=bool(args.report or args.json))
-    except (ScrnetError, FileNotFoundError) as exc:  # a checkpoint, data set or request that does not fit
+    except _usage_errors() as exc:  # a checkpoint, config or request that does not fit; a data error is a failed run
         raise UsageError(str(exc)) from None
     if not run.is_main:
         return
@@ -269,6 +279,7 @@ def cmd_predict(args) -> None:
 
     from .inference.predict import Predictor, collect_inputs, predict_inputs
     from .models.srm import MODES_WITHOUT_OFFSETS
+    from .outputs import OutputRefused
     from .pretrained import from_pretrained
     from .runtime import resolve_device
 
@@ -290,7 +301,7 @@ def cmd_predict(args) -> None:
         with torch.inference_mode():
             report = predict_inputs(predictor, inputs, Path(args.out), args.format, args.show_offsets,
                                     sys.stderr.isatty())
-    except ScrnetError as exc:
+    except _usage_errors() + (OutputRefused,) as exc:  # a request or an output scrnet did not write; else a failed run
         raise UsageError(str(exc)) from None
     for failure in report.failures:
         print(f"skipped: {failure}", file=sys.stderr)
@@ -341,11 +352,12 @@ def cmd_export(args) -> None:
         result = export_checkpoint(loaded, args.onnx, size=tuple(args.size), opset=args.opset,
                                    sampler=args.sampler, fuse=not args.no_fuse, precision=precision, calib=calib,
                                    min_agreement=args.min_agreement)
-    except OutputRefused as exc:
+    except _usage_errors() + (OutputRefused,) as exc:  # a request that does not fit; a failed check exits 1
         raise UsageError(str(exc)) from None
-    folded = "BatchNorm kept separate" if args.no_fuse else f"BatchNorm folded into {loaded.model.fused_pairs} convs"
+    folded = "BatchNorm kept separate" if args.no_fuse else f"BatchNorm folded into {result.fused_pairs} convs"
     if precision == "int8":
-        how = (f"INT8 QDQ ({result.details['quantized_ops']} on quantised inputs, calibrated on {len(calib)} images "
+        how = (f"INT8 QDQ ({result.details['quantized_ops']} on quantised inputs, calibrated on "
+               f"{result.details['calibration_images']} images "
                f"under {args.calib}; {result.details['float_nodes']} nodes kept float32: the island of "
                f"{result.details['island']}, and the logits' resize)")
     elif precision == "float16":
@@ -698,6 +710,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+OUT_OF_MEMORY_ADVICE = {
+    "train": "lower train.batch_size (with train.optim.lr scaled alike), use train.amp=bf16 (or fp16), a smaller "
+             "data.train.crop_size, or spread the batch over more GPUs with torchrun",
+    "eval": "score with --mode slide and a smaller eval.crop_size, drop --tta, or use --device cpu",
+    "benchmark": "use a smaller --size or --batch, or --dtype float16",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -707,6 +727,9 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     debug = bool(os.environ.get("SCRNET_DEBUG"))
+    import cv2  # the command owns its process: image decoding in it uses one OpenCV thread (loaders parallelise)
+
+    cv2.setNumThreads(1)
     try:
         args.func(args)
     except RunFailed as exc:
@@ -729,6 +752,14 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 141
     except Exception as exc:  # anything else is a bug in scrnet, not in the input: say so
+        import torch
+
+        if isinstance(exc, torch.OutOfMemoryError):  # the device, not scrnet: say what to change
+            if debug:
+                traceback.print_exc()
+            print(f"scrnet {args.command}: failed: out of GPU memory ({str(exc).splitlines()[0][:160]}); "
+                  f"{OUT_OF_MEMORY_ADVICE.get(args.command, OUT_OF_MEMORY_ADVICE['eval'])}", file=sys.stderr)
+            return 1
         if debug:
             traceback.print_exc()
         print(f"scrnet {args.command}: internal error (a bug in scrnet, not a problem with your input): "

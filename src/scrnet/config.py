@@ -20,6 +20,7 @@ from .data.build import DataConfig
 from .data.transforms import Normalize
 from .errors import ConfigError
 from .models import ModelConfig, list_models, model_config
+from .models.config import drop_unused_options
 from .models import apply_overrides as apply_model_overrides
 from .models.backbones import BACKBONES
 from .overrides import apply_overrides, as_update, first_line
@@ -333,4 +334,6 @@ def config_from_dict(d: dict, origin: str = "stored config") -> Config:
                           f"{f' (and {len(found) - 1} more)' if len(found) > 1 else ''}; stored configs are data "
                           f"and are not resolved, so this file is refused")
     d = upgrade_config(d, origin, quiet=True, stored=True)
+    if isinstance(d.get("model"), dict):
+        drop_unused_options(d["model"])  # options the stored network never used take their defaults
     return resolve(OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), d)))

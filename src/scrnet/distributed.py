@@ -15,6 +15,7 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    owns_group: bool = False  # init_distributed created the process group (cleanup destroys only such a group)
 
     @property
     def is_main(self) -> bool:
@@ -46,7 +47,8 @@ def init_distributed(device_type: str, timeout_s: float = 600.0) -> DistInfo:
                               f"or train.device=cpu")
         torch.cuda.set_device(local_rank)
         device_id = torch.device("cuda", local_rank)
-    if not dist.is_initialized():
+    created = not dist.is_initialized()  # a group the caller made is used as it is, and left to the caller
+    if created:
         timeout = timedelta(seconds=timeout_s)
         # The group's keys go under a prefix per round of workers: after a restart (torchrun --max-restarts) the
         # store can still hold the previous round's keys (torch 2.13's c10d rendezvous shares one store across
@@ -59,7 +61,7 @@ def init_distributed(device_type: str, timeout_s: float = 600.0) -> DistInfo:
         store = dist.PrefixStore(f"scrnet/round_{(joined - 1) // world}", store)
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo", timeout=timeout,
                                 device_id=device_id, store=store, rank=rank, world_size=world)
-    return DistInfo(rank, world, local_rank)
+    return DistInfo(rank, world, local_rank, created)
 
 
 def barrier(info: DistInfo) -> None:
@@ -94,5 +96,6 @@ def all_gather_objects(obj, info: DistInfo) -> list:
 
 
 def cleanup(info: DistInfo) -> None:
-    if info.enabled and dist.is_initialized():
+    """Destroy the process group if :func:`init_distributed` created it; a group the caller created stays."""
+    if info.enabled and info.owns_group and dist.is_initialized():
         dist.destroy_process_group()

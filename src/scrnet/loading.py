@@ -20,7 +20,9 @@ from .models import SCRNet, build_model
 from .overrides import first_line
 
 __all__ = ["CheckpointError", "LoadedCheckpoint", "inference_state", "load_checkpoint", "load_weights",
-           "read_checkpoint", "save_checkpoint"]
+           "read_checkpoint", "save_checkpoint", "weights_digest"]
+
+AUX_PREFIX = "decoder.aux_heads."  # training-only heads: not part of the eval network, dropped by publish
 
 
 @dataclass
@@ -107,6 +109,23 @@ def load_weights(model: SCRNet, state: dict, origin: str | Path) -> None:
         raise CheckpointError(f"{origin}: the weights do not fit the config: unexpected {extra[0]} "
                               f"({len(extra)} unexpected in all)")
     model.load_state_dict(state)
+
+
+def weights_digest(model: SCRNet) -> str:
+    """The sha256 of the eval network's weights (auxiliary heads excluded): every tensor's name, dtype, shape and
+    bytes in name order. The same for a training checkpoint, the inference checkpoint and the published folder of
+    one model, whatever file holds them; what an eval JSON records so that ``publish`` can tell which weights its
+    figures were measured on."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        if name.startswith(AUX_PREFIX):
+            continue
+        t = tensor.detach().cpu().contiguous().reshape(-1)  # 0-d tensors (BatchNorm counters) as 1-element
+        digest.update(f"{name}|{t.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
 
 
 def inference_state(model: SCRNet, config: Config, class_names: list[str],

@@ -72,6 +72,19 @@ def exact_float32():
         torch.set_float32_matmul_precision(saved[1])
 
 
+@contextmanager
+def preserved_backend_settings():
+    """cuDNN autotuning and the TF32 switches as they were before the block (``configure_cuda`` inside it changes
+    them for the process: training and benchmarks restore the caller's settings when they return)."""
+    saved = current_backend_settings()
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = saved.cudnn_benchmark
+        torch.backends.cudnn.allow_tf32 = saved.cudnn_tf32
+        torch.set_float32_matmul_precision(saved.matmul_precision)
+
+
 def current_backend_settings() -> BackendSettings:
     return BackendSettings(torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision(),
                            torch.backends.cudnn.allow_tf32)

@@ -194,13 +194,16 @@ def trained(tmp_path_factory):
 
 def test_cli_int8_and_fp16_files_are_scored_by_scrnet_eval(trained, tmp_path):
     root, ckpt = trained
+    # 7 images: 6 calibrate, every fourth (1) is held out for the agreement, which the quantiser never saw. On a
+    # held-out image this 60-iteration model agrees on ~94-95% (on its calibration images it had read above 95%):
+    # the gate is lowered to 90% for this tiny model only
     code, out, err = run("export", ckpt, "--onnx", tmp_path / "m8.onnx", "--int8", "--calib", root,
-                         "--calib-images", 5, "--size", 64, 128)
+                         "--calib-images", 7, "--size", 64, 128, "--min-agreement", 0.9)
     assert code == 0, err
-    assert "INT8 QDQ" in out and "calibrated on 5 images" in out
-    agreement = float(re.search(r"argmax agreement with the float32 graph: ([0-9.]+)% of the pixels of 5 "
-                                r"calibration images", out).group(1))
-    assert 95 <= agreement <= 100
+    assert "INT8 QDQ" in out and "calibrated on 6 images" in out
+    agreement = float(re.search(r"argmax agreement with the float32 graph: ([0-9.]+)% of the pixels of 1 "
+                                r"held-out image \(not used for calibration\)", out).group(1))
+    assert 90 <= agreement <= 100
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m8.onnx"]  # the float32 intermediate is gone
     model = onnx.load(str(tmp_path / "m8.onnx"))
     ops = [n.op_type for n in model.graph.node]
@@ -248,7 +251,8 @@ def test_export_replaces_a_graph_scrnet_wrote(trained, tmp_path):
         assert code == 0, err
     meta = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
     assert meta["scrnet.precision"] == "float16"
-    assert "argmax agreement with the float32 graph" in out and "4 random inputs at 64x128" in out
+    assert "argmax agreement with the float32 graph" in out and "4 random noise inputs at 64x128" in out
+    assert "not a quality gate" in out  # noise shows the conversion runs; it is no quality gate
     assert oct((tmp_path / "m.onnx").stat().st_mode & 0o777) != "0o600"  # ordinary permissions, not mkstemp's
 
 

@@ -8,13 +8,39 @@ from PIL import Image
 
 from ..errors import ScrnetError
 
-cv2.setNumThreads(1)  # data loading parallelises over workers; OpenCV's own threads would oversubscribe the cores
-
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 class DataError(ScrnetError, ValueError):
     """A data set problem; the message names the file or folder and what was expected."""
+
+
+def loader_worker_init(_worker_id: int) -> None:
+    """``worker_init_fn`` of scrnet's DataLoaders: one OpenCV thread per loader process (loading parallelises over
+    the workers; OpenCV's own threads would oversubscribe the cores). Only the worker processes are changed."""
+    cv2.setNumThreads(1)
+
+
+def worker_message(text: str) -> str | None:
+    """The original one-line message of an error that a DataLoader worker raised and torch re-raised in the main
+    process as "Caught X in DataLoader worker process N. Original Traceback ..." (None for any other text)."""
+    if not text.startswith("Caught ") or "\nOriginal Traceback" not in text:
+        return None
+    last = [line for line in text.splitlines() if line.strip()][-1]
+    _, sep, message = last.partition(": ")
+    return message if sep else None
+
+
+def batches(loader):
+    """The batches of a DataLoader; a scrnet error raised in a worker process reaches the caller as the same error
+    with its own one-line message (naming the file), not torch's 15-line wrapper with the worker's traceback."""
+    try:
+        yield from loader
+    except ScrnetError as exc:
+        message = worker_message(str(exc))
+        if message is None:
+            raise
+        raise type(exc)(message) from None
 
 
 def read_image(path: str | Path) -> np.ndarray:

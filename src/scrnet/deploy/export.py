@@ -10,8 +10,10 @@ exporter is kept small: the float32 island of INT8/float16 graphs is found from 
 (:mod:`scrnet.deploy.island`), and a test finds the same island in a dynamo export at a fixed size.
 """
 
+import copy
 import json
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,9 +39,8 @@ def export_onnx(model: torch.nn.Module, path: str | Path, size: tuple[int, int] 
         raise ConfigError(f"opset must be one of {list(OPSETS)} (grid_sample needs 16 or later), got {opset}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = model.eval()
     x = torch.randn(1, 3, *size)
-    with warnings.catch_warnings(), torch.no_grad(), export_sampler(sampler):
+    with warnings.catch_warnings(), torch.no_grad(), export_sampler(sampler), eval_mode(model):
         # the tracer's notes on Python bools (our size checks) and constant folding's on strided slices are about
         # the trace, not the user's model; the exporter's own deprecation warning is let through
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
@@ -87,35 +88,44 @@ def check_onnx(model: torch.nn.Module, path: str | Path, sizes: list[tuple[int, 
     networks float32 rounding alone exceeds 1e-4. An export bug (a size baked into the graph, a wrong op) is orders
     of magnitude above every bound.
     """
-    import copy
-
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    model = model.eval()
     generator = torch.Generator().manual_seed(seed)
     reference64 = None
     results = []
-    for size in sizes:
-        x = torch.randn(batch, 3, *size, generator=generator)
-        with torch.no_grad():
-            ref = model(x).float().numpy()
-        out = session.run(["logits"], {"image": x.numpy()})[0]
-        if out.shape != ref.shape:
-            results.append(CheckResult(tuple(size), float("inf"), 0.0, False))
-            continue
-        diff = float(np.abs(out - ref).max())
-        agreement = float((out.argmax(1) == ref.argmax(1)).mean())
-        errors = None
-        close = diff <= atol
-        if not close and np.isfinite(diff):
-            reference64 = reference64 or copy.deepcopy(model).double()
+    with eval_mode(model):
+        for size in sizes:
+            x = torch.randn(batch, 3, *size, generator=generator)
             with torch.no_grad():
-                exact = reference64(x.double()).numpy()
-            errors = (float(np.abs(ref - exact).max()), float(np.abs(out - exact).max()))
-            close = errors[1] <= max(atol, 2 * errors[0])
-        results.append(CheckResult(tuple(size), diff, agreement, close and agreement >= min_agreement, errors))
+                ref = model(x).float().numpy()
+            out = session.run(["logits"], {"image": x.numpy()})[0]
+            if out.shape != ref.shape:
+                results.append(CheckResult(tuple(size), float("inf"), 0.0, False))
+                continue
+            diff = float(np.abs(out - ref).max())
+            agreement = float((out.argmax(1) == ref.argmax(1)).mean())
+            errors = None
+            close = diff <= atol
+            if not close and np.isfinite(diff):
+                reference64 = reference64 or copy.deepcopy(model).double()
+                with torch.no_grad():
+                    exact = reference64(x.double()).numpy()
+                errors = (float(np.abs(ref - exact).max()), float(np.abs(out - exact).max()))
+                close = errors[1] <= max(atol, 2 * errors[0])
+            results.append(CheckResult(tuple(size), diff, agreement, close and agreement >= min_agreement, errors))
     return results
+
+
+@contextmanager
+def eval_mode(model: torch.nn.Module):
+    """``model`` in eval mode inside the block, in the mode it had (training or not) after it."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def checkpoint_metadata(class_names: list[str], normalize, palette, config=None) -> dict[str, str]:
@@ -158,6 +168,8 @@ class ExportResult:
     details: dict  # what the conversion did (``quantize_int8`` / ``convert_fp16``), empty for float32
     agreement: float | None = None  # argmax agreement of a converted graph with the float32 graph
     agreement_inputs: str = ""  # what the agreement was measured on
+    fused_pairs: int = 0  # Conv-BN pairs folded in the exported graph (0 with fuse=False)
+    quality_gate: bool = True  # False when the agreement was measured on noise (float16 without images)
 
     @property
     def size_mb(self) -> float:
@@ -171,8 +183,10 @@ def export_checkpoint(loaded, out: str | Path, *, size: tuple[int, int] = (512, 
     converted to ``int8`` (calibrated on the images ``calib``) or ``float16`` (see :mod:`scrnet.deploy.quantize`).
 
     The file carries the checkpoint's classes, palette, normalisation and config. A converted graph is checked
-    against the float32 one on ``calib`` (float16 without ``calib``: on 4 random inputs at ``size``) and refused
-    (``ExportError``) when argmax agreement is below ``min_agreement`` (default ``DEFAULT_MIN_AGREEMENT``).
+    against the float32 one and refused (``ExportError``) when argmax agreement is below ``min_agreement`` (default
+    ``DEFAULT_MIN_AGREEMENT``): INT8 on the images of ``calib`` held out of calibration (every fourth, at least
+    one: :func:`scrnet.deploy.quantize.hold_out`), float16 on all of ``calib``, or without ``calib`` on 4 noise
+    inputs at ``size``, which only shows that the conversion runs (``ExportResult.quality_gate`` is False).
     Everything is written in a temporary folder beside ``out`` and moved into place only when it passes; an
     existing ``out`` is replaced only if scrnet wrote it (:func:`written_by_scrnet`)."""
     import os
@@ -190,33 +204,52 @@ def export_checkpoint(loaded, out: str | Path, *, size: tuple[int, int] = (512, 
         raise OutputRefused(f"{out} exists and is not an ONNX graph scrnet wrote; refusing to replace it "
                             f"(choose another --onnx path, or move it away)")
     model = loaded.model
-    if fuse:
-        model.fuse()
+    fused_pairs = 0
+    if fuse:  # on a copy: the caller's model keeps its BatchNorm layers
+        model = copy.deepcopy(model).fuse()
+        fused_pairs = model.fused_pairs
     meta = checkpoint_metadata(loaded.class_names, loaded.normalization, loaded.palette, loaded.config)
     meta["scrnet.sampler"] = sampler
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         float_path = export_onnx(model, work / "float32.onnx", tuple(size), opset, meta, sampler=sampler)
-        result = ExportResult(out, precision, {})
+        result = ExportResult(out, precision, {}, fused_pairs=fused_pairs)
         final = float_path
         if precision != "float32":
-            from .quantize import DEFAULT_MIN_AGREEMENT, argmax_agreement, convert_fp16, preprocess, quantize_int8
+            from .quantize import (
+                DEFAULT_MIN_AGREEMENT,
+                argmax_agreement,
+                convert_fp16,
+                hold_out,
+                preprocess,
+                quantize_int8,
+            )
 
             expected = expected_island(model)
-            if calib:
-                inputs = [preprocess(p, loaded.config.data.eval, loaded.normalization) for p in calib]
-                result.agreement_inputs = f"{len(inputs)} calibration images"
-            else:
-                rng = np.random.default_rng(0)
-                inputs = [rng.standard_normal((1, 3, *size), dtype=np.float32) for _ in range(4)]
-                result.agreement_inputs = f"4 random inputs at {size[0]}x{size[1]}"
+
+            def images(paths: list[Path]) -> list[np.ndarray]:
+                return [preprocess(p, loaded.config.data.eval, loaded.normalization) for p in paths]
+
             final = work / f"{precision}.onnx"
-            if precision == "int8":
-                result.details = quantize_int8(float_path, final, inputs, expected)
+            if precision == "int8":  # calibrated on some images, its agreement measured on the others
+                calibrate, held_out = hold_out(calib)
+                result.details = quantize_int8(float_path, final, images(calibrate), expected)
+                check = images(held_out)
+                result.agreement_inputs = (f"{len(held_out)} held-out image{'s' if len(held_out) > 1 else ''} "
+                                           f"(not used for calibration)")
             else:
                 result.details = convert_fp16(float_path, final, expected)
-            result.agreement = argmax_agreement(float_path, final, inputs)
+                if calib:  # float16 calibrates nothing: every image checks the agreement
+                    check = images(calib)
+                    result.agreement_inputs = f"{len(check)} image{'s' if len(check) > 1 else ''}"
+                else:
+                    rng = np.random.default_rng(0)
+                    check = [rng.standard_normal((1, 3, *size), dtype=np.float32) for _ in range(4)]
+                    result.agreement_inputs = (f"4 random noise inputs at {size[0]}x{size[1]}: a check that the "
+                                               f"conversion runs, not a quality gate (give --calib DIR for one)")
+                    result.quality_gate = False
+            result.agreement = argmax_agreement(float_path, final, check)
             minimum = DEFAULT_MIN_AGREEMENT[precision] if min_agreement is None else min_agreement
             if result.agreement < minimum:
                 raise ExportError(f"{out}: the {precision} graph's argmax agrees with float32 on "

@@ -18,6 +18,8 @@ checkpoint's ``data.eval`` resizing and its normalisation). Every op type the to
 the island and the logits' tail. float16 uses ``onnxconverter_common.float16`` (the public converter).
 """
 
+import logging
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +90,16 @@ def find_images(root: str | Path, limit: int) -> list[Path]:
     return [found[i] for i in picks]
 
 
+def hold_out(images: list[Path]) -> tuple[list[Path], list[Path]]:
+    """``(calibrate, held_out)``: every fourth image (at least one) is kept out of INT8 calibration, so that the
+    agreement with float32 is measured on images the quantiser never saw. Needs two images or more."""
+    if len(images) < 2:
+        raise ConfigError(f"INT8 needs at least 2 images under --calib ({len(images)} found): some to calibrate on and "
+                          f"at least one held out for the agreement check")
+    held = set(range(3, len(images), 4)) or {len(images) - 1}
+    return ([p for i, p in enumerate(images) if i not in held], [p for i, p in enumerate(images) if i in held])
+
+
 def preprocess(path: Path, eval_cfg, normalize) -> np.ndarray:
     """One image as the eval loop feeds it to the network: ``data.eval`` resize, then the stored normalisation."""
     import torch
@@ -117,10 +129,7 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, inputs: list[np.n
     :func:`preprocess`), written to ``out_path``; ``expected``: the island the network needs
     (``island.expected_island``). Raises ``IslandError`` when the island misses it or the converted graph rounds
     inside it; returns what was done."""
-    import logging
-
     import onnx
-    import onnxruntime as ort
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -142,17 +151,10 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, inputs: list[np.n
     check_island(island, *expected, where=str(out_path))
     excluded = sorted(island.nodes) + [name for name in output_tail(src) if name not in island.nodes]
     out_path = Path(out_path)
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # the tools' advice to pre-process, and onnxruntime's unused-initialiser notices
-    ort.set_default_logger_severity(3)
-    try:
+    with onnxruntime_python_logs_hidden():  # the tools' advice to pre-process the graph: not the user's concern
         quantize_static(str(fp32_path), str(out_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
                         calibrate_method=CalibrationMethod.MinMax)
-    finally:
-        root.setLevel(level)
-        ort.set_default_logger_severity(2)
     quantized = onnx.load(str(out_path))
     read_shapes_before_dequantize(quantized)
     verify_island(quantized, island, str(out_path))
@@ -163,6 +165,38 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, inputs: list[np.n
     onnx.save(quantized, str(out_path))
     return {"precision": "int8", "calibration_images": len(inputs), "float_nodes": len(excluded),
             "island": island.describe(), "quantized_ops": ",".join(ops)}
+
+
+@contextmanager
+def onnxruntime_python_logs_hidden():
+    """Inside the block, records that onnxruntime's Python tools log (to the root logger directly, or to loggers
+    under ``onnxruntime``) are dropped; every other record passes as before. After it, the root logger's filters
+    and handlers and the ``onnxruntime`` logger's level are as they were: a root handler that
+    ``logging.warning`` added to a process that had none (``basicConfig``) is removed again. onnxruntime's own C++
+    log severity is never changed (it cannot be read back, so it could not be restored)."""
+    import onnxruntime
+
+    package = Path(onnxruntime.__file__).resolve().parent
+
+    def keep(record: logging.LogRecord) -> bool:
+        try:
+            inside = Path(record.pathname).resolve().is_relative_to(package)
+        except (OSError, ValueError):
+            inside = False
+        return not (inside or record.name.startswith("onnxruntime"))
+
+    root, named = logging.getLogger(), logging.getLogger("onnxruntime")
+    handlers, level = list(root.handlers), named.level
+    root.addFilter(keep)
+    named.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
+        named.setLevel(level)
+        if not handlers:
+            for handler in [h for h in root.handlers if h not in handlers]:
+                root.removeHandler(handler)
 
 
 def verify_island(converted, island: Island, where: str) -> None:

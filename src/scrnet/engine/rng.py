@@ -2,6 +2,7 @@
 generator and each rank's own CUDA generator."""
 
 import random
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -40,3 +41,14 @@ def set_rng_state(state: dict, rank: int = 0, device: torch.device | None = None
         torch.cuda.set_rng_state(own, device)
     elif "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextmanager
+def preserved_rng():
+    """The process's generators (Python, NumPy, torch's CPU and CUDA ones) as they were before the block: a library
+    call that seeds or draws from them (training) leaves the caller's random streams where it found them."""
+    saved = rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(saved)

@@ -19,6 +19,7 @@ import re
 import signal
 import sys
 import time
+import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from .. import checkpoint_io as ckpt
 from ..config import Config, ConfigError, config_to_yaml, normalization, resolve
 from ..data.build import open_checked
 from ..data.dataset import SegmentationDataset
+from ..data.io import batches, loader_worker_init
 from ..data.sampler import IterationBatchSampler
 from ..data.source import palette_table
 from ..data.transforms import EvalTransform, TrainTransform
@@ -42,14 +44,14 @@ from ..distributed import (
     cleanup,
     init_distributed,
 )
-from ..errors import ScrnetError
+from ..errors import RequestError, ScrnetError
 from ..evaluation.evaluate import evaluate
 from ..evaluation.inference import infer_whole
 from ..loading import inference_state
 from ..models import SCRNet, build_model
-from ..runtime import autocast_for, configure_cuda, resolve_device
+from ..runtime import autocast_for, configure_cuda, preserved_backend_settings, resolve_device
 from .losses import SegmentationLoss, total_loss
-from .rng import own_cuda_rng_state, rng_state, set_rng_state
+from .rng import own_cuda_rng_state, preserved_rng, rng_state, set_rng_state
 from .schedule import build_optimizer, build_scheduler
 
 
@@ -106,6 +108,7 @@ class Trainer:
     def __init__(self, cfg: Config, work_dir: str | Path, resume: bool = False, progress: bool | None = None):
         self.cfg = cfg
         self.work_dir = Path(work_dir)
+        check_work_dir(self.work_dir, resume)
         self.device = resolve_device(cfg.train.device)
         autocast_for(cfg.train.amp, self.device)  # checks train.amp against the device before anything runs
         train_source, val_source = open_data(cfg)
@@ -134,6 +137,7 @@ class Trainer:
         self.iteration = 0
         self.best: dict = {"miou": None, "iteration": None}
         self.resumed_from: Path | None = None
+        self.run_id = uuid.uuid4().hex  # a resumed run takes its checkpoint's; only its own checkpoints are pruned
         self._unreadable: list[Path] = []
         if resume:
             self._resume()
@@ -189,6 +193,8 @@ class Trainer:
             print(f"--resume: {note}", file=sys.stderr)
         self.iteration = state["iteration"]
         self.best = dict(state["best"])
+        if isinstance(state.get("run_id"), str):  # checkpoints written before run ids: pruned never, kept as they are
+            self.run_id = state["run_id"]
         set_rng_state(state["rng"], self.dist.rank, self.device)
         self.resumed_from = path
         if self.dist.is_main:
@@ -230,6 +236,7 @@ class Trainer:
             "iteration": self.iteration,
             "best": dict(self.best),
             "rng": rng if rng is not None else rng_state(),
+            "run_id": self.run_id,
         }
 
     def save(self, best: bool = False) -> Path | None:
@@ -262,7 +269,8 @@ class Trainer:
         path = ckpt.checkpoint_path(self.work_dir, self.iteration)
         try:
             ckpt.atomic_save(state, path)
-            ckpt.prune(self.work_dir, self.cfg.train.keep_last)
+            ckpt.record_written(self.work_dir, self.run_id, path)
+            ckpt.prune(self.work_dir, self.cfg.train.keep_last, self.run_id)
             if best:
                 ckpt.atomic_save(state, self.work_dir / "checkpoints" / "best.pth")
         except OSError as exc:
@@ -297,7 +305,7 @@ class Trainer:
                                         t.seed, start_iter=self.iteration, max_iters=t.max_iters)
         return torch.utils.data.DataLoader(
             self.train_set, batch_sampler=sampler, num_workers=t.num_workers, pin_memory=self.device.type == "cuda",
-            persistent_workers=False, generator=torch.Generator())  # own generator: leaves the global RNG alone
+            persistent_workers=False, generator=torch.Generator(), worker_init_fn=loader_worker_init)  # own generator: leaves the global RNG alone
 
     def validate(self) -> float:
         result = evaluate(self.model, self.val_set, self.device, self.cfg.eval, self.normalize, tta=False,
@@ -366,7 +374,7 @@ class Trainer:
         start_iter = self.iteration
         stop = _StopFlag()
         with stop:
-            for batch in self.loader():
+            for batch in batches(self.loader()):
                 loss, stopping = self.step(batch, stop.signum is not None)
                 self.iteration += 1
                 with warnings.catch_warnings():  # a skipped update still advances the schedule, which torch
@@ -433,9 +441,25 @@ class Trainer:
             raise TrainingAborted(f"ranks ended with different weights: checksums {gathered}")
 
 
+def check_work_dir(work_dir: Path, resume: bool) -> None:
+    """A new run (no ``resume``) must not start in a work dir that holds another run: it would overwrite its
+    config, append to its metric log, replace its best checkpoint, and a later ``--resume`` would continue the old
+    run. Raises :class:`RequestError` naming the folder and both ways out."""
+    if resume:
+        return
+    found = ckpt.run_files(work_dir)
+    if found:
+        raise RequestError(f"{work_dir} already holds a run ({', '.join(found)}); continue it with --resume, or start "
+                           f"a new run in another folder with --work-dir DIR")
+
+
 def train(cfg: Config, work_dir: str | Path, resume: bool = False, progress: bool | None = None,
           until: int | None = None) -> TrainResult:
-    return Trainer(cfg, work_dir, resume, progress).train(until)
+    """Train ``cfg`` in ``work_dir`` (see :class:`Trainer`). The caller's process is left as it was: the global
+    random generators (seeded and drawn from by training) and the cuDNN/TF32 switches (``train.cudnn_benchmark``,
+    ``train.tf32``) are restored when it returns or raises; a process group it did not create stays."""
+    with preserved_rng(), preserved_backend_settings():
+        return Trainer(cfg, work_dir, resume, progress).train(until)
 
 
 def load_scaler_state(scaler: torch.amp.GradScaler, state: dict, amp: str) -> str | None:

@@ -11,6 +11,7 @@ import torch
 from tqdm import tqdm
 
 from ..data.dataset import SegmentationDataset
+from ..data.io import batches, loader_worker_init
 from ..data.transforms import Normalize
 from ..runtime import synchronize
 from .boundary import BoundaryIoU
@@ -81,12 +82,13 @@ def evaluate(model: torch.nn.Module, dataset: SegmentationDataset, device: torch
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     indices = list(range(rank, len(dataset) if limit is None else min(limit, len(dataset)), world_size))
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=1,
-                                         num_workers=num_workers, pin_memory=device.type == "cuda")
+                                         num_workers=num_workers, pin_memory=device.type == "cuda",
+                                         worker_init_fn=loader_worker_init)
     seconds = {"data": 0.0, "network": 0.0, "metric": 0.0}
     per_image: list = []
     sync = (lambda: synchronize(device)) if timing else (lambda: None)
     start = t0 = time.perf_counter()
-    for batch in tqdm(loader, desc="eval", disable=not progress, leave=False):
+    for batch in tqdm(batches(loader), total=len(loader), desc="eval", disable=not progress, leave=False):
         image = normalize(batch["image"].to(device, non_blocking=True), memory_format)
         target = batch["mask"][0].to(device, non_blocking=True)
         sync()

@@ -138,8 +138,9 @@ def distance_band(edges: torch.Tensor, edges_sq: list[int]) -> torch.Tensor:
     if not needed:
         return count
     reach = math.isqrt(max(needed) - 1)  # farthest offset that can fall below an edge
-    # g: vertical distance to the nearest edge pixel of the column, truncated at reach + 1
-    g = torch.zeros(edges.shape, dtype=torch.uint8, device=edges.device)
+    # g: vertical distance to the nearest edge pixel of the column, truncated at reach + 1 (uint8 while that fits:
+    # band edges above 255 px need a wider count, or the distances wrap around)
+    g = torch.zeros(edges.shape, dtype=torch.uint8 if reach < 255 else torch.int32, device=edges.device)
     near = edges.clone()
     for k in range(reach + 1):
         g += ~near

@@ -25,7 +25,7 @@ from ..data.source import IGNORE, palette_table
 from ..models.srm import MODES_WITHOUT_OFFSETS
 from .inference import infer
 from .metrics import miou_of
-from .run import EvalRun
+from .run import EvalRun, renamed_note
 
 SECTIONS = ("header", "per-class", "confusion", "distance", "worst", "offsets")
 
@@ -150,7 +150,7 @@ def _resize_nearest(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def write_report(run: EvalRun, summary: dict, path: str | Path, source: str, worst: int = 4) -> Path:
     """Write the report of an evaluation made with ``keep_per_image=True`` (see the module docstring)."""
     path = Path(path)
-    names = run.loaded.class_names
+    names = run.result.class_names  # the data set's: what the summary is keyed by (see EvalRun.renamed_classes)
     palette = palette_table(run.loaded.palette)
     confusion = run.result.confusion.matrix.cpu().numpy()
     figures = _figures(summary, confusion, names)
@@ -177,6 +177,9 @@ def write_report(run: EvalRun, summary: dict, path: str | Path, source: str, wor
         rows.append(("Boundary IoU", f"{_pct(summary['boundary_iou']['mean'])} % (dilation ratio "
                                      f"{summary['boundary_iou']['dilation_ratio']})"))
         rows += [(f"boundary F@{t}px", f"{_pct(v['mean'])} %") for t, v in summary["boundary_f"].items()]
+    note = renamed_note(summary)
+    if note:
+        rows.append(("class names", note.removeprefix("note: ")))
     rows += [("scrnet", __version__), ("date", datetime.datetime.now().isoformat(timespec="seconds"))]
     parts += [f"<tr><th>{html.escape(k)}</th><td class='{html.escape(k.replace(' ', '-'))}'>{html.escape(v)}</td>"
               f"</tr>" for k, v in rows]

@@ -30,12 +30,41 @@ class EvalRun:
     split: str = ""
     indices: list[int] = field(default_factory=list)  # the images of result.per_image (all ranks' when kept)
 
+    @property
+    def renamed_classes(self) -> list[tuple[int, str, str]]:
+        """``(index, model's name, data set's name)`` of each class the model names differently from the evaluated
+        data set. Classes are scored by index and every output names them as the data set does (the ground truth's
+        meaning); a non-empty list is stated in the table, the eval JSON and the report."""
+        if self.loaded is None:
+            return []
+        return [(i, m, d) for i, (m, d) in enumerate(zip(self.loaded.class_names, self.result.class_names)) if m != d]
+
     def summary(self) -> dict:
-        """The metrics (``EvalResult.to_json``) with the data set, split and BIoU* band they were measured on."""
+        """The metrics (``EvalResult.to_json``) with the data set, split and BIoU* band they were measured on; with
+        ``model_class_names`` when the model names its classes differently from the data set."""
         summary = self.result.to_json()
         summary.update({"dataset": self.config.data.type, "split": self.split or self.config.data.val_split,
                         "boundary_width": self.config.eval.boundary_width})
+        if self.renamed_classes:
+            summary["model_class_names"] = list(self.loaded.class_names)
         return summary
+
+    def measured(self) -> dict:
+        """What was scored, for ``publish`` to check an eval against the weights it publishes: ``kind``
+        (``weights``, or ``onnx`` for a graph file), ``sha256`` (:func:`scrnet.loading.weights_digest` of the
+        weights, or the ONNX file's own), the ``protocol`` (:func:`eval_protocol` of the config as scored) and the
+        ``scrnet_version``."""
+        from .._version import __version__
+        from ..checkpoint_io import sha256_of
+        from ..loading import weights_digest
+        from ..models import SCRNet
+
+        model = self.loaded.model if self.loaded is not None else None
+        if isinstance(model, SCRNet):
+            kind, digest = "weights", weights_digest(model)
+        else:
+            kind, digest = "onnx", sha256_of(self.loaded.path) if self.loaded and self.loaded.path else None
+        return {"kind": kind, "sha256": digest, "protocol": eval_protocol(self.config), "scrnet_version": __version__}
 
     def save_json(self, path: str | Path, model_source: str) -> Path:
         """Write the eval JSON ``scrnet compare`` and ``scrnet publish`` read: the summary, the class names, the
@@ -49,9 +78,18 @@ class EvalRun:
         path = Path(path)
         counts = PerImageCounts.from_result(self.result.per_image, image_names(self)).save(counts_path(path))
         record = dict(self.summary(), class_names=self.result.class_names, model_source=str(model_source),
-                      per_image_counts=counts.name, config=config_to_dict(self.config))
+                      measured=self.measured(), per_image_counts=counts.name, config=config_to_dict(self.config))
         path.write_text(json.dumps(record, indent=2) + "\n")
         return path
+
+
+def eval_protocol(cfg: Config) -> dict:
+    """How a model is run and scored: the parts of the config a user of the weights needs (mode, resize, windows,
+    test-time augmentation). An eval JSON records it for the run it scored; a published folder for its model."""
+    e = cfg.eval
+    return {"mode": e.mode, "resize": cfg.data.eval.scale, "crop_size": e.crop_size if e.mode == "slide" else None,
+            "stride": e.stride if e.mode == "slide" else None, "tta": e.tta, "scales": e.scales if e.tta else None,
+            "flip": e.flip if e.tta else None}
 
 
 def evaluate_checkpoint(path: str, overrides: list[str] | None = None, split: str | None = None,
@@ -104,6 +142,17 @@ def image_names(run: EvalRun) -> list[str]:
     return names
 
 
+def renamed_note(summary: dict) -> str | None:
+    """One line saying that the model's class names differ from the data set's (None when they agree)."""
+    model_names = summary.get("model_class_names")
+    if not model_names:
+        return None
+    pairs = [(m, d) for m, d in zip(model_names, summary["iou"]) if m != d]
+    shown = ", ".join(f"model {m!r} as {d!r}" for m, d in pairs[:3]) + (", ..." if len(pairs) > 3 else "")
+    return (f"note: the model names {len(pairs)} of its {len(model_names)} classes differently from the data set "
+            f"({shown}); classes are scored by index and named as in the data set")
+
+
 def format_table(summary: dict) -> str:
     def pct(v):
         return "   n/a" if v is None else f"{100 * v:6.2f}"
@@ -127,6 +176,9 @@ def format_table(summary: dict) -> str:
         lines.append(row(name, iou, summary["biou"][name], name))
     lines.append(row("mean", summary["miou"], summary["mbiou"], None))
     lines.append(f"pixel accuracy {pct(summary['aacc']).strip()}%, {summary['num_images']} images")
+    note = renamed_note(summary)
+    if note:
+        lines.append(note)
     if published:
         bands = ", ".join((f"{b['from']:g}+" if b["to"] is None else f"{b['from']:g}-{b['to']:g}") + " px "
                           f"{pct(b['miou']).strip()}" for b in summary["distance_bands"])

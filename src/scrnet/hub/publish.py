@@ -20,7 +20,8 @@ import yaml
 from .._version import __version__
 from ..checkpoint_io import CheckpointError, sha256_of
 from ..config import Config, config_to_dict
-from ..loading import LoadedCheckpoint
+from ..evaluation.run import eval_protocol
+from ..loading import LoadedCheckpoint, weights_digest
 from ..pretrained import CARD_FILE, CONFIG_FILE, FOLDER_FORMAT, WEIGHTS_FILE, check_repo_id, from_pretrained
 from ..profiling.flops import compute_report
 
@@ -49,14 +50,6 @@ class PublishResult:
     eval_size: tuple[int, int]
 
 
-def eval_protocol(cfg: Config) -> dict:
-    """How the model is meant to be run and was scored: the parts of the config a user of the weights needs."""
-    e = cfg.eval
-    return {"mode": e.mode, "resize": cfg.data.eval.scale, "crop_size": e.crop_size if e.mode == "slide" else None,
-            "stride": e.stride if e.mode == "slide" else None, "tta": e.tta, "scales": e.scales if e.tta else None,
-            "flip": e.flip if e.tta else None}
-
-
 def eval_size(cfg: Config) -> tuple[int, int]:
     """The network's input size at evaluation (H, W) for the compute figure: the slide window, or the eval
     resize (long, short side, landscape), or 1024x2048 when images are scored at their own size."""
@@ -68,18 +61,34 @@ def eval_size(cfg: Config) -> tuple[int, int]:
     return (1024, 2048)
 
 
-def read_eval_json(path: str | Path, class_names: list[str]) -> dict:
-    """The output of ``scrnet eval --json``, checked: its classes must be this model's."""
+def read_eval_json(path: str | Path, loaded: LoadedCheckpoint, source: str | Path) -> dict:
+    """The output of ``scrnet eval --json``, checked against the model ``loaded`` from ``source``: its classes must be
+    this model's, and what it records as measured (``measured``: the weights' digest, the protocol, the scrnet
+    version) must be these weights, not another checkpoint's or an exported graph's. Read as data."""
     path = Path(path)
     try:
         metrics = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"cannot read --eval {path}: {str(exc).splitlines()[0]}") from None
-    if not isinstance(metrics, dict) or "miou" not in metrics or "iou" not in metrics:
+    if not isinstance(metrics, dict) or "miou" not in metrics or not isinstance(metrics.get("iou"), dict):
         raise CheckpointError(f"--eval {path} is not the output of `scrnet eval --json` (no miou/iou)")
+    class_names = loaded.class_names
     if list(metrics["iou"]) != list(class_names):
         raise CheckpointError(f"--eval {path} scores classes {list(metrics['iou'])[:3]}... but the model predicts "
                               f"{class_names[:3]}...")
+    measured = metrics.get("measured")
+    if not isinstance(measured, dict) or not isinstance(measured.get("protocol"), dict):
+        raise CheckpointError(f"--eval {path} does not record what it measured (written by an earlier scrnet "
+                              f"that did not record it); score {source} again with `scrnet eval {source} --json OUT`")
+    if measured.get("kind") != "weights":
+        raise CheckpointError(f"--eval {path} scored an exported {measured.get('kind')!r} graph, not the weights of "
+                              f"{source}; a model card states the figures of the weights it publishes: score {source} "
+                              f"with `scrnet eval {source} --json OUT`")
+    digest = weights_digest(loaded.model)
+    if measured.get("sha256") != digest:
+        raise CheckpointError(f"--eval {path} measured other weights (sha256 {str(measured.get('sha256'))[:12]}...) "
+                              f"than {source} (sha256 {digest[:12]}...); score {source} with `scrnet eval {source} "
+                              f"--json OUT`")
     return metrics
 
 
@@ -155,7 +164,7 @@ def training_lines(loaded: LoadedCheckpoint) -> list[str]:
 def card_body(loaded: LoadedCheckpoint, metrics: dict | None, name: str, result: PublishResult) -> str:
     cfg = loaded.config
     m, d = cfg.model, cfg.data
-    protocol = eval_protocol(cfg)
+    protocol = metrics["measured"]["protocol"] if metrics else eval_protocol(cfg)  # how the figures were measured
     trained_on = (f"{DATASET_NAMES.get(d.type, d.type)}, `{d.train_split}` split"
                   if loaded.trained_iterations is not None else "unknown: see Training")
     lines = [
@@ -185,10 +194,10 @@ def card_body(loaded: LoadedCheckpoint, metrics: dict | None, name: str, result:
         "",
         *training_lines(loaded),
         "## Evaluation", "",
-        f"Protocol: `{protocol['mode']}` inference"
-        + (f", images resized to fit {protocol['resize']}" if protocol["resize"] else ", images at their own size")
-        + (f", windows {protocol['crop_size']} every {protocol['stride']}" if protocol["crop_size"] else "")
-        + (f", multi-scale {protocol['scales']} + flip" if protocol["tta"] else "") + ".", "",
+        f"Protocol: `{protocol.get('mode')}` inference"
+        + (f", images resized to fit {protocol['resize']}" if protocol.get("resize") else ", images at their own size")
+        + (f", windows {protocol['crop_size']} every {protocol.get('stride')}" if protocol.get("crop_size") else "")
+        + (f", multi-scale {protocol.get('scales')} + flip" if protocol.get("tta") else "") + ".", "",
     ]
     if metrics:
         dataset, split = str(metrics.get("dataset") or "unknown"), str(metrics.get("split") or "unknown")
@@ -277,7 +286,7 @@ def publish(source: str | Path, out_dir: str | Path, eval_json: str | Path | Non
     if not list(loaded.model.parameters()):
         raise CheckpointError(f"{source}: publish needs weights (a checkpoint or a published folder), not an ONNX "
                               f"graph")
-    metrics = read_eval_json(eval_json, loaded.class_names) if eval_json else None
+    metrics = read_eval_json(eval_json, loaded, source) if eval_json else None
     name = name or out.resolve().name
     state = {k: v.contiguous() for k, v in loaded.model.state_dict().items()
              if not k.startswith("decoder.aux_heads.")}

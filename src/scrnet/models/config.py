@@ -5,7 +5,7 @@ A config is a plain dataclass; :func:`model_config` builds one from a zoo name p
 so a bad value fails at once with one line naming the key and the value.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Optional
 
 from ..errors import ConfigError
@@ -24,6 +24,57 @@ def _check_choice(key: str, value, choices) -> None:
 def _check_positive(key: str, value) -> None:
     if value is not None and value <= 0:
         raise ConfigError(f"{key} must be a positive number, got {value!r}")
+
+
+# The options each choice uses; any other option of its section must keep its default (a non-default value would be
+# ignored by the network, and two identical networks would differ in their configs: two `compare` groups).
+SRM_MODE_OPTIONS = {
+    "neighbor": ("hidden_channels", "mask_input", "sample_from", "offset_range", "gate"),
+    "pixel": ("hidden_channels", "sample_from", "offset_range", "gate"),
+    "bilinear": (),
+    "dysample": ("dysample_groups", "dysample_scope"),
+    "carafe": ("carafe_kernel", "carafe_encoder_kernel", "carafe_channels"),
+}
+CONTEXT_TYPE_OPTIONS = {
+    "crm": ("attention", "stages", "reduce_threshold", "reduce_channels", "qk_ratio"),
+    "ppm": ("ppm_bins",),
+    "none": (),
+}
+
+
+def _default(f):
+    return f.default_factory() if f.default is MISSING else f.default
+
+
+def _unused_options(section, choice_key: str, used: dict) -> list[str]:
+    """The options of ``section`` (a config dataclass) that its choice does not use and that differ from their
+    default."""
+    keep = set(used[getattr(section, choice_key)]) | {choice_key}
+    return [f.name for f in fields(section) if f.name not in keep and getattr(section, f.name) != _default(f)]
+
+
+def _refuse_unused(section, prefix: str, choice_key: str, used: dict) -> None:
+    unused = _unused_options(section, choice_key, used)
+    if unused:
+        choice = getattr(section, choice_key)
+        takes = ", ".join(f"{prefix}.{o}" for o in used[choice]) or "no other options"
+        raise ConfigError(f"{prefix}.{unused[0]}={getattr(section, unused[0])!r} does not apply to "
+                          f"{prefix}.{choice_key}={choice} (it takes {takes}); leave it at its default")
+
+
+def drop_unused_options(model: dict) -> None:
+    """In a stored model config (a plain dict, in place): remove the SRM and context options its mode and type do not
+    use, so that they take their defaults. Such values never changed the network they were stored with (configs
+    written before they were refused may hold them: the old defaults of ``mask_input`` or ``attention``, say)."""
+    for key, choice_key, used, cls in (("srm", "mode", SRM_MODE_OPTIONS, SRMConfig),
+                                       ("context", "type", CONTEXT_TYPE_OPTIONS, ContextConfig)):
+        section = model.get(key)
+        if not isinstance(section, dict):
+            continue
+        choice = section.get(choice_key, _default(next(f for f in fields(cls) if f.name == choice_key)))
+        if choice in used:
+            for name in [k for k in section if k != choice_key and k not in used[choice]]:
+                del section[name]
 
 
 @dataclass
@@ -61,6 +112,7 @@ class SRMConfig:
             value = getattr(self, key)
             if not isinstance(value, int) or value < 1 or value % 2 == 0:
                 raise ConfigError(f"model.srm.{key} must be a positive odd integer, got {value!r}")
+        _refuse_unused(self, "model.srm", "mode", SRM_MODE_OPTIONS)
 
 
 @dataclass
@@ -80,6 +132,7 @@ class ContextConfig:
         _check_choice("model.context.stages", self.stages, STAGE_CHOICES)
         for key in ("reduce_threshold", "reduce_channels", "qk_ratio"):
             _check_positive(f"model.context.{key}", getattr(self, key))
+        _refuse_unused(self, "model.context", "type", CONTEXT_TYPE_OPTIONS)
 
 
 @dataclass

@@ -9,6 +9,7 @@ computes (``scrnet.deploy.island``), whichever form it takes.
 """
 
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +18,8 @@ from torch import nn
 from .layers import autocast_off
 
 EXPORT_SAMPLERS = ("gather", "gridsample")
-_export_sampler = "gridsample"
+# per thread (and per asyncio task): an export in one thread never changes how another thread's export is written
+_export_sampler: ContextVar[str] = ContextVar("scrnet_export_sampler", default="gridsample")
 
 
 @contextmanager
@@ -25,14 +27,13 @@ def export_sampler(kind: str):
     """Within the block, ONNX exports write SRM's and DySample's sampling as ``kind``: ``gather`` (row gathers,
     faster in onnxruntime on CPU) or ``gridsample`` (the ONNX ``GridSample`` op). Eager PyTorch always uses
     ``grid_sample``."""
-    global _export_sampler
     if kind not in EXPORT_SAMPLERS:
         raise ValueError(f"sampler must be one of {list(EXPORT_SAMPLERS)}, got {kind!r}")
-    saved, _export_sampler = _export_sampler, kind
+    token = _export_sampler.set(kind)
     try:
         yield
     finally:
-        _export_sampler = saved
+        _export_sampler.reset(token)
 
 
 def gather_sample(src: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
@@ -68,7 +69,8 @@ class BilinearSampler(nn.Module):
     ``export_sampler("gather")``, :func:`gather_sample`. No parameters."""
 
     def forward(self, src: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-        if _export_sampler == "gather" and torch.onnx.is_in_onnx_export():
+        # is_in_onnx_export first: Dynamo folds it to False, so torch.compile never reads the ContextVar
+        if torch.onnx.is_in_onnx_export() and _export_sampler.get() == "gather":
             return gather_sample(src, grid)
         return F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
 

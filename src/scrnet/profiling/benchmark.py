@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from ..errors import ConfigError, ScrnetError
+from ..runtime import configure_cuda, preserved_backend_settings
 
 
 def time_interleaved(fns: Sequence[Callable[[], object]], warmup: int = 3, rounds: int = 20,
@@ -299,19 +300,18 @@ def benchmark(specs: list[tuple[str, str]], size=(512, 1024), batch: int = 1, de
     rounds = (100 if cuda else 10) if rounds is None else rounds
     min_time_s = (5.0 if cuda else 0.0) if min_time_s is None else min_time_s
     backend = None
-    if cuda:
-        from ..runtime import configure_cuda
-
-        backend = configure_cuda(benchmark=True, tf32=True).describe()
-    runners = [_runner(n, r, size, batch, device, dtype, channels_last, compile_mode, fuse, precision,
-                       cuda_graph and r == "torch", split_dilation) for n, r in specs]
-    sync = torch.cuda.synchronize if cuda else None
-    peaks: list[float] = [0.0] * len(specs)
-    times = time_interleaved(runners, warmup=warmup, rounds=rounds, min_time_s=min_time_s, sync=sync)
-    if cuda:
-        peaks = [cuda_peak_mb(r) for r in runners]
-    elif measure_memory:
-        peaks = [cpu_peak_rss_mb(n, r, size, batch, fuse) for n, r in specs]
+    with preserved_backend_settings():  # the caller's cuDNN/TF32 switches are restored when timing ends
+        if cuda:
+            backend = configure_cuda(benchmark=True, tf32=True).describe()
+        runners = [_runner(n, r, size, batch, device, dtype, channels_last, compile_mode, fuse, precision,
+                           cuda_graph and r == "torch", split_dilation) for n, r in specs]
+        sync = torch.cuda.synchronize if cuda else None
+        peaks: list[float] = [0.0] * len(specs)
+        times = time_interleaved(runners, warmup=warmup, rounds=rounds, min_time_s=min_time_s, sync=sync)
+        if cuda:
+            peaks = [cuda_peak_mb(r) for r in runners]
+        elif measure_memory:
+            peaks = [cpu_peak_rss_mb(n, r, size, batch, fuse) for n, r in specs]
     results = []
     for (name, runtime), runner, ms, peak in zip(specs, runners, times, peaks):
         s = summarize(ms)

@@ -256,3 +256,30 @@ def test_window_or_is_the_or_over_its_window(lo, hi):
             if 0 <= j < x.shape[1]:
                 naive[:, i] |= x[:, j]
     assert torch.equal(out, naive)
+
+
+@pytest.mark.parametrize("shape, horizontal", [((3, 700), False), ((700, 64), True)])
+def test_band_edges_above_255_pixels_equal_a_brute_force_distance(shape, horizontal):
+    """Regression: the vertical distance was counted in uint8, so edges above 255 px wrapped around. Edges
+    (0, 2, 300): a 3 x 700 map with one vertical boundary put no pixel in the 300+ band, and a 700 x 64 map with one
+    horizontal boundary 33,536 where 6,400 belong."""
+    h, w = shape
+    labels = torch.zeros(shape, dtype=torch.uint8)
+    if horizontal:
+        labels[h // 2:] = 1
+    else:
+        labels[:, w // 2:] = 1
+    edges = published.edge_map(labels, torch.ones(shape, dtype=torch.bool))
+    bands = (0, 2, 300)
+    edges_sq = [published._reached_at(t) for t in bands[1:]]
+    count = published.distance_band(edges, edges_sq)
+    ys, xs = np.nonzero(edges.numpy())
+    yy, xx = np.mgrid[:h, :w]
+    d2 = ((yy.reshape(-1, 1) - ys) ** 2 + (xx.reshape(-1, 1) - xs) ** 2).min(1).reshape(h, w)
+    expected = sum((d2 >= m).astype(np.int64) for m in edges_sq)
+    assert np.array_equal(count.numpy().astype(np.int64), expected)
+    far = int((expected == 2).sum())
+    assert far == 100 * (64 if horizontal else 3)  # 50 rows (columns) on each side lie 300 px or more away
+    metrics = PublishedBoundaryMetrics(2, bands=bands, tolerances=())
+    metrics.update(labels[None].long(), labels[None].long())
+    assert int(metrics.band_cm[2].sum()) == far

@@ -97,10 +97,11 @@ def test_unknown_model_names_it_and_the_choices():
 
 
 def test_every_switch_is_a_config_key():
-    cfg = model_config("scrnet_r18", ["model.srm.mode=pixel", "context.type=ppm", "context.attention=cbam",
+    cfg = model_config("scrnet_r18", ["model.srm.mode=pixel", "context.type=crm", "context.attention=danet",
                                       "context.stages=last", "channels=64", "deep_stem=true"])
     assert (cfg.srm.mode, cfg.context.type, cfg.context.attention, cfg.context.stages, cfg.channels,
-            cfg.deep_stem) == ("pixel", "ppm", "cbam", "last", 64, True)
+            cfg.deep_stem) == ("pixel", "crm", "danet", "last", 64, True)
+    assert model_config("scrnet_r18", ["context.type=ppm", "context.ppm_bins=[1,3]"]).context.ppm_bins == [1, 3]
     model = scrnet.build_model(cfg)
     assert model.decoder.refine[0].mode == "pixel" and isinstance(model.backbone.conv1, torch.nn.Sequential)
     assert apply_overrides(cfg, {"srm": {"mode": "bilinear"}}).srm.mode == "bilinear"
@@ -182,3 +183,36 @@ def test_van_keeps_channels_last():
         assert all(f.is_contiguous(memory_format=torch.channels_last) for f in feats)
         plain = model.backbone(torch.randn(1, 3, 64, 64))
     assert all(f.is_contiguous() for f in plain)
+
+
+@pytest.mark.parametrize("name, override, message", [
+    ("scrnet_r18", ["srm.mode=carafe", "srm.gate=guided"],
+     r"model.srm.gate='guided' does not apply to model.srm.mode=carafe \(it takes model.srm.carafe_kernel, "
+     r"model.srm.carafe_encoder_kernel, model.srm.carafe_channels\)"),
+    ("scrnet_r18", ["srm.mode=bilinear", "srm.offset_range=2"],
+     r"model.srm.offset_range=2.0 does not apply to model.srm.mode=bilinear \(it takes no other options\)"),
+    ("sfnet_r18", ["srm.mask_input=guide"], r"model.srm.mask_input='guide' does not apply to model.srm.mode=pixel"),
+    ("scrnet_r18", ["srm.dysample_groups=8"], r"model.srm.dysample_groups=8 does not apply to model.srm.mode=neighbor"),
+    ("fpn_r18", ["context.attention=danet"], r"model.context.attention='danet' does not apply to "
+                                            r"model.context.type=ppm \(it takes model.context.ppm_bins\)"),
+])
+def test_an_option_the_chosen_mode_does_not_use_is_refused(name, override, message):
+    """Regression: options the chosen SRM mode ignores were accepted silently (srm.mode=carafe with srm.gate=guided
+    built no gate), so two identical networks became two compare groups."""
+    with pytest.raises(ValueError, match=message) as info:
+        model_config(name, override)
+    assert "\n" not in str(info.value)
+
+
+def test_a_stored_config_with_an_option_its_mode_never_used_still_loads():
+    """Configs stored before such options were refused (checkpoints, eval JSONs of older formats hold the old
+    defaults, e.g. mask_input 'guide' for a pixel-mode network or attention 'danet' for PPM) load as the network
+    they computed: the unused options take their defaults."""
+    from scrnet.config import config_from_dict, config_to_dict
+    from scrnet.config import Config
+
+    stored = config_to_dict(Config(model=model_config("sfnet_r18")))
+    stored["model"]["srm"].update(mask_input="guide", gate="guided", carafe_kernel=7)
+    stored["model"]["context"].update(attention="danet", qk_ratio=4)
+    cfg = config_from_dict(stored, origin="test")
+    assert cfg.model == model_config("sfnet_r18", ["srm.gate=guided"])

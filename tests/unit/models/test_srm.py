@@ -229,7 +229,9 @@ def test_offset_range_bounds_the_offsets_and_keeps_a_fresh_srm_bilinear(mode, ma
     unbounded.load_state_dict(srm.state_dict())
     raw = unbounded(g, f, return_offsets=True)[1]
     bounded = srm(g, f, return_offsets=True)[1]
-    assert raw.abs().max() > 5 and bounded.abs().max() <= 1.5
+    # the neighbour weighting is a softmax-weighted mean of bounded offsets: within the bound up to float32 rounding
+    # (1.5 + 1 ulp was seen on an AVX2 CPU)
+    assert raw.abs().max() > 5 and bounded.abs().max() <= 1.5 * (1 + 1e-6)
     if mode == "pixel":  # no neighbour weighting: exactly range * tanh(raw / range)
         torch.testing.assert_close(bounded, 1.5 * torch.tanh(raw / 1.5))
     bounded.sum().backward()
