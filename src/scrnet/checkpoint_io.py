@@ -19,15 +19,14 @@ Format versions: 1 is every checkpoint written before versions existed (no ``for
 """
 
 import json
-import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 
 from .errors import ScrnetError
+from .outputs import atomic_write
 
 FORMAT_VERSION = 2
 PATTERN = re.compile(r"iter_(\d+)\.pth$")
@@ -42,40 +41,17 @@ RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoints")
 class CheckpointError(ScrnetError, ValueError):
     """A file that is not a readable checkpoint of a version this scrnet understands; the message names it."""
 
+    usage = True
+
 
 class NewerFormatError(CheckpointError):
     """A checkpoint written by a newer scrnet: readable, but not by this version (never skipped silently)."""
 
 
 def atomic_save(obj: dict, path: Path) -> None:
-    """Write to a temporary file in the same folder, flush it to disk, rename it over ``path`` and flush the
-    folder, so a crash at any point leaves either the old file or the complete new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (the directory entry itself is flushed); no-op where unsupported."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    """Save ``obj`` with :func:`torch.save` through :func:`scrnet.outputs.atomic_write`: a crash at any point
+    leaves either the old file or the complete new one."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def load(path: str | Path) -> dict:
@@ -176,15 +152,8 @@ def written_by_run(work_dir: Path, run_id: str) -> set[str]:
 
 
 def _write_ledger(work_dir: Path, run_id: str, names: set[str]) -> None:
-    path = ledger_path(work_dir)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump({"run_id": run_id, "checkpoints": sorted(names)}, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = json.dumps({"run_id": run_id, "checkpoints": sorted(names)})
+    atomic_write(ledger_path(work_dir), lambda f: f.write(text.encode("utf-8")))
 
 
 def record_written(work_dir: Path, run_id: str, path: Path) -> None:

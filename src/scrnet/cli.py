@@ -1,5 +1,6 @@
 """The ``scrnet`` command: parses arguments and calls the library. Errors are one line: exit code 2 for bad usage
-(unknown model, bad option or value), 1 for a run that failed."""
+(unknown model, bad option or value, a file that does not fit), 1 for a run that failed; :func:`exit_status` is the
+one table, and commands let the library's errors through to it."""
 
 import argparse
 import json
@@ -133,35 +134,32 @@ def add_verdict_options(p) -> None:
                         "overlap")
 
 
-def _usage_errors() -> tuple[type[Exception], ...]:
-    """The errors that mean bad usage (exit 2): a bad config, key or value, a request that does not fit, a checkpoint
-    that is missing or does not fit. A data error or any other scrnet error met while running is a failed run (1)."""
-    from .checkpoint_io import CheckpointError
-    from .errors import ConfigError, RequestError
-
-    return ConfigError, RequestError, CheckpointError, FileNotFoundError
-
-
 class RunFailed(Exception):
     """A run that failed in a way already reported: exit code 1 without a further message."""
 
 
 class UsageError(Exception):
-    """Bad usage: reported in one line with exit code 2."""
+    """Bad usage the command itself finds in its arguments: reported in one line with exit code 2."""
+
+
+def exit_status(exc: BaseException) -> int | None:
+    """The one table of exit codes: 2 for bad usage (the command's own :class:`UsageError`, a scrnet error whose class
+    says ``usage``, a file the user named that does not exist), 1 for any other scrnet error (a run that failed: a
+    data error met while running, an aborted training, a failed check); ``None`` for anything else, a bug."""
+    if isinstance(exc, (UsageError, FileNotFoundError)) or (isinstance(exc, ScrnetError) and exc.usage):
+        return 2
+    return 1 if isinstance(exc, ScrnetError) else None
 
 
 def _resolve_model(spec: str, overrides: list[str]):
     from .config import load_model_config
     from .models import model_config
 
-    try:
-        if spec.endswith((".yaml", ".yml")):
-            if not Path(spec).is_file():
-                raise UsageError(f"config file not found: {spec}")
-            return load_model_config(spec, overrides)
-        return model_config(spec, overrides)
-    except ScrnetError as exc:
-        raise UsageError(str(exc)) from None
+    if spec.endswith((".yaml", ".yml")):
+        if not Path(spec).is_file():
+            raise UsageError(f"config file not found: {spec}")
+        return load_model_config(spec, overrides)
+    return model_config(spec, overrides)
 
 
 def cmd_models(args) -> None:
@@ -213,18 +211,14 @@ def cmd_data_synth(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from .config import ConfigError, load_config
+    from .config import load_config
     from .engine.trainer import train
-    from .errors import RequestError
 
     if not Path(args.config).is_file():
         raise UsageError(f"config file not found: {args.config}")
-    try:
-        cfg = load_config(args.config, args.overrides)
-        work_dir = Path(args.work_dir or Path("work_dirs") / Path(args.config).stem)
-        result = train(cfg, work_dir, resume=args.resume)
-    except (ConfigError, RequestError) as exc:  # a bad config, or a work dir that holds another run
-        raise UsageError(str(exc)) from None
+    cfg = load_config(args.config, args.overrides)
+    work_dir = Path(args.work_dir or Path("work_dirs") / Path(args.config).stem)
+    result = train(cfg, work_dir, resume=args.resume)
     if result.stopped_by_signal is not None:
         if not result.is_main:
             raise RunFailed(128 + result.stopped_by_signal)
@@ -251,11 +245,8 @@ def cmd_eval(args) -> None:
             import matplotlib  # noqa: F401
         except ImportError:
             raise UsageError("--report draws its plots with matplotlib: pip install 'scrnet[report]'") from None
-    try:
-        run = evaluate_checkpoint(args.checkpoint, overrides, args.split, args.device, sys.stderr.isatty(),
-                                  args.workers, keep_per_image=bool(args.report or args.json))
-    except _usage_errors() as exc:  # a checkpoint, config or request that does not fit; a data error is a failed run
-        raise UsageError(str(exc)) from None
+    run = evaluate_checkpoint(args.checkpoint, overrides, args.split, args.device, sys.stderr.isatty(),
+                              args.workers, keep_per_image=bool(args.report or args.json))
     if not run.is_main:
         return
     summary = run.summary()
@@ -279,14 +270,10 @@ def cmd_predict(args) -> None:
 
     from .inference.predict import Predictor, collect_inputs, predict_inputs
     from .models.srm import MODES_WITHOUT_OFFSETS
-    from .outputs import OutputRefused
     from .pretrained import from_pretrained
     from .runtime import resolve_device
 
-    try:
-        loaded = from_pretrained(args.checkpoint)
-    except (ScrnetError, FileNotFoundError) as exc:
-        raise UsageError(str(exc)) from None
+    loaded = from_pretrained(args.checkpoint)
     inputs, unmatched = collect_inputs(args.inputs)
     if unmatched:
         raise UsageError(f"no image or video matches {unmatched[0]!r}")
@@ -297,12 +284,8 @@ def cmd_predict(args) -> None:
     if args.show_offsets and loaded.config.model.srm.mode in MODES_WITHOUT_OFFSETS:
         raise UsageError(f"--show-offsets: this model has no SRM offsets (model.srm.mode="
                          f"{loaded.config.model.srm.mode})")
-    try:
-        with torch.inference_mode():
-            report = predict_inputs(predictor, inputs, Path(args.out), args.format, args.show_offsets,
-                                    sys.stderr.isatty())
-    except _usage_errors() + (OutputRefused,) as exc:  # a request or an output scrnet did not write; else a failed run
-        raise UsageError(str(exc)) from None
+    with torch.inference_mode():
+        report = predict_inputs(predictor, inputs, Path(args.out), args.format, args.show_offsets, sys.stderr.isatty())
     for failure in report.failures:
         print(f"skipped: {failure}", file=sys.stderr)
     print(f"wrote {len(report.written)} files to {args.out}; {len(report.failures)} input(s) failed")
@@ -313,7 +296,6 @@ def cmd_predict(args) -> None:
 def cmd_export(args) -> None:
     from .deploy.export import OPSETS, check_onnx, export_checkpoint
     from .models import SCRNet
-    from .outputs import OutputRefused
     from .pretrained import from_pretrained
 
     if args.opset not in OPSETS:
@@ -333,27 +315,18 @@ def cmd_export(args) -> None:
     if args.check and (args.int8 or args.fp16):
         raise UsageError("--check compares float32 graphs with PyTorch; an --int8 or --fp16 graph is checked against "
                          "float32 as it is written; score it with `scrnet eval FILE.onnx`")
-    try:
-        loaded = from_pretrained(args.checkpoint)
-    except (ScrnetError, FileNotFoundError) as exc:
-        raise UsageError(str(exc)) from None
+    loaded = from_pretrained(args.checkpoint)
     if not isinstance(loaded.model, SCRNet):
         raise UsageError(f"{args.checkpoint} is already an ONNX graph; export from its checkpoint")
     calib = []
     if args.calib:
         from .deploy.quantize import find_images
 
-        try:
-            calib = find_images(args.calib, args.calib_images)
-        except (ScrnetError, FileNotFoundError) as exc:
-            raise UsageError(str(exc)) from None
+        calib = find_images(args.calib, args.calib_images)
     precision = "int8" if args.int8 else "float16" if args.fp16 else "float32"
-    try:
-        result = export_checkpoint(loaded, args.onnx, size=tuple(args.size), opset=args.opset,
-                                   sampler=args.sampler, fuse=not args.no_fuse, precision=precision, calib=calib,
-                                   min_agreement=args.min_agreement)
-    except _usage_errors() + (OutputRefused,) as exc:  # a request that does not fit; a failed check exits 1
-        raise UsageError(str(exc)) from None
+    result = export_checkpoint(loaded, args.onnx, size=tuple(args.size), opset=args.opset, sampler=args.sampler,
+                               fuse=not args.no_fuse, precision=precision, calib=calib,
+                               min_agreement=args.min_agreement)
     folded = "BatchNorm kept separate" if args.no_fuse else f"BatchNorm folded into {result.fused_pairs} convs"
     if precision == "int8":
         how = (f"INT8 QDQ ({result.details['quantized_ops']} on quantised inputs, calibrated on "
@@ -385,7 +358,7 @@ def cmd_export(args) -> None:
 def cmd_benchmark(args) -> None:
     from .models import list_models
     from .pretrained import from_pretrained, is_model_source
-    from .profiling.benchmark import ProviderUnavailable, benchmark, format_benchmark
+    from .profiling.benchmark import benchmark, format_benchmark
 
     onnx = [m for m in args.models if m.lower().endswith(".onnx")]
     if onnx:
@@ -397,10 +370,7 @@ def cmd_benchmark(args) -> None:
                          f"model folder or hf://ORG/NAME")
     for m in args.models:
         if m not in list_models():
-            try:
-                from_pretrained(m)  # fail here, in one line, rather than inside a timing run
-            except (ScrnetError, FileNotFoundError) as exc:
-                raise UsageError(str(exc)) from None
+            from_pretrained(m)  # fail here, in one line, rather than inside a timing run
     if args.device == "cuda":
         import torch
 
@@ -415,12 +385,9 @@ def cmd_benchmark(args) -> None:
         raise UsageError(f"--size and --batch must be positive, got --size {args.size[0]} {args.size[1]} "
                          f"--batch {args.batch}")
     specs = [(m, r) for m in args.models for r in args.runtime]
-    try:
-        report = benchmark(specs, tuple(args.size), args.batch, args.device, args.dtype, args.channels_last,
-                           args.compile, args.warmup, args.rounds, args.min_time, fuse=not args.no_fuse,
-                           precision=args.precision, cuda_graph=args.cuda_graph, split_dilation=args.split_dilation)
-    except ProviderUnavailable as exc:
-        raise UsageError(str(exc)) from None
+    report = benchmark(specs, tuple(args.size), args.batch, args.device, args.dtype, args.channels_last, args.compile,
+                       args.warmup, args.rounds, args.min_time, fuse=not args.no_fuse, precision=args.precision,
+                       cuda_graph=args.cuda_graph, split_dilation=args.split_dilation)
     print(format_benchmark(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
@@ -429,13 +396,10 @@ def cmd_benchmark(args) -> None:
 def cmd_compare(args) -> None:
     from .experiments.compare import CompareError, compare, load_run
 
-    try:
-        runs = [load_run(p) for p in args.runs]
-        result = compare(runs, args.baseline, args.bootstrap_samples, args.bootstrap_seed, **verdict_options(args))
-        if args.plot and not result["comparisons"]:
-            raise CompareError(f"--plot {args.plot}: one group only, nothing to compare with a baseline")
-    except (CompareError, FileNotFoundError) as exc:
-        raise UsageError(str(exc)) from None
+    runs = [load_run(p) for p in args.runs]
+    result = compare(runs, args.baseline, args.bootstrap_samples, args.bootstrap_seed, **verdict_options(args))
+    if args.plot and not result["comparisons"]:
+        raise CompareError(f"--plot {args.plot}: one group only, nothing to compare with a baseline")
     write_compare(result, args.json, args.markdown, args.plot)
 
 
@@ -456,25 +420,14 @@ def write_compare(result: dict, json_path: str | Path | None, markdown_path: str
 
 
 def cmd_study(args) -> None:
-    from .config import ConfigError
-    from .experiments.compare import CompareError, compare, load_run
-    from .experiments.study import StudyError, run_study
+    from .experiments.compare import compare, load_run
+    from .experiments.study import run_study
 
-    try:
-        cells = run_study(args.config, args.vary, args.variants, args.seeds, args.work_dir, args.overrides,
-                          args.print_commands, rerun_stale=args.rerun_stale)
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from None
-    except StudyError as exc:
-        print(f"scrnet study: {exc}", file=sys.stderr)
-        raise RunFailed(1) from None
+    cells = run_study(args.config, args.vary, args.variants, args.seeds, args.work_dir, args.overrides,
+                      args.print_commands, rerun_stale=args.rerun_stale)
     if args.print_commands:
         return
-    try:
-        result = compare([load_run(c) for c in cells], args.baseline, seed=args.bootstrap_seed,
-                         **verdict_options(args))
-    except (CompareError, FileNotFoundError) as exc:
-        raise UsageError(str(exc)) from None
+    result = compare([load_run(c) for c in cells], args.baseline, seed=args.bootstrap_seed, **verdict_options(args))
     work_dir = Path(args.work_dir)
     plot = args.plot if result["comparisons"] else None
     if args.plot and not plot:
@@ -488,21 +441,15 @@ def cmd_publish(args) -> None:
 
     if not args.push and (args.revision or args.private or args.dry_run):
         raise UsageError("--revision, --private and --dry-run apply to --push only")
-    try:
-        if args.push:
-            check_repo_id(args.push, "--push")  # before anything is written
-        result = publish(args.checkpoint, args.out_dir, args.eval, args.name or (args.push.split("/")[-1]
-                         if args.push else None), args.license, args.force)
-    except (ScrnetError, FileNotFoundError) as exc:
-        raise UsageError(str(exc)) from None
+    if args.push:
+        check_repo_id(args.push, "--push")  # before anything is written
+    result = publish(args.checkpoint, args.out_dir, args.eval,
+                     args.name or (args.push.split("/")[-1] if args.push else None), args.license, args.force)
     print(f"wrote {result.folder}: model.safetensors (sha256 {result.sha256}), config.json, README.md; "
           f"{result.num_params / 1e6:.2f} M parameters, {result.gmacs:.1f} GMACs at {result.eval_size[0]}x"
           f"{result.eval_size[1]}")
     if args.push:
-        try:
-            plan = push(result.folder, args.push, args.revision, args.private, dry_run=args.dry_run)
-        except ScrnetError as exc:
-            raise UsageError(str(exc)) from None
+        plan = push(result.folder, args.push, args.revision, args.private, dry_run=args.dry_run)
         what = "would upload" if args.dry_run else "uploaded"
         print(f"{what} {', '.join(plan['files'])} to https://huggingface.co/{plan['repo_id']}"
               f"{'@' + plan['revision'] if plan['revision'] else ''}"
@@ -512,12 +459,8 @@ def cmd_publish(args) -> None:
 
 def cmd_demo(args) -> None:
     from .experiments.demo import run_demo
-    from .outputs import OutputRefused
 
-    try:
-        run_demo(args.out, quick=args.quick, seed=args.seed)
-    except OutputRefused as exc:
-        raise UsageError(str(exc)) from None
+    run_demo(args.out, quick=args.quick, seed=args.seed)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -734,16 +677,12 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except RunFailed as exc:
         return exc.args[0] if exc.args else 1
-    except UsageError as exc:  # bad usage, already a one-line message
+    except (UsageError, ScrnetError, FileNotFoundError) as exc:  # expected: one line, the code from the one table
         if debug:
             traceback.print_exc()
-        print(f"scrnet {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except ScrnetError as exc:  # an expected failure of the run (e.g. training aborted): one line
-        if debug:
-            traceback.print_exc()
-        print(f"scrnet {args.command}: failed: {exc}", file=sys.stderr)
-        return 1
+        code = exit_status(exc)
+        print(f"scrnet {args.command}: {'error' if code == 2 else 'failed'}: {exc}", file=sys.stderr)
+        return code
     except KeyboardInterrupt:
         print(f"scrnet {args.command}: interrupted", file=sys.stderr)
         return 1

@@ -11,16 +11,64 @@ it as scrnet left it?" for paths the command itself computed, never to choose wh
 
 import json
 import os
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import IO
 
 from .errors import ScrnetError
 
 MANIFEST = ".scrnet-written.json"
 
 
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """The one way scrnet replaces a file it owns: ``write`` fills a temporary file in the same folder, which is
+    flushed to disk and renamed over ``path``, and the folder is flushed, so a crash at any point leaves either the
+    old file or the complete new one (never a partial file, never a stray temporary)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would make a shared work dir's files private
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def _umask() -> int:
+    # os.umask can only be read by setting it; /proc holds it on Linux without touching the process
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (the directory entry itself is flushed); no-op where unsupported."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 class OutputRefused(ScrnetError):
     """An output path exists and scrnet did not write it."""
+
+    usage = True
 
 
 class OutputFolder:
@@ -100,7 +148,5 @@ class OutputFolder:
             for file in files:
                 if file.is_file() and not file.is_symlink():
                     entries[file.relative_to(self.root).as_posix()] = self._stamp(file)
-        tmp = path.with_name(f"{MANIFEST}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"written_by": f"scrnet {self.command}", "written": dict(sorted(entries.items()))},
-                                  indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        text = json.dumps({"written_by": f"scrnet {self.command}", "written": dict(sorted(entries.items()))}, indent=1)
+        atomic_write(path, lambda f: f.write((text + "\n").encode("utf-8")))

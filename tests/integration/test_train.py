@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from cli_helpers import run_like_subprocess
+from train_fixtures import synthetic_set, tiny_run
 
 import scrnet
 from scrnet.checkpoint_io import list_checkpoints, load
@@ -23,14 +24,11 @@ from scrnet.engine.trainer import Trainer, TrainingAborted, train
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    return generate_synthetic(tmp_path_factory.mktemp("synth"), num_train=8, num_val=2, size=(64, 128), seed=0)
+    return synthetic_set(tmp_path_factory.mktemp("synth"), num_train=8)
 
 
 def small(root, *extra):
-    return [f"data.root={root}", "data.type=folder", "model.name=scrnet_r18", "model.num_classes=9",
-            "model.channels=32", "train.batch_size=2", "train.num_workers=0", "data.train.crop_size=[64,64]",
-            "data.train.scale=[128,64]", "train.val_interval=0", "train.checkpoint_interval=5",
-            "train.tensorboard=false", "train.log_interval=5", *extra]
+    return tiny_run(root, *extra)
 
 
 def cli(*args, **kwargs):

@@ -7,13 +7,13 @@ import re
 import pytest
 import torch
 from cli_helpers import run
+from train_fixtures import synthetic_set, tiny_run
 from data_fixtures import make_folder
 from model_fixtures import varied_r18
 
 import scrnet
 from scrnet import checkpoint_io as ckpt
 from scrnet.config import Config, DataConfig, load_config
-from scrnet.data.synthetic import generate_synthetic
 from scrnet.engine.trainer import train
 
 CLASSES = ["a", "b", "c"]
@@ -22,14 +22,11 @@ PALETTE = [(10, 20, 30), (40, 50, 60), (70, 80, 90)]
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    return generate_synthetic(tmp_path_factory.mktemp("synth"), num_train=4, num_val=2, size=(64, 128), seed=0)
+    return synthetic_set(tmp_path_factory.mktemp("synth"), num_train=4)
 
 
 def small(root, *extra):
-    return [f"data.root={root}", "data.type=folder", "model.name=scrnet_r18", "model.num_classes=9",
-            "model.channels=16", "train.batch_size=2", "train.num_workers=0", "data.train.crop_size=[64,64]",
-            "data.train.scale=[128,64]", "train.val_interval=0", "train.checkpoint_interval=2",
-            "train.tensorboard=false", "train.log_interval=2", "train.keep_last=2", *extra]
+    return tiny_run(root, "train.keep_last=2", *extra, channels=16, interval=2)
 
 
 @pytest.fixture(scope="module")

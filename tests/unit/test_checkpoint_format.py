@@ -181,3 +181,19 @@ def test_stored_configs_of_format_3_keep_their_attention_and_head():
     old = build_model(model_config("scrnet_r18", ["context.attention=danet"])).state_dict()
     assert build_model(cfg).state_dict().keys() == old.keys()
     assert (load_config(None, []).model.context.attention, load_config(None, []).model.fusion) == ("cbam", "conv3x3")
+
+
+def test_atomic_write_leaves_the_old_file_or_the_new_one_with_ordinary_permissions(tmp_path):
+    from scrnet.outputs import atomic_write
+
+    path = tmp_path / "ledger.json"
+    atomic_write(path, lambda f: f.write(b"old"))
+    assert path.read_bytes() == b"old" and oct(path.stat().st_mode & 0o777) != "0o600"  # not mkstemp's private mode
+
+    def torn(f):
+        f.write(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(path, torn)
+    assert path.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["ledger.json"]

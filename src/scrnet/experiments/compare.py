@@ -44,6 +44,8 @@ METHOD = ("paired t over seeds (Welch's t when unpaired) with an image-bootstrap
 class CompareError(ScrnetError, ValueError):
     """Runs that cannot be compared (one line naming the runs and what differs)."""
 
+    usage = True
+
 
 def fmt_value(value) -> str:
     if isinstance(value, bool):

@@ -109,6 +109,8 @@ def cpu_peak_rss_mb(name: str, runtime: str, size, batch: int, fuse: bool = True
 class ProviderUnavailable(ScrnetError, RuntimeError):
     """onnxruntime cannot run on the requested device here (provider missing, or it fell back to another)."""
 
+    usage = True
+
 
 class Runner:
     """One forward pass of a model on a fixed random batch, as a no-argument callable; ``model`` is the torch
