@@ -1,16 +1,25 @@
-"""Is ``scrnet compare`` calibrated? Simulated experiments with a known truth, written as real eval JSON + npz files
-and compared through the CLI, and the power of the paired t for the seeds a user can afford.
+"""Is ``scrnet compare`` calibrated? Simulated experiments with a known truth (``scrnet.experiments.calibration``),
+decided by ``compare`` itself, and the power of the paired t for the seeds a user can afford.
 
-1. Calibration: for each scenario of ``scrnet.experiments.calibration`` and 3 or 5 seeds, ``--experiments`` experiments
-   with no true difference are written to disk as ``scrnet eval --json`` writes them, compared with
-   ``scrnet compare ... --json``, and counted: the share of "better"/"worse" verdicts (a calibrated 95% method:
-   about 5%; never with fewer seeds than ``--min-seeds``) and of intervals holding 0. As many experiments with a
-   known difference go through compare's interval in-process (loading files is the slow part): the share of
-   intervals holding the true difference.
-2. Power: the share of experiments in which a true difference of 0.5, 1, 1.5 or 2 seed-sd (the sd of the per-seed
-   paired differences) is called "better", by number of seeds, with the interval compare uses (image noise off).
+1. One comparison: for each scenario and 3 or 5 seeds, ``--cli-experiments`` experiments with no true difference
+   are written to disk as ``scrnet eval --json`` writes them and compared with ``scrnet compare ... --json``: the
+   share of "better"/"worse" verdicts (about 5% for a calibrated 95% method; never below ``--min-seeds``) and of
+   intervals holding 0. ``--experiments`` experiments with a known difference go through compare in-process: the
+   share of intervals holding the true difference.
+2. Families: 3 and 5 variants against one baseline, 5 seeds, nothing differs: a false verdict anywhere in the family,
+   with the plan's family (Holm) and with each comparison on its own (the old behaviour).
+3. Looks: 5 then 10 seeds, nothing differs (false verdicts at either look) and a true difference (power), with the
+   declared O'Brien-Fleming boundary, with two looks at 5% each (undeclared), and with one look at 10.
+4. Equivalence: "equivalent" said when the true difference equals the margin (should be at most 5%), and when
+   nothing differs (its power), 10 seeds.
+5. A collapsing arm: the variant's runs alone collapse (lose 15 points of accuracy) with probability 0.2 and are
+   better otherwise, so that the arms are equal on average: the share called "better" and "worse" (each
+   false, 2.5% intended), the share flagged skewed, and the share the sign-flip p would call.
+6. Power: the share of experiments in which a true difference of 0.5, 1, 1.5 or 2 seed-sd (the sd of the per-seed
+   paired differences) is called "better", by number of seeds.
 
-    python benchmarks/compare_calibration.py --experiments 100
+    python benchmarks/compare_calibration.py                    # about 25 minutes on 2 cores
+    python benchmarks/compare_calibration.py --experiments 200 --cli-experiments 50   # a quick look
 """
 
 import argparse
@@ -26,10 +35,14 @@ import numpy as np
 from scrnet.cli import main
 from scrnet.config import config_to_dict, load_config
 from scrnet.evaluation.counts import PerImageCounts
-from scrnet.evaluation.metrics import miou_from
-from scrnet.experiments.calibration import SCENARIOS, simulate, true_difference
-from scrnet.experiments.compare import RunStats, interval_between
-from scrnet.experiments.intervals import difference_interval, image_weights, verdict
+from scrnet.evaluation.metrics import METRICS_VERSION, miou_from
+from scrnet.experiments.calibration import SCENARIOS, arm_label, as_runs, simulate, simulate_arms, true_difference
+from scrnet.experiments.compare import RunStats, compare, interval_between
+from scrnet.experiments.intervals import difference_interval, verdict
+from scrnet.experiments.plan import Plan
+
+DECIDED = ("better", "worse")
+PARTS = ("single", "families", "looks", "equivalence", "collapse", "power")
 
 
 @functools.cache
@@ -49,55 +62,148 @@ def write_eval(path: Path, cms: np.ndarray, seed: int, variant: bool) -> Path:
     ious = np.diagonal(total) / (total.sum(0) + total.sum(1) - np.diagonal(total))
     record = {"miou": float(miou_from(total)), "mbiou": float(ious.mean()), "iou": dict(zip(names, map(float, ious))),
               "num_images": len(cms), "dataset": "folder", "split": "val", "class_names": names,
-              "per_image_counts": path.with_suffix(".npz").name,
+              "per_image_counts": path.with_suffix(".npz").name, "metrics_version": METRICS_VERSION,
               "config": run_config(k, seed, variant)}
     path.write_text(json.dumps(record))
     return path
 
 
-def through_cli(scenario, seeds: int, delta: float, rng, work: Path, samples: int) -> dict:
+def through_cli(scenario, seeds: int, delta: float, rng, work: Path) -> dict:
     base, variant = simulate(scenario, seeds, delta, rng)
     paths = [write_eval(work / f"{name}_seed{s}.json", cms[s], s, name == "variant")
              for name, cms in (("base", base), ("variant", variant)) for s in range(seeds)]
-    out = work / "compare.json"
+    out, plan = work / "compare.json", work / "plan.yaml"
+    plan.write_text(f"comparisons: [[model.srm.mode=neighbor, model.srm.mode=bilinear]]\nmetrics: [miou]\n"
+                    f"seeds: {list(range(seeds))}\n")
     with contextlib.redirect_stdout(io.StringIO()):
-        code = main(["compare", *map(str, paths), "--json", str(out), "--bootstrap-samples", str(samples),
-                     "--bootstrap-seed", str(int(rng.integers(1 << 31)))])
+        code = main(["compare", *map(str, paths), "--json", str(out), "--plan", str(plan)])
     if code:
         raise SystemExit(f"scrnet compare exited with {code}")
     (c,) = [c for c in json.loads(out.read_text())["comparisons"] if c["metric"] == "miou"]
     return c
 
 
-def calibration(experiments: int, samples: int, seed: int) -> None:
+def single(experiments: int, cli_experiments: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
-    print(f"calibration ({experiments} experiments per row, 40 images, {samples} image draws); no difference: "
-          f"through `scrnet compare` on eval JSON + npz files; known difference (1 point of accuracy): in-process")
-    print(f"{'scenario':<22}{'seeds':>6}{'better/worse, no difference':>30}{'coverage, no difference':>26}"
-          f"{'coverage, known difference':>29}")
+    print(f"1. one comparison ({cli_experiments} experiments per row through `scrnet compare` on files, no difference; "
+          f"{experiments} in-process with a known difference of 1 point of accuracy; 40 images)")
+    print(f"{'scenario':<22}{'seeds':>6}{'better/worse, none':>20}{'coverage, none':>16}{'coverage, known':>17}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for scenario in SCENARIOS:
             for seeds in (3, 5):
-                null = [through_cli(scenario, seeds, 0.0, rng, work, samples) for _ in range(experiments)]
-                decided = np.mean([c["verdict"] in ("better", "worse") for c in null])
+                null = [through_cli(scenario, seeds, 0.0, rng, work) for _ in range(cli_experiments)]
+                decided = np.mean([c["verdict"] in DECIDED for c in null])
                 held = np.mean([c["low"] <= 0 <= c["high"] for c in null])
                 truth = true_difference(scenario, 0.01)
                 known = []
                 for _ in range(experiments):
                     base, variant = simulate(scenario, seeds, 0.01, rng)
-                    iv = interval_between([RunStats(c) for c in variant], [RunStats(c) for c in base], "miou",
-                                          image_weights(scenario.images, samples, rng), paired=True)
+                    iv = interval_between([RunStats(c) for c in variant], [RunStats(c) for c in base], "miou", True)
                     known.append(iv.low <= truth <= iv.high)
-                print(f"{scenario.name:<22}{seeds:>6}{decided:>30.1%}{held:>26.1%}{np.mean(known):>29.1%}",
-                      flush=True)
+                print(f"{scenario.name:<22}{seeds:>6}{decided:>20.1%}{held:>16.1%}{np.mean(known):>17.1%}", flush=True)
+
+
+def plan_for(variants: int, seeds: int, looks=(), margin=None) -> Plan:
+    return Plan([(arm_label(a), arm_label(0)) for a in range(1, variants + 1)], list(range(seeds)), ["miou"],
+                list(looks), margin)
+
+
+def any_decided(result) -> bool:
+    return any(c["verdict"] in DECIDED for c in result["comparisons"] if c["metric"] == "miou")
+
+
+def families(experiments: int, seed: int) -> None:
+    rng = np.random.default_rng(seed + 1)
+    scenario = SCENARIOS[0]
+    print(f"\n2. families: a false verdict anywhere among K variants vs one baseline, 5 seeds, no difference "
+          f"({experiments} experiments per row, {scenario.name})")
+    print(f"{'variants':>9}{'Holm over the plan':>20}{'each on its own':>17}")
+    for variants in (3, 5):
+        holm = alone = 0
+        for _ in range(experiments):
+            runs = as_runs(simulate_arms(scenario, 5, [0.0] * (variants + 1), rng))
+            holm += any_decided(compare(runs, plan=plan_for(variants, 5)))
+            alone += any(any_decided(compare(runs, plan=Plan([(arm_label(a), arm_label(0))], list(range(5)))))
+                         for a in range(1, variants + 1))
+        print(f"{variants:>9}{holm / experiments:>20.1%}{alone / experiments:>17.1%}", flush=True)
+
+
+def looks(experiments: int, seed: int) -> None:
+    rng = np.random.default_rng(seed + 2)
+    scenario = SCENARIOS[0]
+    effect = 0.012
+    print(f"\n3. looks at 5 then 10 seeds ({experiments} experiments per cell, {scenario.name}); power at a true "
+          f"difference of {100 * true_difference(scenario, effect):.2f} mIoU points")
+    print(f"{'design':<34}{'false verdicts':>15}{'power':>8}")
+    declared, naive, fixed = plan_for(1, 10, looks=(5, 10)), (plan_for(1, 5), plan_for(1, 10)), plan_for(1, 10)
+    rows = {"declared looks (O'Brien-Fleming)": [0, 0], "two looks at 5% each (undeclared)": [0, 0],
+            "one look at 10 seeds": [0, 0]}
+    for column, delta in enumerate((0.0, effect)):
+        for _ in range(experiments):
+            runs = as_runs(simulate_arms(scenario, 10, [0.0, delta], rng))
+            first = [r for r in runs if r.seed < 5]
+            rows["declared looks (O'Brien-Fleming)"][column] += any_decided(compare(first, plan=declared)) or \
+                any_decided(compare(runs, plan=declared))
+            rows["two looks at 5% each (undeclared)"][column] += any_decided(compare(first, plan=naive[0])) or \
+                any_decided(compare(runs, plan=naive[1]))
+            rows["one look at 10 seeds"][column] += any_decided(compare(runs, plan=fixed))
+    for name, (false, power) in rows.items():
+        print(f"{name:<34}{false / experiments:>15.1%}{power / experiments:>8.1%}", flush=True)
+
+
+def equivalence(experiments: int, seed: int) -> None:
+    rng = np.random.default_rng(seed + 3)
+    print(f"\n4. equivalence, 10 seeds, margin = the true difference of 1 point of accuracy in mIoU points "
+          f"({experiments} experiments per row)")
+    print(f"{'scenario':<22}{'margin':>8}{'equivalent at the margin':>26}{'equivalent at 0':>17}")
+    for scenario in SCENARIOS:
+        margin = 100 * true_difference(scenario, 0.01)
+        at_margin = at_zero = 0
+        for _ in range(experiments):
+            at_margin += compare(as_runs(simulate_arms(scenario, 10, [0.0, 0.01], rng)), margin=margin,
+                                 plan=plan_for(1, 10))["comparisons"][0]["verdict"] == "equivalent"
+            at_zero += compare(as_runs(simulate_arms(scenario, 10, [0.0, 0.0], rng)), margin=margin,
+                               plan=plan_for(1, 10))["comparisons"][0]["verdict"] == "equivalent"
+        print(f"{scenario.name:<22}{margin:>8.2f}{at_margin / experiments:>26.1%}{at_zero / experiments:>17.1%}",
+              flush=True)
+
+
+def collapse(experiments: int, seed: int) -> None:
+    rng = np.random.default_rng(seed + 4)
+    scenario = SCENARIOS[0]
+    prob, drop = 0.2, 0.15
+
+    def truth(gain: float) -> float:  # the expected mIoU difference when the variant is ``gain`` better uncollapsed
+        return (1 - prob) * true_difference(scenario, gain) + prob * true_difference(scenario, gain - drop)
+
+    low, high = 0.0, drop
+    for _ in range(50):  # the gain that makes the arms equal on average
+        mid = (low + high) / 2
+        low, high = (mid, high) if truth(mid) < 0 else (low, mid)
+    gain = (low + high) / 2
+    print(f"\n5. a collapsing arm: the variant's runs alone lose {100 * drop:g} points of accuracy with probability "
+          f"{prob:g} and are {100 * gain:.2f} points better otherwise, so that the arms are equal on average (true "
+          f"mIoU difference {100 * truth(gain):+.3f} points); 5 seeds, {experiments} experiments, {scenario.name}. "
+          f"Each one-sided false verdict should be said at most 2.5% of the time")
+    better = worse = flagged = perm = 0
+    for _ in range(experiments):
+        runs = as_runs(simulate_arms(scenario, 5, [0.0, gain], rng, collapse=(1, prob, drop)))
+        c = compare(runs, plan=plan_for(1, 5))["comparisons"][0]
+        better += c["verdict"] == "better"
+        worse += c["verdict"] == "worse"
+        flagged += c["skewed"]
+        perm += c["permutation_p"] < 0.05
+    print(f"called better: {better / experiments:.1%}; called worse: {worse / experiments:.1%}; flagged skewed: "
+          f"{flagged / experiments:.1%}; sign-flip p < 0.05: {perm / experiments:.1%} (at 5 seeds its smallest p is "
+          f"1/16)")
 
 
 def power(reps: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     effects = (0.5, 1.0, 1.5, 2.0)
-    print(f"\npower: share of {reps} experiments called 'better' (paired t, 95%), by true difference in seed-sd "
-          f"of the per-seed differences")
+    print(f"\n6. power: share of {reps} experiments called 'better' (paired t, 95%, a family of one), by true "
+          f"difference in seed-sd of the per-seed differences")
     print(f"{'seeds':>6}" + "".join(f"{f'{e:g} sd':>10}" for e in effects))
     for seeds in (5, 8, 10, 15, 20):
         shares = []
@@ -106,7 +212,7 @@ def power(reps: int, seed: int) -> None:
             for _ in range(reps):
                 d = rng.normal(e, 1.0, seeds)
                 still = np.zeros((seeds, 2))
-                iv = difference_interval(d, np.zeros(seeds), still + d[:, None], still, paired=True, images=2)
+                iv = difference_interval(d, np.zeros(seeds), still + d[:, None], still, paired=True)
                 hits += verdict(iv)[0] == "better"
             shares.append(hits / reps)
         print(f"{seeds:>6}" + "".join(f"{s:>10.0%}" for s in shares))
@@ -114,14 +220,23 @@ def power(reps: int, seed: int) -> None:
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--experiments", type=int, default=100, help="simulated experiments per row (default 100)")
-    p.add_argument("--samples", type=int, default=1000, help="image bootstrap draws per compare (default 1000)")
+    p.add_argument("--experiments", type=int, default=2000, help="simulated experiments per in-process row "
+                                                                "(default 2000)")
+    p.add_argument("--cli-experiments", type=int, default=200, help="experiments per row through the CLI and files "
+                                                                    "(default 200)")
     p.add_argument("--power-reps", type=int, default=4000, help="experiments per power cell (default 4000)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--only", nargs="+", choices=PARTS, help="run only these parts")
     return p.parse_args()
 
 
 if __name__ == "__main__":
     args = parse_args()
-    calibration(args.experiments, args.samples, args.seed)
-    power(args.power_reps, args.seed)
+    parts = {"single": lambda: single(args.experiments, args.cli_experiments, args.seed),
+             "families": lambda: families(args.experiments, args.seed),
+             "looks": lambda: looks(args.experiments, args.seed),
+             "equivalence": lambda: equivalence(args.experiments, args.seed),
+             "collapse": lambda: collapse(args.experiments, args.seed),
+             "power": lambda: power(args.power_reps, args.seed)}
+    for name in args.only or PARTS:
+        parts[name]()

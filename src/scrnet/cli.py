@@ -101,13 +101,16 @@ EPILOG_DEMO = """examples:
 EPILOG_COMPARE = """examples:
   scrnet compare work_dirs/study/*/seed*                          # work dirs holding eval.json (scrnet study's cells)
   scrnet compare a_seed*.json b_seed*.json --baseline model.srm.mode=bilinear --plot forest.png
-  scrnet compare runs/*/ --json compare.json --markdown compare.md --margin 0.5   # "no worse" within 0.5 points
+  scrnet compare runs/*/ --json compare.json --markdown compare.md --margin 0.5   # "equivalent" within ±0.5 points
+  scrnet compare work_dirs/study/*/seed* --plan docs/ablations/plan_srm.yaml --looks work_dirs/study/looks.jsonl
 
 Groups are the runs' resolved configs without train.seed; labels are the keys that differ between groups. Each
 group is compared with the baseline (the first group unless --baseline names a run, a label or key=value pairs):
-paired t over the seeds both groups have (Welch's t when they share none) plus an image-bootstrap variance shared
-by every run, Satterthwaite degrees of freedom. "better"/"worse" need --min-seeds seeds (default 5): with fewer the
-verdict is "inconclusive (N seeds)". About 10 seeds detect a difference of one seed-sd 80% of the time.
+paired t over the seeds both groups have (Welch's t when they share none) plus a leave-one-image-out jackknife image
+term, Satterthwaite degrees of freedom. The verdicts are corrected for the family they belong to (Holm): every
+comparison of the call (groups x metrics), or with --plan the plan's pairs x metrics at the level of the plan's look,
+other comparisons "exploratory". "better"/"worse" need --min-seeds seeds (default 5): with fewer the verdict is
+"inconclusive (N seeds)"; an inconclusive comparison says how many paired seeds would decide it.
 """
 EPILOG_STUDY = """examples:
   scrnet study configs/synthetic/scrnet_effl0.yaml --variants configs/ablations/srm_mode/*.yaml \\
@@ -116,11 +119,15 @@ EPILOG_STUDY = """examples:
       --work-dir work_dirs/s train.max_iters=100
   scrnet study configs/cityscapes/scrnet_r18.yaml --vary model.context.type=ppm,crm --seeds 0 1 2 3 4 \\
       --work-dir /scratch/study --print-commands > cells.sh     # one line per cell, for a SLURM array
+  scrnet study configs/synthetic/scrnet_effl0.yaml --vary model.srm.mode=bilinear,neighbor --seeds 0 1 2 3 4 \\
+      --work-dir work_dirs/srm --plan plan.yaml                 # a plan fixed before the first run
 
 Each cell is an ordinary `scrnet train` (with --resume) and `scrnet eval` of its final checkpoint into
 CELL/eval.json. A cell whose eval.json holds the planned config is skipped, so a killed study continues where it
 stopped; a cell trained with another config (an edited variant file, another max_iters) is refused, naming the
-keys, unless --rerun-stale, which moves it aside to CELL.stale-N and trains it again.
+keys, unless --rerun-stale, which moves it aside to CELL.stale-N and trains it again. --plan PLAN.yaml fixes the
+study's plan (comparisons, metrics, seeds, looks, margin) in WORK_DIR/plan.yaml before the first cell runs; the
+final compare tests the plan's family and records each look in WORK_DIR/looks.jsonl.
 """
 
 
@@ -128,7 +135,16 @@ def add_verdict_options(p) -> None:
     p.add_argument("--min-seeds", type=int, default=5,
                    help="fewest seeds for a verdict other than inconclusive (default 5, at least 2)")
     p.add_argument("--margin", type=float, metavar="POINTS",
-                   help="say \"no worse\" when the 95%% interval lies above -POINTS (e.g. 0.5)")
+                   help="say \"equivalent\" when both one-sided tests against ±POINTS reject (the 90%% interval "
+                        "inside ±POINTS, Holm-adjusted), \"no worse\" when the one against -POINTS does (e.g. 0.5)")
+    p.add_argument("--effect", type=float, default=0.5, metavar="POINTS",
+                   help="size the seeds an inconclusive comparison needs for this difference when no --margin is "
+                        "given (default 0.5)")
+    p.add_argument("--plan", metavar="PLAN.yaml",
+                   help="the study's plan (pairs, metrics, seeds, looks, margin, alpha), fixed before its runs: the "
+                        "family Holm corrects over and the looks' levels; other comparisons are exploratory")
+    p.add_argument("--allow-mixed-metrics", action="store_true",
+                   help="pool runs scored by different metric definitions (metrics_version), refused otherwise")
     p.add_argument("--unpaired", action="store_true",
                    help="compare groups without pairing runs by seed (Welch); needed when seeds only partly "
                         "overlap")
@@ -397,16 +413,19 @@ def cmd_compare(args) -> None:
     from .experiments.compare import CompareError, compare, load_run
 
     runs = [load_run(p) for p in args.runs]
-    result = compare(runs, args.baseline, args.bootstrap_samples, args.bootstrap_seed, **verdict_options(args))
+    result = compare(runs, args.baseline, **verdict_options(args), looks_record=args.looks)
     if args.plot and not result["comparisons"]:
         raise CompareError(f"--plot {args.plot}: one group only, nothing to compare with a baseline")
     write_compare(result, args.json, args.markdown, args.plot)
 
 
 def verdict_options(args) -> dict:
-    """compare()'s verdict keywords from the shared --min-seeds / --margin (points) / --unpaired options."""
-    return {"min_seeds": args.min_seeds, "margin": None if args.margin is None else args.margin / 100,
-            "unpaired": args.unpaired}
+    """compare()'s verdict keywords from the shared --min-seeds / --margin / --effect (points) / --unpaired / --plan /
+    --allow-mixed-metrics options."""
+    from .experiments.plan import read_plan
+
+    return {"min_seeds": args.min_seeds, "margin": args.margin, "effect": args.effect, "unpaired": args.unpaired,
+            "plan": read_plan(args.plan) if args.plan else None, "allow_mixed_metrics": args.allow_mixed_metrics}
 
 
 def write_compare(result: dict, json_path: str | Path | None, markdown_path: str | Path | None,
@@ -423,12 +442,17 @@ def cmd_study(args) -> None:
     from .experiments.compare import compare, load_run
     from .experiments.study import run_study
 
+    from .experiments.plan import LOOKS_FILE
+    from .experiments.study import fix_plan
+
+    options = verdict_options(args)
+    options["plan"] = fix_plan(args.work_dir, options["plan"], args.seeds)  # before the first cell runs
     cells = run_study(args.config, args.vary, args.variants, args.seeds, args.work_dir, args.overrides,
                       args.print_commands, rerun_stale=args.rerun_stale)
     if args.print_commands:
         return
-    result = compare([load_run(c) for c in cells], args.baseline, seed=args.bootstrap_seed, **verdict_options(args))
     work_dir = Path(args.work_dir)
+    result = compare([load_run(c) for c in cells], args.baseline, **options, looks_record=work_dir / LOOKS_FILE)
     plot = args.plot if result["comparisons"] else None
     if args.plot and not plot:
         print(f"no plot written to {args.plot}: one group only", file=sys.stderr)
@@ -563,11 +587,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", metavar="RUN", help="eval JSON files (scrnet eval --json) or work dirs "
                                                            "holding eval.json")
     p.add_argument("--baseline", metavar="RUN|LABEL", help="the group to compare against (default: the first)")
-    p.add_argument("--json", metavar="OUT", help="write {groups, comparisons, baseline, bootstrap} to OUT")
+    p.add_argument("--json", metavar="OUT", help="write {groups, comparisons, family, baseline, warnings, ...} to OUT")
     p.add_argument("--markdown", metavar="OUT", help="write the tables as Markdown to OUT")
     p.add_argument("--plot", metavar="OUT.png", help="write a forest plot (needs matplotlib: the report extra)")
-    p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the image bootstrap draws (default 0)")
-    p.add_argument("--bootstrap-samples", type=int, default=2000, help="image bootstrap draws (default 2000)")
+    p.add_argument("--looks", metavar="FILE", help="the study's record of looks (JSON lines): earlier undeclared looks "
+                                                   "are warned about, this one is appended (scrnet study keeps "
+                                                   "WORK_DIR/looks.jsonl)")
     add_verdict_options(p)
     p.set_defaults(func=cmd_compare)
 
@@ -583,7 +608,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work-dir", required=True, help="one sub-folder per cell: VARIANT/seedS")
     p.add_argument("--print-commands", action="store_true", help="print one shell line per cell, run nothing")
     p.add_argument("--baseline", metavar="RUN|LABEL", help="for the final compare (default: the first variant)")
-    p.add_argument("--bootstrap-seed", type=int, default=0)
     p.add_argument("--plot", metavar="OUT.png", help="also write the final compare's forest plot")
     p.add_argument("--rerun-stale", action="store_true",
                    help="a cell trained with another config is moved aside (CELL.stale-N) and trained again, "

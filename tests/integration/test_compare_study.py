@@ -88,14 +88,14 @@ def test_a_group_better_by_construction_is_better_and_labels_name_the_differing_
 def test_groups_from_the_same_distribution_are_inconclusive(tmp_path):
     result = compare([load_run(p) for p in study_runs(tmp_path, 0.75, 0.75, noise_seed=3)])
     c = comparison(result)
-    assert c["verdict"] == "inconclusive" and c["low"] < 0 < c["high"] and c["why"].startswith("the 95%")
+    assert c["verdict"] == "inconclusive" and c["low"] < 0 < c["high"] and c["why"].startswith("p ")
     same = study_runs(tmp_path / "same", 0.75, 0.75)
     for a, b in zip(same[:5], same[5:]):  # identical counts: a difference of exactly zero
         Path(b.with_suffix(".npz")).write_bytes(Path(a.with_suffix(".npz")).read_bytes())
     exact = comparison(compare([load_run(p) for p in same]))
     assert exact["diff"] == 0 and exact["low"] == 0 == exact["high"] and exact["verdict"] == "inconclusive"
-    # a stated margin turns an interval above -margin into "no worse"
-    assert comparison(compare([load_run(p) for p in same], margin=0.005))["verdict"] == "no worse"
+    # a stated margin (in points, as on the command line) turns an interval inside ±margin into "equivalent"
+    assert comparison(compare([load_run(p) for p in same], margin=0.5))["verdict"] == "equivalent"
 
 
 def test_fewer_seeds_than_min_seeds_is_inconclusive_whatever_the_interval(tmp_path):
@@ -133,12 +133,32 @@ def test_partly_overlapping_seeds_are_refused_naming_the_runs_or_compared_unpair
     assert code == 0 and "(unpaired)" in out, err
 
 
-def test_bootstrap_is_reproducible_for_a_seed(tmp_path):
+def test_the_interval_is_deterministic_and_the_family_is_stated(tmp_path):
     runs = [load_run(p) for p in study_runs(tmp_path, 0.74, 0.76)]
-    a, b = compare(runs, seed=5), compare(runs, seed=5)
-    assert a == b
-    c = compare(runs, seed=6)
-    assert comparison(c)["low"] != comparison(a)["low"] and comparison(c)["diff"] == comparison(a)["diff"]
+    a, b = compare(runs), compare(runs)
+    assert a == b  # the jackknife draws nothing
+    assert a["family"]["size"] == 2 and a["family"]["source"] == "every comparison of this call"  # mIoU and BIoU*
+    assert all(c["p_adjusted"] >= c["p"] for c in a["comparisons"]) and a["metrics_version"] is None
+
+
+def test_cli_plan_makes_the_family_labels_the_rest_exploratory_and_records_looks(tmp_path):
+    paths = study_runs(tmp_path, 0.70, 0.80)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("comparisons:\n  - [model.srm.mode=neighbor, model.srm.mode=bilinear]\nmetrics: [miou]\n"
+                    "seeds: [0, 1, 2, 3, 4]\nmargin: 0.5\n")
+    looks = tmp_path / "looks.jsonl"
+    code, out, err = run("compare", *paths, "--plan", plan, "--looks", looks, "--json", tmp_path / "c.json",
+                         "--markdown", tmp_path / "c.md")
+    assert code == 0, err
+    result = json.loads((tmp_path / "c.json").read_text())
+    words = {c["metric"]: c["verdict"] for c in result["comparisons"]}
+    assert words == {"miou": "better", "mbiou": "exploratory"} and result["margin"] == 0.5
+    assert "family of 1 comparison (plan)" in out and "exploratory" in out
+    assert "family of 1 comparison (plan)" in (tmp_path / "c.md").read_text()
+    assert [json.loads(line)["seeds"] for line in looks.read_text().splitlines()] == [5]
+    plan.write_text("comparisons: [[a, b]]\nseeds: [0]\n")
+    code, out, err = run("compare", *paths, "--plan", plan)
+    assert code == 2 and str(plan) in err and "seeds must be" in err and len(err.strip().splitlines()) == 1
 
 
 def test_interval_covers_image_and_seed_variation(tmp_path):
@@ -280,6 +300,19 @@ def test_study_runs_a_tiny_grid_then_skips_finished_cells(tiny, tmp_path, capsys
     result = json.loads((work / "compare.json").read_text())
     assert [g["label"] for g in result["groups"]] == ["model.srm.mode=bilinear", "model.srm.mode=dysample"]
     assert result["groups"][0]["seeds"] == [0, 1] and (work / "compare.md").is_file()
+    assert [json.loads(line)["declared"] for line in (work / "looks.jsonl").read_text().splitlines()] == [False]
+    # a plan is fixed in the study folder before its first run, and cannot change afterwards
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("comparisons: [[model.srm.mode=dysample, model.srm.mode=bilinear]]\nseeds: [0, 1]\n")
+    planned = tmp_path / "planned"
+    code, out, err = run("study", config, *tiny_overrides(tiny), "--vary", "model.srm.mode=bilinear,dysample",
+                         "--seeds", 0, 1, "--work-dir", planned, "--plan", plan, "--print-commands")
+    assert code == 0, err
+    assert "seeds: [0, 1]" in (planned / "plan.yaml").read_text()
+    plan.write_text("comparisons: [[model.srm.mode=dysample, model.srm.mode=bilinear]]\nseeds: [0, 1, 2]\n")
+    code, out, err = run("study", config, *tiny_overrides(tiny), "--vary", "model.srm.mode=bilinear,dysample",
+                         "--seeds", 0, 1, "--work-dir", planned, "--plan", plan, "--print-commands")
+    assert code == 2 and "plan is fixed before the first run" in err and "seeds" in err and out == ""
 
 
 def test_a_stale_cell_is_refused_naming_the_key_or_moved_aside_and_run_again(tiny, tmp_path, capsys):

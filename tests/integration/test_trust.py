@@ -15,6 +15,7 @@ import scrnet
 from scrnet import checkpoint_io as ckpt
 from scrnet.config import Config, DataConfig, load_config
 from scrnet.engine.trainer import train
+from scrnet.evaluation.metrics import METRICS_VERSION
 
 CLASSES = ["a", "b", "c"]
 PALETTE = [(10, 20, 30), (40, 50, 60), (70, 80, 90)]
@@ -111,8 +112,10 @@ def test_the_card_takes_the_protocol_of_the_eval_that_produced_its_numbers(data,
     code, _, err = run("eval", checkpoint, "--mode", "slide", "--tta", "eval.crop_size=[32,32]",
                        "eval.stride=[16,16]", "--json", tmp_path / "slide.json")
     assert code == 0, err
-    measured = json.loads((tmp_path / "slide.json").read_text())["measured"]
+    record = json.loads((tmp_path / "slide.json").read_text())
+    measured = record["measured"]
     assert measured["kind"] == "weights" and measured["scrnet_version"] == scrnet.__version__
+    assert record["metrics_version"] == METRICS_VERSION  # compare pools only runs scored by equal definitions
     assert measured["sha256"] == scrnet.loading.weights_digest(scrnet.load_checkpoint(checkpoint).model)
     assert measured["protocol"]["mode"] == "slide" and measured["protocol"]["tta"] is True
     code, _, err = run("publish", checkpoint, tmp_path / "pub", "--eval", tmp_path / "slide.json")

@@ -24,8 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.io import DataError
-from ..errors import ConfigError
+from ..errors import ConfigError, RequestError
 from .island import Island, IslandError, check_island, float_island
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -81,7 +80,7 @@ def find_images(root: str | Path, limit: int) -> list[Path]:
     found = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
                    and not set(p.relative_to(root).parts[:-1]) & set(LABEL_DIRS))
     if not found:
-        raise DataError(f"--calib {root}: no image ({', '.join(IMAGE_SUFFIXES)}) found under it")
+        raise RequestError(f"--calib {root}: no image ({', '.join(IMAGE_SUFFIXES)}) found under it")
     if limit <= 0:
         raise ConfigError(f"--calib-images must be positive, got {limit}")
     if len(found) <= limit:

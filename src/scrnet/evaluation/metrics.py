@@ -20,6 +20,14 @@ def iou_of(matrix) -> list[float | None]:
     return [None if d == 0 else float(t / d) for t, d in zip(tp.tolist(), denom.tolist())]
 
 
+# The version of the metric definitions an eval JSON was scored with (``metrics_version`` in it): raised whenever what
+# a metric measures changes (its counting, its band or contour, how it pools), so that ``scrnet compare`` never pools
+# runs scored by different definitions. 1: mIoU over counts pooled on the split; BIoU* the fixed 3-px inner band per
+# class; Boundary IoU after Cheng et al. (dilation ratio, all-class band); boundary F pooled over the split, inner
+# 8-neighbour contour; distance-band mIoU. Eval JSONs written before the field existed read as unrecorded.
+METRICS_VERSION = 1
+
+
 def miou_from(cm: np.ndarray) -> np.ndarray:
     """Mean IoU over the classes present (union > 0) of confusion matrices ``... x K x K``."""
     tp = np.diagonal(cm, axis1=-2, axis2=-1)

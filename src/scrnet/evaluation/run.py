@@ -17,6 +17,7 @@ from ..overrides import apply_overrides
 from ..pretrained import from_pretrained
 from ..runtime import autocast_for, resolve_device
 from .evaluate import EvalResult, evaluate
+from .metrics import METRICS_VERSION
 
 
 @dataclass
@@ -78,7 +79,8 @@ class EvalRun:
         path = Path(path)
         counts = PerImageCounts.from_result(self.result.per_image, image_names(self)).save(counts_path(path))
         record = dict(self.summary(), class_names=self.result.class_names, model_source=str(model_source),
-                      measured=self.measured(), per_image_counts=counts.name, config=config_to_dict(self.config))
+                      measured=self.measured(), metrics_version=METRICS_VERSION, per_image_counts=counts.name,
+                      config=config_to_dict(self.config))
         path.write_text(json.dumps(record, indent=2) + "\n")
         return path
 

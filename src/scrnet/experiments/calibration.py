@@ -12,8 +12,14 @@ with normal effects: ``seed`` shared by both groups' runs of one seed (what pair
 own training noise, ``image`` a group's own response to an image, the same in every seed (what an image bootstrap
 per run undercounts), ``noise`` the rest. The true difference of the expected mIoU of the two groups over
 infinitely many images and seeds is :func:`true_difference` (Gauss-Hermite quadrature over the seed effects).
+
+:func:`simulate_arms` draws a baseline and several variants sharing the seed effects, optionally with runs that
+collapse (one arm only), and :func:`as_runs` turns an experiment into in-memory ``compare`` runs (configs that differ
+in one key), so that the default tests and ``benchmarks/compare_calibration.py`` go through ``compare`` itself: the
+family, Holm, the looks and the verdicts, not a copy of them.
 """
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,3 +77,65 @@ def simulate(s: Scenario, seeds: int, delta: float, rng: np.random.Generator) ->
         cm[:, :, idx, (idx + 1) % k] = s.pixels - right
         out.append(cm)
     return out[0], out[1]
+
+
+def simulate_arms(s: Scenario, seeds: int, deltas: list[float], rng: np.random.Generator,
+                  collapse: tuple[int, float, float] | None = None) -> list[np.ndarray]:
+    """A baseline (delta 0, first) and one variant per further ``deltas`` entry, sharing the seed effects: per arm
+    ``seeds x images x K x K`` counts. ``collapse = (arm, probability, drop)``: each run of that arm alone loses
+    ``drop`` of accuracy with that probability (a run that collapsed), the others never."""
+    k = len(s.base)
+    seed_effect = rng.normal(0, s.seed_sd, seeds)
+    out = []
+    for arm, d in enumerate(deltas):
+        a = (np.asarray(s.base)[None, None, :] + d + seed_effect[:, None, None]
+             + rng.normal(0, s.run_sd, (seeds, 1, 1)) + rng.normal(0, s.image_sd, (1, s.images, 1))
+             + rng.normal(0, s.noise_sd, (seeds, s.images, k)))
+        if collapse is not None and collapse[0] == arm:
+            a = a - collapse[2] * (rng.random(seeds) < collapse[1])[:, None, None]
+        right = np.rint(np.clip(a, 0, 1) * s.pixels).astype(np.int64)
+        cm = np.zeros((seeds, s.images, k, k), np.int64)
+        idx = np.arange(k)
+        cm[:, :, idx, idx] = right
+        cm[:, :, idx, (idx + 1) % k] = s.pixels - right
+        out.append(cm)
+    return out
+
+
+ARM_KEY = "model.channels"  # the key the simulated arms differ in (any key compare groups by would do)
+
+
+@functools.cache
+def _flat_config(k: int, seed: int, arm: int) -> tuple:
+    from ..config import config_to_dict, load_config
+    from ..overrides import flatten
+
+    cfg = load_config(None, ["model.name=scrnet_effl0", f"model.num_classes={k}", f"train.seed={seed}",
+                             f"{ARM_KEY}={32 + 16 * arm}"])
+    return tuple(flatten(config_to_dict(cfg)).items())
+
+
+def arm_label(arm: int) -> str:
+    """The compare label of simulated arm ``arm`` (0: the baseline)."""
+    return f"{ARM_KEY}={32 + 16 * arm}"
+
+
+def as_runs(arms: list[np.ndarray], seeds: list[int] | None = None, metrics_version: int | None = 1) -> list:
+    """In-memory ``compare`` runs of one simulated experiment (arm-major, seed order as drawn)."""
+    from ..evaluation.counts import PerImageCounts
+    from ..evaluation.metrics import miou_from
+    from .compare import Run
+
+    out = []
+    for arm, cms in enumerate(arms):
+        k, images = cms.shape[-1], cms.shape[1]
+        names = [f"class{c}" for c in range(k)]
+        for s in range(cms.shape[0]):
+            seed = s if seeds is None else seeds[s]
+            inter = np.stack([np.diagonal(c) for c in cms[s]])
+            union = cms[s].sum(1) + cms[s].sum(2) - inter
+            counts = PerImageCounts([f"img{i:03d}.png" for i in range(images)], cms[s], inter, union)
+            record = {"miou": float(miou_from(cms[s].sum(0))), "class_names": names, "dataset": "folder",
+                      "split": "val", "iou": {}, "metrics_version": metrics_version}
+            out.append(Run(f"arm{arm}/seed{seed}.json", record, counts, dict(_flat_config(k, seed, arm))))
+    return out

@@ -10,10 +10,15 @@ hand. Runs that were not scored the same way (data set, split, classes, images, 
 Each group is compared with the baseline group on every metric (``experiments/intervals.py`` states the method): the
 difference of the groups' means, paired by seed when both groups have the same seeds (Welch's form when they share
 none; partly overlapping seeds are refused unless ``unpaired``), with a standard error that adds the seed-to-seed
-variance and an image-bootstrap variance (one image-weight vector per draw, shared by every run of both groups), and
-a t quantile with Satterthwaite degrees of freedom. The verdict is "better" or "worse" when the 95% interval excludes
-0, "no worse" when it lies above a margin the user stated, and "inconclusive" otherwise or with fewer than
-``min_seeds`` (default 5) seeds. Fractions in 0..1, like ``scrnet eval``.
+variance and a leave-one-image-out jackknife image term (without the run-by-image part the seed term already holds),
+and a t with Satterthwaite degrees of freedom. The comparisons form a family, tested together with Holm's adjustment:
+every comparison of the call, or, with a plan (``experiments/plan.py``), the plan's pairs x metrics, at the level of
+the plan's look; comparisons outside a plan are "exploratory", with no verdict. Verdicts: "better"/"worse" (adjusted
+p below the level), "equivalent" and "no worse" against a margin in points, else "inconclusive", and always
+"inconclusive" with fewer than ``min_seeds`` (default 5) seeds; an inconclusive comparison says how many paired seeds
+would give 80% power. Beside the t, a sign-flip (permutation) p and a flag for strongly skewed per-seed differences.
+Runs scored by different metric definitions (``metrics_version``) are refused unless asked. Fractions in 0..1, like
+``scrnet eval``; margins and effects in points.
 """
 
 import json
@@ -28,7 +33,10 @@ from ..errors import ScrnetError
 from ..evaluation.counts import PerImageCounts, counts_path
 from ..evaluation.metrics import mean_ratio, miou_from
 from ..overrides import flatten
-from .intervals import MIN_SEEDS, Interval, difference_interval, image_weights, verdict
+from ..evaluation.metrics import METRICS_VERSION
+from .intervals import (ALPHA, MIN_SEEDS, Interval, PValues, decide, difference_interval, holm, permutation_p,
+                        seeds_needed, sign_flip_p, strongly_skewed, p_values)
+from .plan import LOOKS_FILE, Plan, look_index, read_looks, record_look, sequential_levels, undeclared_before
 
 # Keys that do not change what a run trains or how it is scored: never part of a group or a label.
 IGNORED_KEYS = ("data.root", "train.device", "train.num_workers", "train.log_interval", "train.checkpoint_interval",
@@ -37,8 +45,9 @@ IGNORED_KEYS = ("data.root", "train.device", "train.num_workers", "train.log_int
 SEED_KEY = "train.seed"
 # compared with intervals (Boundary IoU when every run's counts hold it); key in the eval JSON -> column name
 METRICS = {"miou": "mIoU", "mbiou": "BIoU*", "boundary_iou": "Boundary IoU"}
-METHOD = ("paired t over seeds (Welch's t when unpaired) with an image-bootstrap variance term shared by every run, "
-          "Satterthwaite degrees of freedom")
+METHOD = ("paired t over seeds (Welch's t when unpaired) with a leave-one-image-out jackknife image term less the "
+          "run-by-image part, Satterthwaite degrees of freedom")
+EFFECT = 0.5  # points: the difference an inconclusive comparison's seeds-needed is sized for, without a margin
 
 
 class CompareError(ScrnetError, ValueError):
@@ -158,26 +167,45 @@ def group_runs(runs: list[Run]) -> list[Group]:
     return groups
 
 
-def find_baseline(groups: list[Group], baseline: str | None) -> int:
-    """Index of the baseline group: the first by default, else the group holding the run at that path, the group
-    with that label, or the one group whose overrides include every ``key=value`` given (comma-separated)."""
-    if baseline is None:
-        return 0
+def find_group(groups: list[Group], name: str, what: str) -> int:
+    """Index of the group ``name`` names: the group holding the run at that path, the group with that label, or the
+    one group whose overrides include every ``key=value`` given (comma-separated); ``what`` says who asked (for the
+    error)."""
     for i, g in enumerate(groups):
-        if any(Path(r.path).resolve() == Path(baseline).resolve() for r in g.runs) or g.label == baseline:
+        if any(Path(r.path).resolve() == Path(name).resolve() for r in g.runs) or g.label == name:
             return i
-    wanted = [part.strip() for part in baseline.split(",") if part.strip()]
+    wanted = [part.strip() for part in name.split(",") if part.strip()]
     matches = [i for i, g in enumerate(groups)
                if wanted and all(w in {f"{k}={fmt_value(v)}" for k, v in g.overrides.items()} for w in wanted)]
     if len(matches) == 1:
         return matches[0]
     labels = "; ".join(g.label for g in groups)
-    raise CompareError(f"--baseline {baseline!r} {'matches several groups' if matches else 'matches no run or group'}"
+    raise CompareError(f"{what} {name!r} {'matches several groups' if matches else 'matches no run or group'}"
                        f" (groups: {labels})")
 
 
+def find_baseline(groups: list[Group], baseline: str | None) -> int:
+    """Index of the baseline group: the first by default, else :func:`find_group`'s."""
+    return 0 if baseline is None else find_group(groups, baseline, "--baseline")
+
+
+def check_metric_versions(runs: list[Run], allow_mixed: bool) -> int | None:
+    """The metric-definition version every run was scored with (``None``: unrecorded, scored before it was kept);
+    runs scored by different definitions are refused, naming two of them, unless ``allow_mixed``."""
+    versions: dict = {}
+    for run in runs:
+        versions.setdefault(run.record.get("metrics_version"), run)
+    if len(versions) > 1 and not allow_mixed:
+        (va, ra), (vb, rb) = list(versions.items())[:2]
+        name = lambda v: "unrecorded" if v is None else str(v)  # noqa: E731
+        raise CompareError(f"runs {ra.path} and {rb.path} were scored by different metric definitions "
+                           f"(metrics_version {name(va)} vs {name(vb)}; this scrnet scores version {METRICS_VERSION}):"
+                           f" score them again with this scrnet, or --allow-mixed-metrics to pool them anyway")
+    return next(iter(versions)) if len(versions) == 1 else None
+
+
 class RunStats:
-    """A run's per-image counts as matrices for fast re-weighting: metric(weights over images)."""
+    """A run's per-image counts as matrices: its metric as scored and without each image in turn."""
 
     def __init__(self, confusion: np.ndarray, inter: np.ndarray | None = None, union: np.ndarray | None = None,
                  boundary_inter: np.ndarray | None = None, boundary_union: np.ndarray | None = None):
@@ -188,7 +216,7 @@ class RunStats:
         self.ratios = {name: (num.astype(np.float64), den.astype(np.float64))
                        for name, num, den in (("mbiou", inter, union), ("boundary_iou", boundary_inter, boundary_union))
                        if num is not None}
-        self._draws: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._cache: dict[str, tuple[float, np.ndarray]] = {}
 
     @classmethod
     def of(cls, run: Run) -> "RunStats":
@@ -201,30 +229,32 @@ class RunStats:
     def has(self, name: str) -> bool:
         return name == "miou" or name in self.ratios
 
-    def metric(self, name: str, weights: np.ndarray) -> np.ndarray:
-        """``weights``: ``... x N`` image multiplicities (ones: the run's own value)."""
+    def _from_totals(self, name: str, totals: np.ndarray | tuple[np.ndarray, np.ndarray]) -> np.ndarray:
         if name == "miou":
-            return miou_from((weights @ self.cm).reshape(*weights.shape[:-1], self.k, self.k))
-        num, den = self.ratios[name]
-        return mean_ratio(weights @ num, weights @ den)
+            return miou_from(totals.reshape(*totals.shape[:-1], self.k, self.k))
+        return mean_ratio(*totals)
 
-    def scored_and_drawn(self, name: str, weights: np.ndarray) -> tuple[float, np.ndarray]:
-        """The metric on the images as scored, and under each row of ``weights`` (kept for the same weights)."""
-        cached = self._draws.get(name)
-        if cached is None or cached[0] is not weights:
-            cached = (weights, self.metric(name, weights))
-            self._draws[name] = cached
-        return float(self.metric(name, np.ones(self.cm.shape[0]))), cached[1]
+    def scored_and_loo(self, name: str) -> tuple[float, np.ndarray]:
+        """The metric on the images as scored, and on all images but image ``i`` for each ``i`` (``N`` values)."""
+        if name not in self._cache:
+            if name == "miou":
+                total = self.cm.sum(0)
+                scored, loo = self._from_totals(name, total), self._from_totals(name, total[None] - self.cm)
+            else:
+                num, den = self.ratios[name]
+                scored = self._from_totals(name, (num.sum(0), den.sum(0)))
+                loo = self._from_totals(name, (num.sum(0)[None] - num, den.sum(0)[None] - den))
+            self._cache[name] = (float(scored), loo)
+        return self._cache[name]
 
 
-def interval_between(mine: list[RunStats], theirs: list[RunStats], metric: str, weights: np.ndarray,
-                     paired: bool) -> Interval:
-    """The 95% interval of mean(mine) - mean(theirs) on ``metric`` with the image bootstrap ``weights`` (one row a
-    draw, shared by every run); ``paired``: ``mine[i]`` and ``theirs[i]`` share a seed."""
-    a = [st.scored_and_drawn(metric, weights) for st in mine]
-    b = [st.scored_and_drawn(metric, weights) for st in theirs]
+def interval_between(mine: list[RunStats], theirs: list[RunStats], metric: str, paired: bool) -> Interval:
+    """The 95% interval of mean(mine) - mean(theirs) on ``metric``; ``paired``: ``mine[i]`` and ``theirs[i]`` share
+    a seed."""
+    a = [st.scored_and_loo(metric) for st in mine]
+    b = [st.scored_and_loo(metric) for st in theirs]
     return difference_interval(np.array([v for v, _ in a]), np.array([v for v, _ in b]), np.stack([d for _, d in a]),
-                               np.stack([d for _, d in b]), paired, weights.shape[1])
+                               np.stack([d for _, d in b]), paired)
 
 
 def _mean_sd(values: list) -> dict:
@@ -273,44 +303,129 @@ def pairing(group: Group, base: Group, unpaired: bool) -> tuple[list[Run], list[
                        f"compare all runs without pairing")
 
 
-def compare(runs: list[Run], baseline: str | None = None, samples: int = 2000, seed: int = 0,
-            min_seeds: int = MIN_SEEDS, margin: float | None = None, unpaired: bool = False) -> dict:
-    """The ``scrnet compare`` result: ``{"groups", "comparisons", "baseline", "method", ...}``. ``margin``: the
-    difference (a fraction, like the metrics) below which "no worse" may be said; ``min_seeds``: fewest seeds for
-    any verdict but "inconclusive"; ``unpaired``: compare groups without pairing runs by seed."""
+def compare(runs: list[Run], baseline: str | None = None, min_seeds: int = MIN_SEEDS, margin: float | None = None,
+            unpaired: bool = False, plan: Plan | None = None, looks_record: str | Path | None = None,
+            effect: float = EFFECT, allow_mixed_metrics: bool = False) -> dict:
+    """The ``scrnet compare`` result: ``{"groups", "comparisons", "family", "baseline", "method", ...}``.
+
+    ``margin`` (points): "equivalent" / "no worse" may be said against it (a plan's margin wins); ``min_seeds``: fewest
+    seeds for any verdict but "inconclusive"; ``unpaired``: compare groups without pairing runs by seed; ``plan``:
+    the family (its pairs x metrics) and the looks, other comparisons exploratory; ``looks_record``: the study's
+    record of looks (``looks.jsonl``), read for undeclared earlier looks and appended to; ``effect`` (points): what
+    seeds-needed is sized for when no margin is stated; ``allow_mixed_metrics``: pool runs scored by different metric
+    definitions."""
     if not runs:
         raise CompareError("no runs to compare")
     if min_seeds < 2:
         raise CompareError(f"--min-seeds {min_seeds}: a verdict needs the seed-to-seed variance, so at least 2")
-    if margin is not None and not margin >= 0:
-        raise CompareError(f"--margin {margin}: a margin is a non-negative number of points")
+    if margin is not None and not margin > 0:
+        raise CompareError(f"--margin {margin}: a margin is a positive number of points")
+    if not effect > 0:
+        raise CompareError(f"--effect {effect}: the difference to size seeds for is a positive number of points")
     check_comparable(runs)
+    version = check_metric_versions(runs, allow_mixed_metrics)
     groups = group_runs(runs)
     b = find_baseline(groups, baseline)
     base = groups[b]
-    images = len(runs[0].counts.images)
-    weights = image_weights(images, samples, np.random.default_rng(seed))
     stats = {id(r): RunStats.of(r) for r in runs}
     metrics = [m for m in METRICS if all(st.has(m) for st in stats.values())]
+    alpha = plan.alpha if plan else ALPHA
+    margin = plan.margin if plan and plan.margin is not None else margin
 
-    result = {"baseline": base.label, "groups": [summarise_group(g) for g in groups], "comparisons": [],
-              "method": METHOD, "min_seeds": min_seeds, "margin": margin, "metrics": metrics,
-              "bootstrap": {"samples": samples, "seed": seed, "images": images}}
-    for i, g in enumerate(groups):
-        if i == b:
-            continue
-        mine, theirs, paired = pairing(g, base, unpaired)
+    pairs = [(i, b) for i in range(len(groups)) if i != b]
+    planned: set[tuple[int, int, str]] = set()
+    if plan:
+        missing = [m for m in plan.metrics if m not in metrics]
+        if missing:
+            raise CompareError(f"the plan tests {missing[0]}, which not every run's counts hold")
+        for group_name, base_name in plan.comparisons:
+            pair = (find_group(groups, group_name, "plan comparison"), find_group(groups, base_name, "plan baseline"))
+            if pair[0] == pair[1]:
+                raise CompareError(f"plan comparison {group_name!r} vs {base_name!r}: both name group "
+                                   f"{groups[pair[0]].label!r}")
+            pairs += [pair] if pair not in pairs else []
+            planned |= {(*pair, m) for m in plan.metrics}
+        outside = sorted({r.seed for r in runs} - set(plan.seeds), key=fmt_value)
+        if outside:
+            raise CompareError(f"seeds {', '.join(map(fmt_value, outside))} are not in the plan (seeds "
+                               f"{', '.join(map(fmt_value, plan.seeds))}): a plan's seeds are fixed before its runs")
+
+    comparisons = []
+    for gi, bi in pairs:
+        g, against = groups[gi], groups[bi]
+        mine, theirs, paired = pairing(g, against, unpaired)
         for metric in metrics:
-            interval = interval_between([stats[id(r)] for r in mine], [stats[id(r)] for r in theirs], metric, weights,
-                                        paired)
-            word, why = verdict(interval, min_seeds, margin)
-            result["comparisons"].append({
-                "group": g.label, "baseline": base.label, "metric": metric, **interval.to_json(),
-                "verdict": word, "why": why, "too_few_seeds": interval.seeds < min_seeds,
-                "pairing": "paired" if paired else "unpaired",
+            interval = interval_between([stats[id(r)] for r in mine], [stats[id(r)] for r in theirs], metric, paired)
+            values = [st.scored_and_loo(metric)[0] for st in (stats[id(r)] for r in mine)], \
+                [st.scored_and_loo(metric)[0] for st in (stats[id(r)] for r in theirs)]
+            if paired:
+                perm = sign_flip_p(np.array(interval.per_seed)) if interval.seeds >= 2 else None
+                skewed = strongly_skewed(np.array(interval.per_seed))
+            else:
+                perm = permutation_p(np.array(values[0]), np.array(values[1])) if min(map(len, values)) >= 2 else None
+                skewed = False
+            comparisons.append({
+                "group": g.label, "baseline": against.label, "metric": metric, **interval.to_json(),
+                "in_family": (gi, bi, metric) in planned if plan else True,
+                "pairing": "paired" if paired else "unpaired", "permutation_p": perm, "skewed": skewed,
                 "group_seeds": [r.seed for r in mine], "baseline_seeds": [r.seed for r in theirs],
-                "paired_seeds": [r.seed for r in mine] if paired else []})
-    return result
+                "paired_seeds": [r.seed for r in mine] if paired else [], "_interval": interval})
+
+    family = [c for c in comparisons if c["in_family"]]
+    fraction = None if margin is None else margin / 100
+    raw = [p_values(c["_interval"], fraction) for c in family]
+    adjusted = {"diff": holm([t.diff for t in raw])}
+    if fraction is not None:
+        adjusted["equivalent"] = holm([t.equivalent for t in raw])
+        adjusted["no_worse"] = holm([t.no_worse for t in raw])
+    seeds_at_look = min((c["seeds"] for c in family), default=0)
+    level, look, between = alpha, None, None
+    if plan:
+        k = look_index(plan, seeds_at_look)
+        look = {"seeds": seeds_at_look, "index": k, "looks": plan.looks,
+                "levels": sequential_levels(plan.looks, alpha) if len(plan.looks) > 1 else [alpha]}
+        if k is None:
+            between = (f"{seeds_at_look} seeds is not a look of the plan (looks at "
+                       f"{', '.join(map(str, plan.looks))} seeds)")
+        else:
+            level = look["levels"][k]
+    warnings = []
+    if looks_record is not None:
+        record = Path(looks_record)
+        earlier = undeclared_before(read_looks(record), seeds_at_look)
+        if earlier:
+            warnings.append(f"seeds were added after an undeclared look at {', '.join(map(str, earlier))} seeds "
+                            f"({record}): the chance of a false verdict is above {alpha:g}; declare looks in a plan, "
+                            f"or decide on fresh seeds")
+        record_look(record, seeds_at_look, declared=bool(plan) and between is None)
+    bonferroni = alpha / max(len(family), 1)
+    for c in comparisons:
+        interval = c.pop("_interval")
+        if c["in_family"]:
+            i = family.index(c)
+            tests = PValues(adjusted["diff"][i], *(adjusted[k][i] for k in ("equivalent", "no_worse") if k in adjusted))
+            word, why = decide(interval, tests, level, min_seeds, fraction)
+            if between and word != "inconclusive" and interval.seeds >= min_seeds:
+                word, why = "inconclusive", between
+            elif plan and look["index"] is not None and look["index"] < len(plan.looks) - 1 and word == "inconclusive" \
+                    and interval.seeds >= min_seeds:
+                why += f"; interim look {look['index'] + 1} of {len(plan.looks)}: continue to {plan.looks[-1]} seeds"
+            c.update(p_adjusted=tests.diff, p_equivalent=tests.equivalent, p_no_worse=tests.no_worse)
+        else:
+            word, why = "exploratory", "not in the plan: no verdict"
+            c.update(p_adjusted=None, p_equivalent=None, p_no_worse=None)
+        c.update(p=interval.p, verdict=word, why=why, too_few_seeds=interval.seeds < min_seeds)
+        c["seeds_needed"] = None
+        if word in ("inconclusive", "exploratory") and interval.seed_var is not None and interval.seeds >= 2:
+            sd = math.sqrt(interval.seed_var * interval.seeds)
+            c["seeds_needed"] = seeds_needed(sd, interval.image_var, len(runs[0].counts.images),
+                                             (margin if margin is not None else effect) / 100, bonferroni)
+    return {"baseline": base.label, "groups": [summarise_group(g) for g in groups], "comparisons": comparisons,
+            "method": METHOD, "min_seeds": min_seeds, "margin": margin, "effect": effect, "metrics": metrics,
+            "family": {"size": len(family), "adjustment": "Holm", "alpha": alpha, "level": level,
+                       "source": "plan" if plan else "every comparison of this call",
+                       "plan": plan.to_dict() if plan else None, "look": look},
+            "metrics_version": version, "images": len(runs[0].counts.images), "warnings": warnings}
 
 
 def _pct(v, signed: bool = False) -> str:
@@ -326,10 +441,27 @@ def _mean_sd_text(block: dict | None) -> str:
 
 
 def verdict_text(c: dict) -> str:
-    """A comparison's verdict as the tables print it: "inconclusive (3 seeds)" when the seeds were too few."""
-    if c["too_few_seeds"]:
-        return f"inconclusive ({c['seeds']} seed{'s' if c['seeds'] != 1 else ''})"
-    return c["verdict"]
+    """A comparison's verdict as the tables print it: "inconclusive (3 seeds)" when the seeds were too few, with
+    "skewed" when its per-seed differences are."""
+    if c["too_few_seeds"] and c["verdict"] != "exploratory":
+        word = f"inconclusive ({c['seeds']} seed{'s' if c['seeds'] != 1 else ''})"
+    else:
+        word = c["verdict"]
+    return word + (", skewed" if c.get("skewed") else "")
+
+
+def _p(v) -> str:
+    return "n/a" if v is None else f"{v:.3f}" if v >= 0.001 else f"{v:.1e}"
+
+
+def seeds_needed_text(c: dict, result: dict) -> str:
+    """How many paired seeds an undecided comparison needs for 80% power, or why none would do."""
+    if c["verdict"] not in ("inconclusive", "exploratory") or c["seed_var"] is None or c["seeds"] < 2:
+        return ""
+    size = result["margin"] if result["margin"] is not None else result["effect"]
+    if c["seeds_needed"] is None:
+        return f"no number of seeds resolves {size:g} points: the image term alone is too wide (more images)"
+    return f"{c['seeds_needed']} paired seeds for 80% power at {size:g} points"
 
 
 def seeds_text(c: dict | None, group: dict) -> str:
@@ -345,12 +477,14 @@ def table_rows(result: dict) -> tuple[list[str], list[list[str]]]:
     without per-image counts (files scored before they were kept): its mean ± sd only."""
     by_group = {}
     for c in result["comparisons"]:
-        by_group.setdefault(c["group"], {})[c["metric"]] = c
+        if c["baseline"] == result["baseline"]:
+            by_group.setdefault(c["group"], {})[c["metric"]] = c
     compared = result["metrics"]
     head = ["group", "seeds"]
     for metric in compared:
         name = METRICS[metric]
-        head += [name] + (["mIoU by seed"] if metric == "miou" else []) + [f"Δ {name} [95% CI]", "verdict"]
+        head += [name] + (["mIoU by seed"] if metric == "miou" else []) + [f"Δ {name} [95% CI]", "p (Holm)",
+                                                                            "verdict"]
     mean_only = "boundary_iou" not in compared and all("boundary_iou" in g for g in result["groups"])
     if mean_only:
         head.append("Boundary IoU")
@@ -364,9 +498,10 @@ def table_rows(result: dict) -> tuple[list[str], list[list[str]]]:
             if metric == "miou":
                 row.append(" / ".join(_pct(r["miou"]) for r in g["per_seed"]))
             if c is None:
-                row += ["baseline", ""]
+                row += ["baseline", "", ""]
             else:
-                row += [f"{_pct(c['diff'], True)} [{_pct(c['low'], True)}, {_pct(c['high'], True)}]", verdict_text(c)]
+                row += [f"{_pct(c['diff'], True)} [{_pct(c['low'], True)}, {_pct(c['high'], True)}]",
+                        _p(c["p_adjusted"]), verdict_text(c)]
         if mean_only:
             row.append(_mean_sd_text(g["boundary_iou"]))
         rows.append(row)
@@ -374,14 +509,42 @@ def table_rows(result: dict) -> tuple[list[str], list[list[str]]]:
 
 
 def method_note(result: dict, markdown: bool = False) -> str:
-    """The sentence under every table: what the numbers are and how the intervals and verdicts were made."""
+    """The sentences under every table: what the numbers are, how the intervals were made, the family the verdicts
+    were corrected over, and the level they were made at."""
     label = f"`{result['baseline']}`" if markdown else result["baseline"]
-    b = result["bootstrap"]
+    fam = result["family"]
     margin = ("" if result.get("margin") is None else
-              f"; \"no worse\": the interval lies above -{100 * result['margin']:g} points")
-    return (f"mean ± sd over seeds, in points; Δ: against the baseline ({label}), 95% interval: "
-            f"{result['method']} ({b['samples']} image draws, bootstrap seed {b['seed']}); a verdict needs "
-            f"{result['min_seeds']} seeds{margin}, otherwise \"inconclusive\"")
+              f"; margin ±{result['margin']:g} points: \"equivalent\" when both one-sided tests reject, \"no worse\" "
+              f"when the one against -{result['margin']:g} does")
+    look = fam.get("look")
+    at = ""
+    if look and len(look["looks"]) > 1:
+        where = "not a declared look" if look["index"] is None else f"look {look['index'] + 1} of {len(look['looks'])}"
+        at = (f"; looks at {', '.join(map(str, look['looks']))} seeds (O'Brien-Fleming spending: nominal p "
+              f"{', '.join(f'{v:.4f}' for v in look['levels'])}), this is {where} ({look['seeds']} seeds)")
+    outside = "; comparisons outside the plan are exploratory, with no verdict" if fam["source"] == "plan" else ""
+    return (f"mean ± sd over seeds, in points; Δ: against the baseline ({label}) unless a row names another, 95% "
+            f"interval: {result['method']} ({result['images']} images); p (Holm): adjusted over a family of "
+            f"{fam['size']} comparison{'s' if fam['size'] != 1 else ''} ({fam['source']}), a verdict at adjusted p < "
+            f"{fam['level']:.4g}{at}{outside}; a verdict needs {result['min_seeds']} seeds{margin}, otherwise "
+            f"\"inconclusive\"")
+
+
+def tests_rows(result: dict) -> tuple[list[str], list[list[str]]]:
+    """One row per comparison: the difference, its p, Holm-adjusted p, the permutation p beside the t, the verdict
+    and, when undecided, the seeds that would decide it."""
+    head = ["comparison", "metric", "Δ [95% CI]", "p", "p (Holm)", "permutation p", "verdict", "to decide"]
+    rows = []
+    for c in result["comparisons"]:
+        rows.append([f"{c['group']} vs {c['baseline']}", METRICS[c["metric"]],
+                     f"{_pct(c['diff'], True)} [{_pct(c['low'], True)}, {_pct(c['high'], True)}]", _p(c["p"]),
+                     _p(c["p_adjusted"]), _p(c["permutation_p"]), verdict_text(c), seeds_needed_text(c, result)])
+    return head, rows
+
+
+TESTS_NOTE = ("every comparison: p of the t, Holm-adjusted p in the family, the sign-flip (paired) or label-permutation "
+              "p over the seeds beside it; \"skewed\": the per-seed differences are strongly skewed (a collapsed "
+              "seed?), so trust the permutation p over the t")
 
 
 def boundary_rows(result: dict) -> tuple[list[str], list[list[str]]] | None:
@@ -420,6 +583,9 @@ def format_text(result: dict) -> str:
 
     boundary = boundary_rows(result)
     parts = [render(*table_rows(result)), method_note(result)]
+    parts += [f"warning: {w}" for w in result.get("warnings", [])]
+    if result["comparisons"]:
+        parts += ["", TESTS_NOTE + ":", render(*tests_rows(result))]
     if boundary:
         parts += ["", BOUNDARY_NOTE + ":", render(*boundary)]
     parts += ["", "per-class IoU (mean over seeds):",
@@ -445,8 +611,15 @@ def format_markdown(result: dict) -> str:
         for r in boundary[1]:
             r[0] = f"`{r[0]}`"
     extra = f"{BOUNDARY_NOTE[0].upper()}{BOUNDARY_NOTE[1:]}:\n\n{render(*boundary)}\n\n" if boundary else ""
+    warnings = "".join(f"**Warning:** {w}.\n\n" for w in result.get("warnings", []))
+    tests = ""
+    if result["comparisons"]:
+        thead, trows = tests_rows(result)
+        for r in trows:
+            r[0] = f"`{r[0]}`"
+        tests = f"{TESTS_NOTE[0].upper()}{TESTS_NOTE[1:]}:\n\n{render(thead, trows)}\n\n"
     return (render(head, rows) + "\n\n"
-            + method_note(result, markdown=True) + ".\n\n" + extra +
+            + method_note(result, markdown=True) + ".\n\n" + warnings + tests + extra +
             "Per-class IoU (mean over seeds):\n\n" + legend + "\n\n" + render(chead, crows) + "\n")
 
 

@@ -5,7 +5,7 @@ backbone, data and budget, the bilinear baseline (plain FPN top-down path with P
 (mIoU, boundary IoU, per-class table), and writes prediction overlays, the SRM offset field, a training-curve
 image, the metrics JSON and the checkpoint. Both models are scored at their final iteration (not ``best.pth``, which
 was picked on the very images scored). With one training run per model the comparison gets an interval over
-validation images only (compare's image bootstrap): seed-to-seed variation is not in it, so the demo prints no
+validation images only (compare's leave-one-image-out jackknife): seed-to-seed variation is not in it, so the demo prints no
 verdict; ``scrnet study`` with 5 or more seeds gives one.
 """
 
@@ -35,7 +35,6 @@ from ..inference.predict import Predictor
 from ..loading import load_checkpoint
 from ..outputs import OutputFolder
 from .compare import RunStats, interval_between
-from .intervals import image_weights
 
 
 @dataclass(frozen=True)
@@ -71,16 +70,15 @@ def overrides(plan: DemoPlan, data: Path, seed: int) -> list[str]:
     ]
 
 
-def image_only_interval(a: EvalResult, b: EvalResult, samples: int = 1000, seed: int = 0) -> dict:
-    """The 95% interval of (a - b) in mIoU and BIoU* over validation images only (one run each: compare's image
-    bootstrap, paired by image; seed-to-seed variation is not in it)."""
+def image_only_interval(a: EvalResult, b: EvalResult) -> dict:
+    """The 95% interval of (a - b) in mIoU and BIoU* over validation images only (one run each: compare's
+    leave-one-image-out jackknife, paired by image; seed-to-seed variation is not in it)."""
     def stats(r: EvalResult) -> RunStats:  # both results hold the same images in the same order
         return RunStats.of_counts(PerImageCounts.from_result(r.per_image, [str(i) for i in range(len(r.per_image))]))
 
-    weights = image_weights(len(a.per_image), samples, np.random.default_rng(seed))
     out = {}
     for metric in ("miou", "mbiou"):
-        iv = interval_between([stats(a)], [stats(b)], metric, weights, paired=True)
+        iv = interval_between([stats(a)], [stats(b)], metric, paired=True)
         out[metric] = [iv.low, iv.high]
     return out
 

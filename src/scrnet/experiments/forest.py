@@ -9,7 +9,8 @@ from pathlib import Path
 
 from .compare import METRICS, CompareError, fmt_value
 
-COLOURS = {"better": "#1a9850", "worse": "#d73027", "no worse": "#4575b4", "inconclusive": "#7f7f7f"}
+COLOURS = {"better": "#1a9850", "worse": "#d73027", "equivalent": "#762a83", "no worse": "#4575b4",
+           "inconclusive": "#7f7f7f", "exploratory": "#c7c7c7"}
 
 
 def row_label(c: dict) -> str:
@@ -27,8 +28,9 @@ def forest_plot(result: dict, path: str | Path) -> Path:
         from matplotlib.lines import Line2D
     except ImportError:
         raise ImportError("the forest plot needs matplotlib: pip install 'scrnet[report]'") from None
-    metrics = [m for m in METRICS if any(c["metric"] == m for c in result["comparisons"])]
-    groups = list(dict.fromkeys(c["group"] for c in result["comparisons"]))
+    against_baseline = [c for c in result["comparisons"] if c["baseline"] == result["baseline"]]
+    metrics = [m for m in METRICS if any(c["metric"] == m for c in against_baseline)]
+    groups = list(dict.fromkeys(c["group"] for c in against_baseline))
     if not metrics or not groups:
         raise CompareError("nothing to plot: the result has no comparison (one group only?)")
     height = 1.2 + 0.55 * len(groups)
@@ -36,7 +38,7 @@ def forest_plot(result: dict, path: str | Path) -> Path:
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(metrics), sharey=True, squeeze=False)[0]
     for ax, metric in zip(axes, metrics):
-        rows = {c["group"]: c for c in result["comparisons"] if c["metric"] == metric}
+        rows = {c["group"]: c for c in against_baseline if c["metric"] == metric}
         for y, group in enumerate(groups):
             c = rows.get(group)
             if c is None:
@@ -45,13 +47,14 @@ def forest_plot(result: dict, path: str | Path) -> Path:
             ax.errorbar(100 * c["diff"], y, xerr=[[100 * (c["diff"] - c["low"])], [100 * (c["high"] - c["diff"])]],
                         fmt="o", color=colour, capsize=3)
         ax.axvline(0, color="black", linewidth=0.8)
-        if result.get("margin") is not None:
-            ax.axvline(-100 * result["margin"], color=COLOURS["no worse"], linewidth=0.8, linestyle="--")
+        if result.get("margin") is not None:  # in points
+            for edge in (-result["margin"], result["margin"]):
+                ax.axvline(edge, color=COLOURS["equivalent"], linewidth=0.8, linestyle="--")
         ax.set_xlabel(f"Δ {METRICS[metric]} (points) vs baseline")
         ax.set_title(METRICS[metric], parse_math=False)
         ax.grid(axis="x", alpha=0.3)
     first = axes[0]
-    labels = [row_label(next(c for c in result["comparisons"] if c["group"] == g)) for g in groups]
+    labels = [row_label(next(c for c in against_baseline if c["group"] == g)) for g in groups]
     first.set_yticks(range(len(groups)))
     first.set_yticklabels(labels, fontsize=8)
     for text in first.get_yticklabels():
@@ -59,7 +62,7 @@ def forest_plot(result: dict, path: str | Path) -> Path:
     first.set_ylim(len(groups) - 0.5, -0.5)
     handles = [Line2D([], [], marker="o", linestyle="", color=colour, label=word) for word, colour in COLOURS.items()]
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8, frameon=False)
-    title = fig.suptitle(f"baseline: {result['baseline']}  (95% intervals: paired t + image bootstrap)", fontsize=9)
+    title = fig.suptitle(f"baseline: {result['baseline']}  (95% intervals, unadjusted; colour: the Holm-corrected verdict)", fontsize=9)
     title.set_parse_math(False)
     path = Path(path)
     fig.savefig(path, dpi=120)

@@ -29,6 +29,7 @@ from ..config import Config, ConfigError, config_from_dict, config_to_dict, load
 from ..errors import ScrnetError
 from ..overrides import flatten
 from .compare import IGNORED_KEYS, fmt_value
+from .plan import PLAN_FILE, Plan, plan_text, read_plan
 
 
 class StudyError(ScrnetError, RuntimeError):
@@ -149,6 +150,28 @@ def move_aside(work_dir: Path, cell: Cell) -> Path:
 
 def shell_line(train: list[str], evaluate: list[str]) -> str:
     return shlex.join(["scrnet"] + train) + " && " + shlex.join(["scrnet"] + evaluate)
+
+
+def fix_plan(work_dir: str | Path, plan: Plan | None, seeds: list[int]) -> Plan | None:
+    """The study's plan, fixed in ``WORK_DIR/plan.yaml`` before its first run: ``plan`` is written there when the
+    folder holds none, and must equal the one it holds otherwise; without ``plan`` the folder's own (if any) applies.
+    The study's seeds must be among the plan's."""
+    path = Path(work_dir) / PLAN_FILE
+    held = read_plan(path) if path.is_file() else None
+    if plan is not None and held is not None and plan.to_dict() != held.to_dict():
+        changed = [k for k in plan.to_dict() if plan.to_dict()[k] != held.to_dict()[k]]
+        raise ConfigError(f"{path} fixes this study's plan and the plan given differs in {', '.join(changed)}: a "
+                          f"plan is fixed before the first run; start a new study (another --work-dir) for a new plan")
+    plan = plan or held
+    if plan is not None:
+        outside = [s for s in seeds if s not in plan.seeds]
+        if outside:
+            raise ConfigError(f"--seeds {' '.join(map(str, outside))}: not in the plan's seeds "
+                              f"({', '.join(map(str, plan.seeds))}, {path})")
+        if held is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(plan_text(plan), encoding="utf-8")
+    return plan
 
 
 def run_study(config: str, vary: list[str], variant_files: list[str], seeds: list[int], work_dir: str | Path,
