@@ -5,7 +5,8 @@ decided by ``compare`` itself, and the power of the paired t for the seeds a use
    are written to disk as ``scrnet eval --json`` writes them and compared with ``scrnet compare ... --json``: the
    share of "better"/"worse" verdicts (about 5% for a calibrated 95% method; never below ``--min-seeds``) and of
    intervals holding 0. ``--experiments`` experiments with a known difference go through compare in-process: the
-   share of intervals holding the true difference.
+   share of intervals holding the true difference. 1b: the same coverage where the images dominate, also with a
+   rare class (in 4 of 40 images), at 5 and 10 seeds.
 2. Families: 3 and 5 variants against one baseline, 5 seeds, nothing differs: a false verdict anywhere in the family,
    with the plan's family (Holm) and with each comparison on its own (the old behaviour).
 3. Looks: 5 then 10 seeds, nothing differs (false verdicts at either look) and a true difference (power), with the
@@ -36,13 +37,21 @@ from scrnet.cli import main
 from scrnet.config import config_to_dict, load_config
 from scrnet.evaluation.counts import PerImageCounts
 from scrnet.evaluation.metrics import METRICS_VERSION, miou_from
-from scrnet.experiments.calibration import SCENARIOS, arm_label, as_runs, simulate, simulate_arms, true_difference
+from scrnet.experiments.calibration import (
+    RARE_CLASS,
+    SCENARIOS,
+    arm_label,
+    as_runs,
+    simulate,
+    simulate_arms,
+    true_difference,
+)
 from scrnet.experiments.compare import RunStats, compare, interval_between
 from scrnet.experiments.intervals import difference_interval, verdict
 from scrnet.experiments.plan import Plan
 
 DECIDED = ("better", "worse")
-PARTS = ("single", "families", "looks", "equivalence", "collapse", "power")
+PARTS = ("single", "coverage", "families", "looks", "equivalence", "collapse", "power")
 
 
 @functools.cache
@@ -102,6 +111,23 @@ def single(experiments: int, cli_experiments: int, seed: int) -> None:
                     iv = interval_between([RunStats(c) for c in variant], [RunStats(c) for c in base], "miou", True)
                     known.append(iv.low <= truth <= iv.high)
                 print(f"{scenario.name:<22}{seeds:>6}{decided:>20.1%}{held:>16.1%}{np.mean(known):>17.1%}", flush=True)
+
+
+def coverage(experiments: int, seed: int) -> None:
+    rng = np.random.default_rng(seed + 5)
+    print(f"\n1b. coverage where images dominate ({experiments} experiments per row, a known difference of 1 point of "
+          f"accuracy, in-process); the rare class is in 4 of the 40 images")
+    print(f"{'scenario':<22}{'seeds':>6}{'coverage':>10}{'image share of se^2':>21}")
+    for scenario in (SCENARIOS[1], RARE_CLASS):
+        truth = true_difference(scenario, 0.01)
+        for seeds in (5, 10):
+            held, share = [], []
+            for _ in range(experiments):
+                base, variant = simulate(scenario, seeds, 0.01, rng)
+                iv = interval_between([RunStats(c) for c in variant], [RunStats(c) for c in base], "miou", True)
+                held.append(iv.low <= truth <= iv.high)
+                share.append(iv.image_var / iv.se ** 2 if iv.se > 0 else 0.0)
+            print(f"{scenario.name:<22}{seeds:>6}{np.mean(held):>10.1%}{np.mean(share):>21.0%}", flush=True)
 
 
 def plan_for(variants: int, seeds: int, looks=(), margin=None) -> Plan:
@@ -233,6 +259,7 @@ def parse_args() -> argparse.Namespace:
 if __name__ == "__main__":
     args = parse_args()
     parts = {"single": lambda: single(args.experiments, args.cli_experiments, args.seed),
+             "coverage": lambda: coverage(args.experiments, args.seed),
              "families": lambda: families(args.experiments, args.seed),
              "looks": lambda: looks(args.experiments, args.seed),
              "equivalence": lambda: equivalence(args.experiments, args.seed),

@@ -35,6 +35,7 @@ class Scenario:
     base: tuple[float, ...] = (0.90, 0.80, 0.70)
     images: int = 40
     pixels: int = 2000
+    rare_images: int = 0  # > 0: the last class is in only the first that many images
 
 
 SCENARIOS = (
@@ -42,6 +43,9 @@ SCENARIOS = (
     Scenario("image noise dominant", seed_sd=0.01, run_sd=0.002, image_sd=0.015, noise_sd=0.01),
     Scenario("both", seed_sd=0.015, run_sd=0.008, image_sd=0.008, noise_sd=0.01),
 )
+# a rare class: where a pooled-count metric is least like a mean over images (benchmarks/compare_calibration.py)
+RARE_CLASS = Scenario("images, rare class", seed_sd=0.01, run_sd=0.002, image_sd=0.015, noise_sd=0.01,
+                      rare_images=4)
 
 
 def class_iou(a: np.ndarray) -> np.ndarray:
@@ -63,28 +67,20 @@ def true_difference(s: Scenario, delta: float) -> float:
 
 def simulate(s: Scenario, seeds: int, delta: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """One experiment: (baseline, variant) per-image confusion matrices, each ``seeds x images x K x K`` (int)."""
-    k = len(s.base)
-    seed_effect = rng.normal(0, s.seed_sd, seeds)
-    out = []
-    for d in (0.0, delta):
-        a = (np.asarray(s.base)[None, None, :] + d + seed_effect[:, None, None]
-             + rng.normal(0, s.run_sd, (seeds, 1, 1)) + rng.normal(0, s.image_sd, (1, s.images, 1))
-             + rng.normal(0, s.noise_sd, (seeds, s.images, k)))
-        right = np.rint(np.clip(a, 0, 1) * s.pixels).astype(np.int64)
-        cm = np.zeros((seeds, s.images, k, k), np.int64)
-        idx = np.arange(k)
-        cm[:, :, idx, idx] = right
-        cm[:, :, idx, (idx + 1) % k] = s.pixels - right
-        out.append(cm)
-    return out[0], out[1]
+    base, variant = simulate_arms(s, seeds, [0.0, delta], rng)
+    return base, variant
 
 
 def simulate_arms(s: Scenario, seeds: int, deltas: list[float], rng: np.random.Generator,
                   collapse: tuple[int, float, float] | None = None) -> list[np.ndarray]:
     """A baseline (delta 0, first) and one variant per further ``deltas`` entry, sharing the seed effects: per arm
     ``seeds x images x K x K`` counts. ``collapse = (arm, probability, drop)``: each run of that arm alone loses
-    ``drop`` of accuracy with that probability (a run that collapsed), the others never."""
+    ``drop`` of accuracy with that probability (a run that collapsed), the others never. With ``s.rare_images``,
+    the last class appears only in the first that many images."""
     k = len(s.base)
+    pixels = np.full((s.images, k), s.pixels, np.int64)
+    if s.rare_images:
+        pixels[s.rare_images:, -1] = 0
     seed_effect = rng.normal(0, s.seed_sd, seeds)
     out = []
     for arm, d in enumerate(deltas):
@@ -93,11 +89,11 @@ def simulate_arms(s: Scenario, seeds: int, deltas: list[float], rng: np.random.G
              + rng.normal(0, s.noise_sd, (seeds, s.images, k)))
         if collapse is not None and collapse[0] == arm:
             a = a - collapse[2] * (rng.random(seeds) < collapse[1])[:, None, None]
-        right = np.rint(np.clip(a, 0, 1) * s.pixels).astype(np.int64)
+        right = np.rint(np.clip(a, 0, 1) * pixels).astype(np.int64)
         cm = np.zeros((seeds, s.images, k, k), np.int64)
         idx = np.arange(k)
         cm[:, :, idx, idx] = right
-        cm[:, :, idx, (idx + 1) % k] = s.pixels - right
+        cm[:, :, idx, (idx + 1) % k] = pixels - right
         out.append(cm)
     return out
 
