@@ -147,6 +147,9 @@ class EvalConfig:
     tta: bool = False  # multi-scale (+ flip) test-time augmentation, softmax probabilities averaged
     scales: list[float] = field(default_factory=lambda: [0.5, 0.75, 1.0, 1.25, 1.5, 1.75])
     flip: bool = True  # with tta: also the horizontal mirror of every scale
+    # slide: windows run through the network together (its batch: images x this); bounded for memory, and the logits
+    # are the one-at-a-time ones up to the rounding of batched kernels
+    window_batch: int = 4
     boundary_width: int = 3  # our own fixed-band boundary IoU ("biou"/"mbiou" in the eval JSON), in pixels
     boundary: BoundaryConfig = field(default_factory=BoundaryConfig)  # the published boundary metrics
 
@@ -161,6 +164,8 @@ class EvalConfig:
             raise ConfigError(f"eval.scales must be positive factors, got {self.scales}")
         if self.boundary_width < 1:
             raise ConfigError(f"eval.boundary_width must be >= 1 pixel, got {self.boundary_width}")
+        if self.window_batch < 1:
+            raise ConfigError(f"eval.window_batch must be >= 1 window per pass, got {self.window_batch}")
 
 
 

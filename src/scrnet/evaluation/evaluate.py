@@ -1,6 +1,7 @@
 """Scoring a model on a split: one confusion matrix (and boundary IoU counts) over the whole split, summed over
 processes, predictions scored at the label's original resolution."""
 
+import dataclasses
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from ..data.io import batches, loader_worker_init
 from ..data.transforms import Normalize
 from ..runtime import synchronize
 from .boundary import BoundaryIoU
-from .inference import infer
+from .inference import infer_as_configured
 from .metrics import ConfusionMatrix
 from .published_boundary import PublishedBoundaryMetrics
 
@@ -69,7 +70,8 @@ def evaluate(model: torch.nn.Module, dataset: SegmentationDataset, device: torch
     ``boundary_metrics`` (default ``eval_cfg.boundary.enabled``) adds the published boundary metrics, computed on
     the device too (their F-score's pair search reads one size back per image).
     """
-    tta = eval_cfg.tta if tta is None else tta
+    if tta is not None and tta != eval_cfg.tta:  # the caller's choice, on a copy of its config
+        eval_cfg = dataclasses.replace(eval_cfg, tta=tta)
     was_training = model.training
     model.eval()
     k = len(dataset.class_names)
@@ -94,8 +96,7 @@ def evaluate(model: torch.nn.Module, dataset: SegmentationDataset, device: torch
         sync()
         t1 = time.perf_counter()
         with autocast or nullcontext():
-            scores = infer(model, image, tuple(target.shape), eval_cfg.mode, tuple(eval_cfg.crop_size),
-                           tuple(eval_cfg.stride), k, tuple(eval_cfg.scales) if tta else None, tta and eval_cfg.flip)
+            scores = infer_as_configured(model, image, tuple(target.shape), eval_cfg, k)
         pred = scores.argmax(1)[0]
         sync()
         t2 = time.perf_counter()

@@ -23,7 +23,7 @@ from .._version import __version__
 from ..config import normalization
 from ..data.source import IGNORE, palette_table
 from ..models.srm import MODES_WITHOUT_OFFSETS
-from .inference import infer
+from .inference import infer_as_configured
 from .metrics import miou_of
 from .run import EvalRun, renamed_note
 
@@ -131,8 +131,7 @@ def _predict(run: EvalRun, index: int):
     image = normalization(cfg)(item["image"][None].to(run.device))  # as scored (eval overrides included)
     target = item["mask"]
     e = cfg.eval
-    scores = infer(model, image, tuple(target.shape), e.mode, tuple(e.crop_size), tuple(e.stride),
-                   len(run.loaded.class_names), tuple(e.scales) if e.tta else None, e.tta and e.flip)
+    scores = infer_as_configured(model, image, tuple(target.shape), e, len(run.loaded.class_names))
     pred = scores.argmax(1)[0].cpu().numpy().astype(np.uint8)
     rgb = item["image"].permute(1, 2, 0).numpy()
     offsets = None

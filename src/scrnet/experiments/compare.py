@@ -43,6 +43,7 @@ IGNORED_KEYS = ("data.root", "train.device", "train.num_workers", "train.log_int
                 "train.keep_last", "train.max_nonfinite", "train.tensorboard", "train.dist_timeout_s",
                 "train.cudnn_benchmark", "format_version")
 SEED_KEY = "train.seed"
+EVAL_SPEED_KEYS = ("eval.window_batch",)  # how fast, not what, eval scores: runs that differ in it are comparable
 # compared with intervals (Boundary IoU when every run's counts hold it); key in the eval JSON -> column name
 METRICS = {"miou": "mIoU", "mbiou": "BIoU*", "boundary_iou": "Boundary IoU"}
 METHOD = ("paired t over seeds (Welch's t when unpaired) with a leave-one-image-out jackknife image term less the "
@@ -120,7 +121,7 @@ def check_comparable(runs: list[Run]) -> None:
     def facts(run: Run) -> dict:
         out = {"dataset": run.record.get("dataset"), "split": run.record.get("split"),
                "class_names": run.record["class_names"], "images": run.counts.images}
-        out.update({k: fmt_value(v) for k, v in run.config.items() if k.startswith("eval.")})
+        out.update({k: fmt_value(v) for k, v in run.config.items() if k.startswith("eval.") and k not in EVAL_SPEED_KEYS})
         return out
 
     ref = facts(first)

@@ -21,7 +21,7 @@ from ..data.io import IMAGE_SUFFIXES, DataError, read_image
 from ..data.source import palette_table
 from ..data.transforms import fit_size, to_chw_uint8
 from ..errors import RequestError
-from ..evaluation.inference import infer, resize
+from ..evaluation.inference import infer_as_configured, resize
 from ..evaluation.report import flow_to_color  # noqa: F401  (re-exported: predict draws offsets)
 from ..loading import LoadedCheckpoint
 from ..outputs import OutputFolder
@@ -77,8 +77,7 @@ class Predictor:
         """Per-pixel scores ``1 x K x H x W`` at the image's resolution, by the checkpoint's eval protocol (mode,
         resize, windows, multi-scale + flip when ``eval.tta``): logits, or averaged probabilities with TTA."""
         e = self.cfg.eval
-        return infer(self.model, self._input(rgb), rgb.shape[:2], e.mode, tuple(e.crop_size), tuple(e.stride),
-                     len(self.class_names), tuple(e.scales) if e.tta else None, e.tta and e.flip)
+        return infer_as_configured(self.model, self._input(rgb), rgb.shape[:2], e, len(self.class_names))
 
     @torch.no_grad()
     def predict(self, rgb: np.ndarray) -> np.ndarray:

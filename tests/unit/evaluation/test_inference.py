@@ -1,5 +1,6 @@
 """Whole, slide and multi-scale + flip inference."""
 
+import pytest
 import torch
 
 from scrnet.evaluation.inference import infer, infer_slide, infer_whole, window_starts
@@ -75,3 +76,25 @@ def test_multiscale_averages_probabilities_at_the_output_size():
         expected = (up(model(half)).softmax(1) + up(model(x)).softmax(1)) / 2
     torch.testing.assert_close(got, expected)
     assert torch.allclose(got.sum(1), torch.ones(1, 64, 96))
+
+
+def test_batched_windows_give_the_one_at_a_time_logits():
+    torch.manual_seed(0)
+    model = ContextModel().eval()
+    x = torch.randn(2, 3, 50, 70)  # two images: each window's rows of the batch go back to their own image
+    with torch.no_grad():
+        one = infer_slide(model, x, (50, 70), (20, 30), (15, 20), 4)
+        for batch in (2, 4, 9, 100):  # 9 windows: a partial last chunk, all in one pass, more than there are
+            torch.testing.assert_close(infer_slide(model, x, (50, 70), (20, 30), (15, 20), 4, batch), one,
+                                       rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(infer(model, x, (50, 70), "slide", (20, 30), (15, 20), 4, window_batch=3), one,
+                                   rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="window_batch must be >= 1"):
+        infer_slide(model, x, (50, 70), (20, 30), (15, 20), 4, 0)
+
+
+def test_a_window_batch_below_one_is_a_config_error():
+    from scrnet.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="eval.window_batch must be >= 1"):
+        load_config(None, ["eval.window_batch=0"])
