@@ -24,7 +24,7 @@ train:
   loss:
     ohem: true
     ohem_thresh: 0.7
-    ohem_min_kept: 100000
+    ohem_min_kept: 800000  # the global batch's: 100000 per GPU of 2 images x 8 GPUs, as mmsegmentation and SFNet
   val_interval: 8000
   checkpoint_interval: 4000
 eval:

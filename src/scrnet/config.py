@@ -40,7 +40,9 @@ OPTIMIZERS = ("sgd", "adamw")
 class LossConfig:
     ohem: bool = False  # online hard example mining (PSPNet/SFNet style)
     ohem_thresh: float = 0.7  # keep pixels whose ground-truth probability is below this ...
-    ohem_min_kept: int = 100000  # ... and at least this many of the hardest pixels per process and batch
+    # ... and at least this many of the hardest pixels per batch of train.batch_size images (all processes together):
+    # each process and micro-batch keeps its share, so the floor does not change with the number of GPUs
+    ohem_min_kept: int = 100000
     class_weights: Optional[list[float]] = None  # per-class weights of the cross-entropy
     aux_weight: float = 0.4  # weight of each deep-supervision head's loss (model.deep_supervision)
 
@@ -80,7 +82,10 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     max_iters: int = 80000
-    batch_size: int = 16  # total over all processes
+    batch_size: int = 16  # total over all processes (and micro-batches)
+    # micro-batches per optimiser step: each process's share of batch_size is split into this many, run one after
+    # the other and their gradients summed (less memory, the same total batch; BatchNorm sees each micro-batch alone)
+    accumulate: int = 1
     num_workers: int = 4  # data loading processes per training process
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -101,13 +106,16 @@ class TrainConfig:
     dist_timeout_s: int = 600  # torchrun: seconds a collective may wait before the process group gives up
 
     def __post_init__(self):
-        for key in ("max_iters", "batch_size", "log_interval", "checkpoint_interval", "keep_last", "max_nonfinite",
-                    "dist_timeout_s"):
+        for key in ("max_iters", "batch_size", "accumulate", "log_interval", "checkpoint_interval", "keep_last",
+                    "max_nonfinite", "dist_timeout_s"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"train.{key} must be positive, got {getattr(self, key)}")
         for key in ("num_workers", "val_interval"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"train.{key} must be >= 0, got {getattr(self, key)}")
+        if self.batch_size % self.accumulate:
+            raise ConfigError(f"train.batch_size {self.batch_size} does not split into train.accumulate="
+                              f"{self.accumulate} equal micro-batches")
         if self.amp not in AMP_MODES:
             raise ConfigError(f"train.amp must be one of {list(AMP_MODES)}, got {self.amp!r}")
         if self.device not in DEVICES:

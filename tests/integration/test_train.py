@@ -36,12 +36,13 @@ def cli(*args, **kwargs):
                           **kwargs)
 
 
-def test_resume_continues_exactly(synth, tmp_path):
-    straight = train(load_config(None, small(synth, "train.max_iters=20")), tmp_path / "a", progress=False)
-    train(load_config(None, small(synth, "train.max_iters=20")), tmp_path / "b", progress=False, until=10)
+@pytest.mark.parametrize("accumulate", [1, 2])  # 2: two micro-batches of one image per optimiser step
+def test_resume_continues_exactly(synth, tmp_path, accumulate):
+    over = ["train.max_iters=20", f"train.accumulate={accumulate}"]
+    straight = train(load_config(None, small(synth, *over)), tmp_path / "a", progress=False)
+    train(load_config(None, small(synth, *over)), tmp_path / "b", progress=False, until=10)
     assert [i for i, _ in list_checkpoints(tmp_path / "b")][-1] == 10
-    resumed = train(load_config(None, small(synth, "train.max_iters=20")), tmp_path / "b", resume=True,
-                    progress=False)
+    resumed = train(load_config(None, small(synth, *over)), tmp_path / "b", resume=True, progress=False)
     assert straight.iteration == resumed.iteration == 20
     a = load(tmp_path / "a" / "checkpoints" / "iter_00000020.pth")
     b = load(tmp_path / "b" / "checkpoints" / "iter_00000020.pth")
@@ -50,6 +51,31 @@ def test_resume_continues_exactly(synth, tmp_path):
     assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
     for k, state in a["optimizer"]["state"].items():
         assert torch.equal(state["momentum_buffer"], b["optimizer"]["state"][k]["momentum_buffer"])
+
+
+def test_accumulated_micro_batches_step_like_the_whole_batch(synth, tmp_path):
+    """Where BatchNorm is not involved (its layers on their running statistics), two micro-batches of two images give
+    the loss and the update of one batch of four: the micro-batch losses are weighted by their valid pixels."""
+    trainers = []
+    for name, accumulate in (("whole", 1), ("micro", 2)):
+        cfg = load_config(None, small(synth, "train.max_iters=2", "train.batch_size=4",
+                                      f"train.accumulate={accumulate}"))
+        trainers.append(Trainer(cfg, tmp_path / name, progress=False))
+    batch = next(iter(trainers[0].loader()))
+    batch["mask"][0, :20] = 255  # micro-batches with different numbers of valid pixels
+    before = {n: p.detach().clone() for n, p in trainers[0].model.named_parameters()}
+    losses = []
+    for trainer in trainers:
+        trainer.net.train()
+        for m in trainer.net.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
+        losses.append(trainer.step(batch)[0])
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-6)
+    whole, micro = (dict(t.model.named_parameters()) for t in trainers)
+    assert sum(not torch.equal(p, before[n]) for n, p in whole.items()) > 10  # the step did update
+    for name, p in whole.items():
+        torch.testing.assert_close(micro[name], p, rtol=1e-5, atol=1e-6, msg=name)
 
 
 def test_checkpoint_contents_and_load_checkpoint(synth, tmp_path):

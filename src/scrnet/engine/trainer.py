@@ -13,6 +13,7 @@ newest checkpoint exactly (model, optimiser, scheduler, scaler, iteration, sampl
 rank's CUDA generator); ranks that would resume from different iterations abort.
 """
 
+import contextlib
 import json
 import math
 import re
@@ -115,6 +116,11 @@ class Trainer:
         self.dist: DistInfo = init_distributed(self.device.type, cfg.train.dist_timeout_s)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
+        per_rank, rest = divmod(cfg.train.batch_size, self.dist.world_size)
+        if not rest and per_rank % cfg.train.accumulate:
+            raise ConfigError(f"train.batch_size {cfg.train.batch_size} over {self.dist.world_size} processes is "
+                              f"{per_rank} images each, which do not split into train.accumulate="
+                              f"{cfg.train.accumulate} equal micro-batches")
         if self.device.type == "cuda":
             configure_cuda(cfg.train.cudnn_benchmark, cfg.train.tf32)
         torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
@@ -342,18 +348,38 @@ class Trainer:
         self.model.train()
 
     def step(self, batch: dict, stop_requested: bool = False) -> tuple[torch.Tensor | None, bool]:
-        """One iteration: ``(loss, stopping)``. ``loss`` is the detached loss tensor on the device, or None when
-        it was not finite on some rank (the update is then skipped everywhere); ``stopping`` is true on every rank
-        when any rank was asked to stop. Both are agreed in one all-reduce and read in one host synchronisation,
-        after the backward pass has been queued."""
-        image = self.normalize(batch["image"].to(self.device, non_blocking=True), self.memory_format)
-        target = batch["mask"].to(self.device, non_blocking=True)
-        with autocast_for(self.cfg.train.amp, self.device):
-            outputs = self.net(image)
-            loss = total_loss(self.criterion, outputs, target)
+        """One iteration (one optimiser step): ``(loss, stopping)``. ``loss`` is the detached loss tensor on the
+        device, or None when it was not finite on some rank (the update is then skipped everywhere); ``stopping``
+        is true on every rank when any rank was asked to stop. Both are agreed in one all-reduce and read in one
+        host synchronisation, after the backward pass has been queued.
+
+        With ``train.accumulate = A > 1`` the batch is run as ``A`` micro-batches, one after the other, each loss
+        weighted by its share of the batch's valid pixels (class-weighted when class weights are set), so that the
+        summed gradients are those of the whole batch's loss where BatchNorm is not involved (BatchNorm normalises
+        each micro-batch alone; OHEM picks the hard pixels of each micro-batch with its share of the floor). Under
+        DDP the gradients are all-reduced once, after the last micro-batch."""
+        t = self.cfg.train
+        parts = t.accumulate
+        share = batch["mask"].shape[0] / parts / t.batch_size  # of the global batch, per micro-batch
+        targets = [m.to(self.device, non_blocking=True) for m in batch["mask"].chunk(parts)]
+        images = batch["image"].chunk(parts)
+        if parts > 1:
+            weights = [self.criterion.pixel_weight(target) for target in targets]
+            total = torch.stack(weights).sum()
+            scales = [torch.where(total > 0, w / total.clamp(min=1e-12), torch.zeros_like(w)) for w in weights]
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        loss = loss.detach()
+        loss = None
+        for j, (images_j, target) in enumerate(zip(images, targets)):
+            image = self.normalize(images_j.to(self.device, non_blocking=True), self.memory_format)
+            defer = j < parts - 1 and isinstance(self.net, torch.nn.parallel.DistributedDataParallel)
+            with self.net.no_sync() if defer else contextlib.nullcontext():
+                with autocast_for(t.amp, self.device):
+                    outputs = self.net(image)
+                    part = total_loss(self.criterion, outputs, target, share)
+                if parts > 1:
+                    part = part * scales[j]
+                self.scaler.scale(part).backward()
+            loss = part.detach() if loss is None else loss + part.detach()
         flags = torch.stack([~torch.isfinite(loss), torch.tensor(stop_requested, device=self.device)]).float()
         nonfinite, stopping = any_flags(flags, self.dist)
         if nonfinite:

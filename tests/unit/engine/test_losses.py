@@ -87,3 +87,34 @@ def test_loss_with_every_pixel_ignored_is_zero_with_a_graph():
         loss = SegmentationLoss(LossConfig(ohem=ohem), 3)(logits, torch.full((1, 4, 4), 255))
         assert float(loss.detach()) == 0.0
         loss.backward()
+
+
+def test_the_ohem_floor_belongs_to_the_global_batch():
+    """1 x 16 images and 2 x 8 (two processes, or two micro-batches) keep the same number of pixels: each part keeps
+    its share of ohem_min_kept (here the threshold keeps nothing, so the floor decides alone)."""
+    from scrnet.engine.losses import min_kept
+
+    torch.manual_seed(0)
+    logits, target = torch.randn(16, 5, 8, 8), torch.randint(0, 5, (16, 8, 8))
+    crit = SegmentationLoss(LossConfig(ohem=True, ohem_thresh=1e-9, ohem_min_kept=600), 5)
+    valid = target != 255
+
+    def kept(lo, hi, share):
+        return int(crit._hard(logits[lo:hi], target[lo:hi], valid[lo:hi], min_kept(600, share)).sum())
+
+    assert kept(0, 16, 1.0) == 600
+    assert kept(0, 8, 0.5) + kept(8, 16, 0.5) == 600
+    assert sum(kept(i, i + 4, 0.25) for i in range(0, 16, 4)) == 600
+    assert min_kept(100000, 1 / 3) == 33333 and min_kept(5, 0.5) == 3  # rounded half up
+
+
+def test_micro_batches_weighted_by_their_pixels_sum_to_the_whole_batch_loss():
+    torch.manual_seed(1)
+    logits, target = torch.randn(4, 3, 6, 6), torch.randint(0, 3, (4, 6, 6))
+    target[0, :3] = 255  # micro-batches with different numbers of valid pixels
+    for weights in (None, [1.0, 2.0, 0.5]):
+        crit = SegmentationLoss(LossConfig(class_weights=weights), 3)
+        whole = crit(logits, target)
+        parts = [(crit(logits[i:i + 2], target[i:i + 2]), crit.pixel_weight(target[i:i + 2])) for i in (0, 2)]
+        total = sum(w for _, w in parts)
+        torch.testing.assert_close(sum(loss * w / total for loss, w in parts), whole)
