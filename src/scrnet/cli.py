@@ -678,8 +678,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 OUT_OF_MEMORY_ADVICE = {
-    "train": "lower train.batch_size (with train.optim.lr scaled alike), use train.amp=bf16 (or fp16), a smaller "
-             "data.train.crop_size, or spread the batch over more GPUs with torchrun",
+    "train": "keep the batch and split it into micro-batches with train.accumulate=2 (or 4), use train.amp=bf16 "
+             "(or fp16), a smaller data.train.crop_size, or spread the batch over more GPUs with torchrun",
     "eval": "score with --mode slide and a smaller eval.crop_size, drop --tta, or use --device cpu",
     "benchmark": "use a smaller --size or --batch, or --dtype float16",
 }

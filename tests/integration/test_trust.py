@@ -173,7 +173,7 @@ def test_out_of_gpu_memory_in_training_names_the_training_knobs(synth, tmp_path,
     config.write_text("")
     code, _, err = run("train", config, "--work-dir", tmp_path / "w", *small(synth, "train.max_iters=2"))
     assert code == 1 and len(err.strip().splitlines()) == 1, err
-    assert "out of GPU memory" in err and "train.batch_size" in err and "train.amp=bf16" in err
+    assert "out of GPU memory" in err and "train.accumulate=2" in err and "train.amp=bf16" in err
 
 
 def test_a_data_error_while_predicting_is_a_failed_run(data, tmp_path, monkeypatch):
