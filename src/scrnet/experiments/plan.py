@@ -192,16 +192,24 @@ class Look:
 
 
 def read_looks(path: Path) -> list[Look]:
-    """The looks record; a line that is not a look is skipped (it is data, never trusted to be well formed)."""
+    """The looks record. A file that holds anything but look lines is not one scrnet wrote: refused (a
+    :class:`ConfigError` naming it), never appended to."""
     if not path.is_file():
+        if path.exists() or path.is_symlink():
+            raise ConfigError(f"{path}: not a looks record (not a plain file)")
         return []
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not a readable looks record ({exc})") from None
+    for number, line in enumerate(lines, 1):
         try:
             item = json.loads(line)
             out.append(Look(int(item["seeds"]), bool(item["declared"]), str(item.get("time", ""))))
-        except (ValueError, KeyError, TypeError):
-            continue
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise ConfigError(f"{path}: line {number} is not a look scrnet recorded; give --looks a file of its "
+                              f"own (scrnet study keeps WORK_DIR/looks.jsonl)") from None
     return out
 
 

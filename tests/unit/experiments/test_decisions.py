@@ -111,6 +111,11 @@ def test_seeds_added_after_an_undeclared_look_are_warned_about(tmp_path):
     assert len(second["warnings"]) == 1 and "undeclared look at 5 seeds" in second["warnings"][0]
     assert "warning: seeds were added after an undeclared look" in format_text(second)
     assert [(look.seeds, look.declared) for look in read_looks(record)] == [(5, False), (8, False)]
+    notes = tmp_path / "notes.txt"  # a file that is not a looks record is never appended to
+    notes.write_text("my notes\n")
+    with pytest.raises(ConfigError, match="line 1 is not a look scrnet recorded"):
+        compare(runs, looks_record=notes)
+    assert notes.read_text() == "my notes\n"
     declared = tmp_path / "declared.jsonl"
     plan = plan_for(1, 8, looks=(5, 8))
     compare([r for r in runs if r.seed < 5], plan=plan, looks_record=declared)
