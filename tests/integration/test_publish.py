@@ -323,6 +323,19 @@ def test_push_dry_run_and_upload_through_the_hub_client(folder, setup, tmp_path)
     assert plan["commit"] == "abc123" and [c[0] for c in calls] == ["create_repo", "upload_folder"]
     assert calls[1][2]["folder_path"] == str(folder) and calls[1][2]["revision"] == "v1"
 
+    class Offline(FakeApi):  # huggingface_hub's HTTP errors and the network's are OSErrors
+        def upload_folder(self, **kwargs):
+            raise OSError("503 Server Error: Service Unavailable for url: https://huggingface.co/api/...")
+
+    from scrnet.cli import exit_status
+    from scrnet.hub.publish import PushFailed
+
+    with pytest.raises(PushFailed) as err:
+        push(folder, "my-org/scrnet-r18", api=Offline())
+    message = str(err.value)
+    assert "my-org/scrnet-r18" in message and "503 Server Error" in message and "\n" not in message
+    assert exit_status(err.value) == 1 and (folder / "model.safetensors").is_file()  # a failed run; nothing lost
+
 
 def test_publish_in_python_equals_the_cli(setup, tmp_path):
     _, _, checkpoint, eval_json = setup

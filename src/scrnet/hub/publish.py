@@ -20,6 +20,7 @@ import yaml
 from .._version import __version__
 from ..checkpoint_io import CheckpointError, sha256_of
 from ..config import Config, config_to_dict
+from ..errors import RequestError, ScrnetError
 from ..evaluation.run import eval_protocol
 from ..loading import LoadedCheckpoint, weights_digest
 from ..pretrained import CARD_FILE, CONFIG_FILE, FOLDER_FORMAT, WEIGHTS_FILE, check_repo_id, from_pretrained
@@ -334,6 +335,10 @@ def publish(source: str | Path, out_dir: str | Path, eval_json: str | Path | Non
     return result
 
 
+class PushFailed(ScrnetError):
+    """The Hub or the network refused an upload (a failed run: exit 1); the message names the repository."""
+
+
 def push(folder: str | Path, repo_id: str, revision: str | None = None, private: bool = False,
          dry_run: bool = False, api=None) -> dict:
     """Upload a published folder to the Hub repository ``repo_id`` (created when missing). With ``dry_run``,
@@ -344,13 +349,19 @@ def push(folder: str | Path, repo_id: str, revision: str | None = None, private:
     plan = {"repo_id": repo_id, "revision": revision, "files": files, "private": private}
     if dry_run:
         return plan
-    try:
-        from huggingface_hub import HfApi
-    except ImportError:
-        raise CheckpointError("--push needs huggingface_hub (pip install 'scrnet[hub]')") from None
-    api = api or HfApi()
-    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-    commit = api.upload_folder(repo_id=repo_id, folder_path=str(folder), revision=revision,
-                               commit_message=f"scrnet {__version__}: publish {folder.name}")
+    if api is None:
+        try:
+            from huggingface_hub import HfApi
+        except ImportError:
+            raise RequestError("--push needs huggingface_hub (pip install 'scrnet[hub]')") from None
+        api = HfApi()
+    try:  # the Hub's HTTP errors and the network's are OSErrors (requests' RequestException)
+        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        commit = api.upload_folder(repo_id=repo_id, folder_path=str(folder), revision=revision,
+                                   commit_message=f"scrnet {__version__}: publish {folder.name}")
+    except OSError as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise PushFailed(f"could not upload {folder} to https://huggingface.co/{repo_id}: {first}; the folder is "
+                         f"complete, push it again later or upload it with huggingface-cli") from None
     plan["commit"] = str(getattr(commit, "oid", commit))
     return plan
