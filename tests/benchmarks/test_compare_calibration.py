@@ -14,12 +14,12 @@ def test_compare_calibration_runs_through_the_cli_at_a_tiny_size():
                             timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
-    first = lines[:lines.index(next(line for line in lines if line.startswith("2. families")))]
+    first = lines[:lines.index(next(line for line in lines if line.startswith("1b. coverage")))]
     rows = [line.split() for line in first if line.startswith(("seed noise", "image noise", "both"))]
     assert len(rows) == 6 and all(r[-1].endswith("%") for r in rows)
     # 3 seeds: never a verdict, whatever the data
     assert all(r[-4] == "0.0%" for r in rows if r[-4 - 1] == "3")
-    for part in ("2. families", "3. looks", "4. equivalence", "5. a collapsing arm", "6. power"):
+    for part in ("1b. coverage", "2. families", "3. looks", "4. equivalence", "5. a collapsing arm", "6. power"):
         assert any(line.startswith(part) for line in lines), part
     assert any(line.startswith("declared looks (O'Brien-Fleming)") for line in lines)
     power = lines[lines.index(next(line for line in lines if line.strip().startswith("seeds") and "0.5 sd" in line))
