@@ -69,17 +69,75 @@ def test_device_metrics_equal_cpu_counts():
     assert torch.equal(cpu_m.matrix, gpu_m.matrix.cpu())
 
 
-@pytest.mark.parametrize("dense", [False, True])
-def test_published_boundary_metrics_on_cuda_equal_the_cpu(dense, monkeypatch):
+@pytest.mark.parametrize("method", ["search", "search dense", "transform"])
+def test_published_boundary_metrics_on_cuda_equal_the_cpu(method, monkeypatch):
     import scrnet.evaluation.published_boundary as published
 
-    monkeypatch.setattr(published, "DENSE_QUERIES_PER_PIXEL", 0.0 if dense else float("inf"))
+    monkeypatch.setattr(published, "DENSE_QUERIES_PER_PIXEL", 0.0 if method.endswith("dense") else float("inf"))
     g = torch.Generator().manual_seed(1)
     target = torch.randint(0, 7, (64, 128), generator=g).repeat_interleave(4, 0).repeat_interleave(4, 1)
     target[:30, :50] = 255
     pred = torch.randint(0, 7, (128, 256), generator=g).repeat_interleave(2, 0).repeat_interleave(2, 1)
-    cpu, gpu = published.PublishedBoundaryMetrics(7), published.PublishedBoundaryMetrics(7, device="cuda")
+    cpu = published.PublishedBoundaryMetrics(7)
+    gpu = published.PublishedBoundaryMetrics(7, device="cuda", f_method=method.split()[0])
     cpu.update(pred, target)
     gpu.update(pred.cuda(), target.cuda())
     for name in ("biou", "f", "band_cm"):
         assert (getattr(cpu, name) == getattr(gpu, name)).all(), name
+
+
+def test_metric_updates_never_wait_for_the_gpu():
+    """Every metric's per-image update on CUDA with synchronising calls made errors."""
+    import scrnet.evaluation.published_boundary as published
+
+    g = torch.Generator().manual_seed(2)
+    target = torch.randint(0, 7, (64, 128), generator=g).repeat_interleave(4, 0).repeat_interleave(4, 1).cuda()
+    target[:30, :50] = 255
+    pred = torch.randint(0, 7, (256, 512), generator=g).cuda()
+    metrics = [ConfusionMatrix(7, device="cuda"), BoundaryIoU(7, 3, device="cuda"),
+               published.PublishedBoundaryMetrics(7, device="cuda")]
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for m in metrics:
+            m.update(pred, target)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.parametrize("keep_per_image", [False, True])
+def test_evaluation_synchronises_a_fixed_number_of_times_whatever_the_number_of_images(tmp_path, keep_per_image):
+    """``evaluate`` over 2 and over 6 images under ``torch.cuda.set_sync_debug_mode("warn")``: the synchronising
+    calls left (set-up, the final read-back) do not grow with the images; each one is listed on failure."""
+    import warnings
+
+    from scrnet.config import EvalConfig
+    from scrnet.data.build import open_source
+    from scrnet.data.dataset import SegmentationDataset
+    from scrnet.data.synthetic import generate_synthetic
+    from scrnet.data.transforms import EvalTransform, EvalTransformConfig, Normalize
+    from scrnet.evaluation.evaluate import evaluate
+
+    root = generate_synthetic(tmp_path / "data", num_train=1, num_val=6, size=(128, 256), seed=0)
+    dataset = SegmentationDataset(open_source("folder", root, "val"), EvalTransform(EvalTransformConfig()))
+    torch.manual_seed(0)
+    model = create_model("scrnet_r18", num_classes=9, channels=16).cuda()
+    normalize = Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    cfg = EvalConfig()
+    cfg.boundary.enabled = True
+
+    def syncs(limit: int) -> list[str]:
+        evaluate(model, dataset, torch.device("cuda"), cfg, normalize, limit=limit, keep_per_image=keep_per_image)
+        torch.cuda.synchronize()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                evaluate(model, dataset, torch.device("cuda"), cfg, normalize, limit=limit,
+                         keep_per_image=keep_per_image)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        return [str(w.message) for w in caught if "synchroniz" in str(w.message)]
+
+    two, six = syncs(2), syncs(6)
+    assert len(six) == len(two), "\n".join(six)

@@ -27,6 +27,11 @@ class BoundaryIoU:
         self._counts = torch.zeros(2, num_classes, dtype=torch.int64, device=device)  # intersections, unions
 
     @property
+    def counts(self) -> torch.Tensor:
+        """``2 x K`` intersections and unions, the tensor on the metric's device (no copy, no synchronisation)."""
+        return self._counts
+
+    @property
     def inter(self) -> np.ndarray:
         return self._counts[0].cpu().numpy()
 

@@ -52,6 +52,15 @@ def miou_of(matrix) -> float:
     return float(miou_from(torch.as_tensor(matrix).double().cpu().numpy()))
 
 
+def bin_counts(index: torch.Tensor, size: int) -> torch.Tensor:
+    """How often each of ``0..size-1`` occurs in the integer tensor ``index`` (int64, on its device; every value must
+    lie in that range). ``torch.bincount``'s counts without its host synchronisation: on CUDA bincount reads the
+    input's minimum and maximum back to size its output, this is one ``index_add_``."""
+    index = index.reshape(-1).long()
+    counts = torch.zeros(size, dtype=torch.int64, device=index.device)
+    return counts.index_add_(0, index, torch.ones_like(index))
+
+
 class ConfusionMatrix:
     """``K x K`` counts (rows: ground truth, columns: prediction) accumulated on the tensors' device."""
 
@@ -77,9 +86,7 @@ class ConfusionMatrix:
         bad = labelled & ~good
         self._bad.index_add_(0, t.clamp(0, 255), bad.long())
         cell = torch.where(good, t * k + p.clamp(0, k - 1), k * k)  # k*k: a bin for pixels that do not count
-        counts = torch.zeros(k * k + 1, dtype=torch.int64, device=dev)
-        counts.index_add_(0, cell, torch.ones_like(cell))
-        self.matrix += counts[:-1].view(k, k)
+        self.matrix += bin_counts(cell, k * k + 1)[:-1].view(k, k)
 
     def check(self) -> None:
         """Raise if any label outside 0..K-1 (other than the ignore index) was seen."""

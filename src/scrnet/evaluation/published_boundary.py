@@ -43,7 +43,7 @@ import math
 import numpy as np
 import torch
 
-from .metrics import miou_of
+from .metrics import bin_counts, miou_of
 
 __all__ = ["PublishedBoundaryMetrics", "dilation_pixels"]
 
@@ -54,6 +54,10 @@ CELL = 8  # side of the grid cells that index contour pixels for the F-score's p
 DENSE_PAIRS_PER_PIXEL = 0.5
 DENSE_QUERIES_PER_PIXEL = 0.25
 MAX_PAIRS = 1 << 22  # candidate pairs expanded at once (bounds the memory of one chunk: ~200 MB of int64 work)
+# the F-score by distance transform: classes whose C x H x W planes are transformed at once, as pixels (bounds the
+# memory: about 16 bytes per pixel of a chunk at the default tolerances)
+TRANSFORM_PIXELS = 1 << 24
+F_METHODS = ("auto", "search", "transform")
 
 
 def dilation_pixels(shape: tuple[int, int], ratio: float) -> int:
@@ -130,8 +134,9 @@ def edge_map(labels: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 
 def distance_band(edges: torch.Tensor, edges_sq: list[int]) -> torch.Tensor:
     """For each pixel, how many of the squared band edges ``edges_sq`` its squared Euclidean distance to the
-    nearest ``True`` of ``edges`` reaches (uint8 ``H x W``; no ``True`` at all: every edge)."""
-    h, w = edges.shape
+    nearest ``True`` of ``edges`` reaches (uint8, the shape of ``edges``: ``... x H x W``, each ``H x W`` plane on
+    its own; no ``True`` in a plane: every edge)."""
+    h, w = edges.shape[-2:]
     count = torch.zeros(edges.shape, dtype=torch.uint8, device=edges.device)
     needed = [m for m in edges_sq if m > 0]
     count += len(edges_sq) - len(needed)  # an edge at distance 0 is reached by every pixel
@@ -145,8 +150,8 @@ def distance_band(edges: torch.Tensor, edges_sq: list[int]) -> torch.Tensor:
     for k in range(reach + 1):
         g += ~near
         if k < reach and k + 1 < h:
-            near[k + 1:] |= edges[:-(k + 1)]
-            near[:-(k + 1)] |= edges[k + 1:]
+            near[..., k + 1:, :] |= edges[..., :-(k + 1), :]
+            near[..., :-(k + 1), :] |= edges[..., k + 1:, :]
     within = {}  # a -> g <= a
     for m in needed:
         close = torch.zeros_like(edges)
@@ -159,9 +164,9 @@ def distance_band(edges: torch.Tensor, edges_sq: list[int]) -> torch.Tensor:
                 within[a] = g <= a
             src = within[a]
             if dx >= 0:
-                close[:, :w - dx] |= src[:, dx:]
+                close[..., :w - dx] |= src[..., dx:]
             else:
-                close[:, -dx:] |= src[:, :w + dx]
+                close[..., -dx:] |= src[..., :w + dx]
         count += ~close
     return count
 
@@ -184,7 +189,7 @@ def nearest_same_class_sq(query: torch.Tensor, query_class: torch.Tensor, points
     key = (point_class * gy + points[:, 0] // CELL) * gx + points[:, 1] // CELL
     key, order = torch.sort(key)
     points = points[order]
-    per_cell = torch.bincount(key, minlength=num_classes * gy * gx)
+    per_cell = bin_counts(key, num_classes * gy * gx)
     ends = torch.cumsum(per_cell, 0)
     starts = ends - per_cell
     rows = (2 * reach) // CELL + 2  # most cell rows a query's square [y - reach, y + reach] meets
@@ -245,9 +250,17 @@ class PublishedBoundaryMetrics:
     search)."""
 
     def __init__(self, num_classes: int, dilation_ratio: float = 0.02, tolerances=(3, 5, 9, 12),
-                 bands=(0, 2, 4, 8, 16), ignore_index: int = 255, device: str | torch.device = "cpu"):
+                 bands=(0, 2, 4, 8, 16), ignore_index: int = 255, device: str | torch.device = "cpu",
+                 f_method: str = "auto"):
         if 0 <= ignore_index < num_classes:
             raise ValueError(f"ignore index {ignore_index} is one of the {num_classes} classes")
+        if f_method not in F_METHODS:
+            raise ValueError(f"f_method must be one of {F_METHODS}, not {f_method!r}")
+        # "search": the pair search (fastest on a CPU; sizes its work from the image, so it reads counts back from
+        # the device); "transform": per-class distance transforms in fixed-size tensor code (no host
+        # synchronisation, the default on CUDA); equal integer counts (tested)
+        self.f_method = f_method if f_method != "auto" else ("transform" if torch.device(device).type == "cuda"
+                                                             else "search")
         self.k, self.ratio, self.ignore = num_classes, dilation_ratio, ignore_index
         self.tolerances = tuple(tolerances)
         self.bands = tuple(bands)
@@ -260,6 +273,7 @@ class PublishedBoundaryMetrics:
         self._band_cm = torch.zeros(len(self.bands), num_classes, num_classes, dtype=torch.int64, device=device)
 
     biou = property(lambda self: self._biou.cpu().numpy(), doc="2 x K: intersections, unions (NumPy copy)")
+    biou_counts = property(lambda self: self._biou, doc="2 x K: intersections, unions (the tensor on the device)")
     f = property(lambda self: self._f.cpu().numpy(), doc="tolerances x 4 x K (NumPy copy)")
     band_cm = property(lambda self: self._band_cm.cpu().numpy(), doc="bands x K x K (NumPy copy)")
 
@@ -301,11 +315,39 @@ class PublishedBoundaryMetrics:
         kk = k * k
         dtype = torch.int32 if len(self.bands) * kk < 2 ** 31 else torch.int64
         index = torch.where(p_class, (band.to(dtype) * k + t.to(dtype)) * k + p.to(dtype), len(self.bands) * kk)
-        self._band_cm += torch.bincount(index.reshape(-1), minlength=len(self.bands) * kk + 1)[:-1].view(
-            len(self.bands), k, k)
+        self._band_cm += bin_counts(index, len(self.bands) * kk + 1)[:-1].view(len(self.bands), k, k)
 
     def _update_f(self, t: torch.Tensor, p: torch.Tensor, t_class: torch.Tensor, p_class: torch.Tensor) -> None:
         """Boundary F: contour pixels and their distances to the other side's contour of the same class."""
+        if self.f_method == "transform":
+            self._update_f_transform(t, p, t_class, p_class)
+        else:
+            self._update_f_search(t, p, t_class, p_class)
+
+    def _update_f_transform(self, t: torch.Tensor, p: torch.Tensor, t_class: torch.Tensor,
+                            p_class: torch.Tensor) -> None:
+        """Boundary F without reading anything back: for a chunk of classes, each class's contour on one side as a
+        plane, its truncated distance transform (:func:`distance_band` with the squared tolerances + 1 as edges),
+        read at the other side's contour pixels of that class."""
+        k = self.k
+        g_cont = contour_map(t) & t_class
+        p_cont = contour_map(p) & p_class
+        levels = sorted({s + 1 for s in self._tol_sq})  # unmatched at tolerance i: d² reaches tol_sq_i + 1
+        rank = [levels.index(s + 1) for s in self._tol_sq]  # matched: fewer edges reached than rank + 1
+        per_chunk = max(1, TRANSFORM_PIXELS // max(t.numel(), 1))
+        for start in range(0, k, per_chunk):
+            classes = torch.arange(start, min(start + per_chunk, k), device=t.device)[:, None, None]
+            g_c, p_c = g_cont & (t == classes), p_cont & (p == classes)
+            p_far, g_far = distance_band(g_c, levels), distance_band(p_c, levels)
+            part = self._f[:, :, start:start + len(classes)]
+            part[:, 1] += p_c.sum((1, 2))
+            part[:, 3] += g_c.sum((1, 2))
+            for i, r in enumerate(rank):
+                part[i, 0] += (p_c & (p_far <= r)).sum((1, 2))
+                part[i, 2] += (g_c & (g_far <= r)).sum((1, 2))
+
+    def _update_f_search(self, t: torch.Tensor, p: torch.Tensor, t_class: torch.Tensor,
+                         p_class: torch.Tensor) -> None:
         k = self.k
         g_cont = contour_map(t) & t_class
         p_cont = contour_map(p) & p_class
@@ -323,12 +365,11 @@ class PublishedBoundaryMetrics:
         g_to_p = self._search(g_pts[g_open], g_cls[g_open], p_pts, p_cls, shape)
         if g_to_p is None:
             g_to_p = self._dense(t, g_cont & ~same, p, p_cont).reshape(-1)[g_at[g_open]]
-        counts = torch.stack([settled, torch.bincount(p_cls, minlength=k)[:k], settled,
-                              torch.bincount(g_cls, minlength=k)[:k]])
+        counts = torch.stack([settled, bin_counts(p_cls, k), settled, bin_counts(g_cls, k)])
         for i, tol_sq in enumerate(self._tol_sq):
             self._f[i] += counts
-            self._f[i, 0] += torch.bincount(p_cls[p_open][p_to_g <= tol_sq], minlength=k)[:k]
-            self._f[i, 2] += torch.bincount(g_cls[g_open][g_to_p <= tol_sq], minlength=k)[:k]
+            self._f[i, 0] += bin_counts(p_cls[p_open][p_to_g <= tol_sq], k)
+            self._f[i, 2] += bin_counts(g_cls[g_open][g_to_p <= tol_sq], k)
 
     def _search(self, query, query_class, points, point_class, shape) -> torch.Tensor | None:
         reach = max(self.tolerances) if self.tolerances else 0
@@ -381,8 +422,7 @@ class PublishedBoundaryMetrics:
 
 def _count(labels: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
     """Pixels of ``mask`` per class of ``labels`` (``K`` int64; labels >= K are not counted)."""
-    index = torch.where(mask, labels, k).reshape(-1)
-    return torch.bincount(index, minlength=k + 1)[:k]
+    return bin_counts(torch.where(mask, labels, k), k + 1)[:k]
 
 
 def _reached_at(edge: float) -> int:
