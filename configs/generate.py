@@ -27,6 +27,7 @@ train:
     ohem_min_kept: 800000  # the global batch's: 100000 per GPU of 2 images x 8 GPUs, as mmsegmentation and SFNet
   val_interval: 8000
   checkpoint_interval: 4000
+  check_interval: 25  # the non-finite / stop flags read every 25 steps: the step never waits for the GPU
 eval:
   boundary:
     dilation_ratio: 0.005  # Boundary IoU band: 0.005 x diagonal (the reference API's Cityscapes setting)
@@ -100,6 +101,7 @@ train:
 {optim}
   val_interval: 16000
   checkpoint_interval: 8000
+  check_interval: 25  # the non-finite / stop flags read every 25 steps: the step never waits for the GPU
 """
 
 SGD = """\

@@ -100,6 +100,11 @@ class TrainConfig:
     checkpoint_interval: int = 4000  # iterations between checkpoints (and one at the end)
     keep_last: int = 3  # periodic checkpoints kept, besides best.pth
     max_nonfinite: int = 5  # consecutive non-finite losses before the run aborts
+    # iterations between host reads of the non-finite-loss and stop flags. 1: every step waits for its flag (the
+    # update of a non-finite loss is skipped on the host). N > 1: the step never waits (the fused optimiser skips
+    # that update on the device, or AMP's scaler does); skipped updates are reported, max_nonfinite applied and a
+    # SIGINT/SIGTERM honoured at the next read, at most N - 1 iterations later
+    check_interval: int = 1
     tensorboard: bool = True  # scalars and prediction images when tensorboard is installed
     cudnn_benchmark: bool = True  # CUDA: let cuDNN pick the fastest kernels for the fixed crop size
     tf32: bool = True  # CUDA: TF32 for float32 matrix products and convolutions (float32 matmul precision "high")
@@ -107,7 +112,7 @@ class TrainConfig:
 
     def __post_init__(self):
         for key in ("max_iters", "batch_size", "accumulate", "log_interval", "checkpoint_interval", "keep_last",
-                    "max_nonfinite", "dist_timeout_s"):
+                    "max_nonfinite", "check_interval", "dist_timeout_s"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"train.{key} must be positive, got {getattr(self, key)}")
         for key in ("num_workers", "val_interval"):

@@ -2,6 +2,7 @@
 and a short run that overfits a small synthetic set."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -223,6 +224,61 @@ def test_nonfinite_losses_are_skipped_then_abort(synth, tmp_path, monkeypatch, c
     with pytest.raises(TrainingAborted, match="3 non-finite losses in a row at iteration 3; last good checkpoint"):
         train(load_config(None, small(synth, "train.max_iters=8", "train.max_nonfinite=3")), tmp_path / "b",
               progress=False)
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_a_deferred_check_skips_a_nonfinite_update_on_the_device(synth, tmp_path, monkeypatch, optimizer):
+    """train.check_interval > 1: the step reads nothing back, and the update of a non-finite loss leaves weights,
+    optimiser moments and step counts exactly as they were (BatchNorm's running statistics move in the forward pass,
+    as they do when the host skips the update); a finite step then updates as usual."""
+    cfg = load_config(None, small(synth, "train.max_iters=4", "train.check_interval=2",
+                                  f"train.optim.optimizer={optimizer}"))
+    trainer = Trainer(cfg, tmp_path, progress=False)
+    trainer.net.train()
+    batch = next(iter(trainer.loader()))
+    trainer.step(batch)  # a finite step first: the optimiser has state to keep
+    model = {k: v.detach().clone() for k, v in trainer.model.named_parameters()}
+    state = [{k: v.clone() if torch.is_tensor(v) else v for k, v in s.items()} for s in trainer.optimizer.state.values()]
+    real = trainer_module.total_loss
+    monkeypatch.setattr(trainer_module, "total_loss", lambda *a, **k: real(*a, **k) * float("nan"))
+    loss, flag = trainer.step(batch)
+    assert torch.is_tensor(flag) and float(flag) == 1.0 and not torch.isfinite(loss)
+    for k, v in trainer.model.named_parameters():
+        assert torch.equal(v, model[k]), k
+    for before, after in zip(state, trainer.optimizer.state.values()):
+        for k, v in before.items():
+            assert torch.equal(after[k], v) if torch.is_tensor(v) else after[k] == v, k
+    monkeypatch.setattr(trainer_module, "total_loss", real)
+    loss, flag = trainer.step(batch)
+    assert float(flag) == 0.0 and torch.isfinite(loss)
+    assert any(not torch.equal(v, model[k]) for k, v in trainer.model.named_parameters())
+
+
+def test_a_deferred_check_reports_skips_and_stops_a_run_of_them(synth, tmp_path, monkeypatch, capsys):
+    real = trainer_module.total_loss
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if calls["n"] in (2, 3) else loss
+
+    monkeypatch.setattr(trainer_module, "total_loss", flaky)
+    cfg = load_config(None, small(synth, "train.max_iters=8", "train.check_interval=4"))
+    result = train(cfg, tmp_path / "a", progress=False)
+    assert result.iteration == 8
+    err = capsys.readouterr().err
+    assert "2 non-finite loss(es) up to iteration 4; updates skipped (longest run 2, 0 in a row now)" in err
+    weights = load(tmp_path / "a" / "checkpoints" / "iter_00000008.pth")["model"]
+    assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
+    logged = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(r["loss"]) for r in logged if "loss" in r)  # the skipped losses left out of the mean
+
+    monkeypatch.setattr(trainer_module, "total_loss", lambda *a, **k: real(*a, **k) * float("inf"))
+    with pytest.raises(TrainingAborted, match="4 non-finite losses in a row at iteration 4; last good checkpoint"):
+        train(load_config(None, small(synth, "train.max_iters=8", "train.max_nonfinite=3",
+                                      "train.check_interval=4", "train.log_interval=8",
+                                      "train.checkpoint_interval=8")), tmp_path / "b", progress=False)
 
 
 def test_checkpoint_with_nonfinite_weights_is_refused(synth, tmp_path):

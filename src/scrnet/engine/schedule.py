@@ -29,11 +29,14 @@ def param_groups(model: torch.nn.Module, cfg: OptimConfig) -> list[dict]:
             for (part, decay), params in sorted(groups.items())]
 
 
-def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: torch.nn.Module, cfg: OptimConfig, fused: bool = False) -> torch.optim.Optimizer:
+    """SGD or AdamW over :func:`param_groups`. ``fused``: torch's fused kernels, which can skip a step on the device
+    (``found_inf``) without the host reading a flag; otherwise torch's default implementation."""
     groups = param_groups(model, cfg)
+    extra = {"fused": True} if fused else {}
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, **extra)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), **extra)
 
 
 class PolyWarmup:

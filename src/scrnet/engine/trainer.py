@@ -60,6 +60,29 @@ class TrainingAborted(ScrnetError, RuntimeError):
     """Training stopped on an unrecoverable condition (e.g. repeated non-finite losses); the message says why."""
 
 
+class _NonfiniteTally:
+    """The non-finite-loss flags of ``train.check_interval > 1``, counted on the device between two reads: updates
+    skipped, the current run of consecutive ones and the longest run since the last read."""
+
+    def __init__(self, device: torch.device):
+        self.counts = torch.zeros(3, device=device)  # skipped, longest run, current run
+
+    def add(self, bad: torch.Tensor) -> None:
+        skipped, worst, run = self.counts.unbind()
+        run = (run + 1) * bad
+        self.counts = torch.stack([skipped + bad, torch.maximum(worst, run), run])
+
+    def read(self, stop_requested: bool, info: DistInfo) -> tuple[int, int, int, bool]:
+        """``(skipped, longest run, current run, stop)``, stop agreed by all ranks; one all-reduce, one transfer.
+        Resets the counts of the window (the current run carries over)."""
+        stop = torch.tensor([float(stop_requested)], device=self.counts.device)
+        if info.enabled:
+            torch.distributed.all_reduce(stop, op=torch.distributed.ReduceOp.MAX)
+        skipped, worst, run, stop_any = torch.cat([self.counts, stop]).tolist()
+        self.counts = torch.tensor([0.0, run, run], device=self.counts.device)
+        return int(skipped), int(worst), int(run), stop_any > 0
+
+
 @dataclass
 class TrainResult:
     iteration: int
@@ -136,7 +159,8 @@ class Trainer:
         self.model.to(self.device)
         if cfg.train.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.optimizer = build_optimizer(self.model, cfg.train.optim)
+        self.deferred = cfg.train.check_interval > 1  # flags read every check_interval steps, updates skipped on device
+        self.optimizer = build_optimizer(self.model, cfg.train.optim, fused=self.deferred)
         self.scheduler = build_scheduler(self.optimizer, cfg.train.optim, cfg.train.max_iters)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.amp == "fp16")
         self.criterion = SegmentationLoss(cfg.train.loss, cfg.model.num_classes).to(self.device)
@@ -347,11 +371,13 @@ class Trainer:
             self.tb.add_image(f"val/{i}", both.numpy(), self.iteration, dataformats="HWC")
         self.model.train()
 
-    def step(self, batch: dict, stop_requested: bool = False) -> tuple[torch.Tensor | None, bool]:
+    def step(self, batch: dict, stop_requested: bool = False) -> tuple[torch.Tensor | None, bool | torch.Tensor]:
         """One iteration (one optimiser step): ``(loss, stopping)``. ``loss`` is the detached loss tensor on the
         device, or None when it was not finite on some rank (the update is then skipped everywhere); ``stopping``
         is true on every rank when any rank was asked to stop. Both are agreed in one all-reduce and read in one
-        host synchronisation, after the backward pass has been queued.
+        host synchronisation, after the backward pass has been queued. With ``train.check_interval > 1`` nothing
+        is read: ``(loss, flag)``, the loss as computed and its non-finite flag on the device (the update skipped
+        there when set); the loop reads the flags every ``check_interval`` steps.
 
         With ``train.accumulate = A > 1`` the batch is run as ``A`` micro-batches, one after the other, each loss
         weighted by its share of the batch's valid pixels (class-weighted when class weights are set), so that the
@@ -380,6 +406,8 @@ class Trainer:
                     part = part * scales[j]
                 self.scaler.scale(part).backward()
             loss = part.detach() if loss is None else loss + part.detach()
+        if self.deferred:
+            return loss, self._step_on_device(loss)
         flags = torch.stack([~torch.isfinite(loss), torch.tensor(stop_requested, device=self.device)]).float()
         nonfinite, stopping = any_flags(flags, self.dist)
         if nonfinite:
@@ -389,6 +417,23 @@ class Trainer:
         self.scaler.update()
         return loss, stopping
 
+    def _step_on_device(self, loss: torch.Tensor) -> torch.Tensor:
+        """The optimiser step of ``train.check_interval > 1``, without reading anything back: the loss's non-finite
+        flag (the maximum over ranks) goes to the fused optimiser as its ``found_inf``, which then leaves weights,
+        moments and step count as they were; under fp16 AMP the scaler's own found-inf does that (a non-finite loss
+        gives non-finite gradients) and lowers the scale. Returns the flag (0/1, float, on the device)."""
+        bad = (~torch.isfinite(loss)).float()
+        if self.dist.enabled:
+            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
+        if not self.scaler.is_enabled():
+            self.optimizer.found_inf = bad  # read by torch's fused step, as GradScaler hands it over
+        try:
+            self.scaler.step(self.optimizer)
+        finally:
+            self.optimizer.__dict__.pop("found_inf", None)
+        self.scaler.update()
+        return bad
+
     def train(self, until: int | None = None) -> TrainResult:
         """Train to ``train.max_iters``; with ``until``, stop after that iteration with a checkpoint, as a
         preempted job would (a later ``--resume`` run continues exactly)."""
@@ -397,6 +442,7 @@ class Trainer:
         bar = tqdm(total=t.max_iters, initial=self.iteration, desc="train", unit="it", dynamic_ncols=True,
                    disable=None if self.progress else True)
         nonfinite_run, loss_sum, loss_count, start = 0, None, 0, time.perf_counter()
+        tally = _NonfiniteTally(self.device) if self.deferred else None
         start_iter = self.iteration
         stop = _StopFlag()
         with stop:
@@ -406,16 +452,20 @@ class Trainer:
                 with warnings.catch_warnings():  # a skipped update still advances the schedule, which torch
                     warnings.filterwarnings("ignore", re.escape("Detected call of `lr_scheduler.step()` before"))
                     self.scheduler.step()  # would otherwise report as calling the two in the wrong order
-                if loss is None:
+                if tally is not None:  # train.check_interval > 1: flags on the device, read at the checks
+                    bad = stopping
+                    tally.add(bad)
+                    loss = torch.where(bad > 0, torch.zeros_like(loss), loss)  # skipped: not in the mean
+                    loss_sum = loss if loss_sum is None else loss_sum + loss
+                    loss_count = loss_count + (1 - bad)  # a tensor from here on, until the log line reads it
+                    stopping = self._check_due(until) and self._read_tally(tally, stop.signum is not None)
+                elif loss is None:
                     nonfinite_run += 1
                     if self.dist.is_main:
                         tqdm.write(f"warning: non-finite loss at iteration {self.iteration}; update skipped "
                                    f"({nonfinite_run} in a row)", file=sys.stderr)
                     if nonfinite_run >= t.max_nonfinite:
-                        last = ckpt.latest_checkpoint(self.work_dir)
-                        raise TrainingAborted(
-                            f"{nonfinite_run} non-finite losses in a row at iteration {self.iteration}; last good "
-                            f"checkpoint: {last or 'none'}; lower train.optim.lr or check the data")
+                        self._abort_nonfinite(nonfinite_run)
                 else:
                     nonfinite_run = 0
                     loss_sum = loss if loss_sum is None else loss_sum + loss  # stays on the device
@@ -425,7 +475,8 @@ class Trainer:
                 if self.iteration % t.log_interval == 0 or self.iteration == t.max_iters:
                     elapsed = time.perf_counter() - start
                     per_iter = elapsed / max(self.iteration - start_iter, 1)
-                    mean_loss = float(loss_sum) / loss_count if loss_count else None
+                    count = float(loss_count)
+                    mean_loss = float(loss_sum) / count if count else None
                     self.log({"iter": self.iteration, "loss": mean_loss,
                               "lr": lr, "s_per_iter": per_iter, "eta_s": per_iter * (t.max_iters - self.iteration)})
                     if mean_loss is not None:
@@ -455,6 +506,31 @@ class Trainer:
         cleanup(self.dist)
         return TrainResult(self.iteration, self.best["miou"], self.best["iteration"], self.work_dir, stop.signum,
                            self.dist.is_main)
+
+    def _check_due(self, until: int | None) -> bool:
+        """Whether the flags are read after this iteration (train.check_interval > 1): every check_interval
+        iterations, and wherever the loop does something that must not follow an unnoticed stop request or a run of
+        non-finite losses (a log line, validation, a checkpoint, the end)."""
+        t, it = self.cfg.train, self.iteration
+        return (it % t.check_interval == 0 or it % t.log_interval == 0 or it % t.checkpoint_interval == 0
+                or (t.val_interval and it % t.val_interval == 0) or it == t.max_iters or it == until)
+
+    def _read_tally(self, tally: "_NonfiniteTally", stop_requested: bool) -> bool:
+        """One read of the deferred flags: warn about skipped updates, abort on a run of max_nonfinite, return
+        whether any rank asked to stop."""
+        skipped, worst, run, stopping = tally.read(stop_requested, self.dist)
+        if skipped and self.dist.is_main:
+            tqdm.write(f"warning: {skipped} non-finite loss(es) up to iteration {self.iteration}; updates skipped "
+                       f"(longest run {worst}, {run} in a row now)", file=sys.stderr)
+        if worst >= self.cfg.train.max_nonfinite:
+            self._abort_nonfinite(worst)
+        return stopping
+
+    def _abort_nonfinite(self, run: int) -> None:
+        last = ckpt.latest_checkpoint(self.work_dir)
+        raise TrainingAborted(
+            f"{run} non-finite losses in a row at iteration {self.iteration}; last good "
+            f"checkpoint: {last or 'none'}; lower train.optim.lr or check the data")
 
     def _check_ranks_agree(self) -> None:
         """Every rank must end with the same weights; the per-rank checksums go to the metric log."""
