@@ -281,6 +281,59 @@ def test_a_deferred_check_reports_skips_and_stops_a_run_of_them(synth, tmp_path,
                                       "train.checkpoint_interval=8")), tmp_path / "b", progress=False)
 
 
+OHEM_COUNT = """
+import json, sys
+import torch
+from scrnet.config import load_config
+from scrnet.distributed import cleanup
+from scrnet.engine import losses
+from scrnet.engine.trainer import Trainer
+
+kept = []
+real = losses.SegmentationLoss._hard
+def counting(self, logits, target, valid, floor):
+    out = real(self, logits, target, valid, floor)
+    kept.extend([floor, int(out.sum())])
+    return out
+losses.SegmentationLoss._hard = counting
+trainer = Trainer(load_config(None, sys.argv[2:]), sys.argv[1], progress=False)
+trainer.net.train()
+trainer.step(next(iter(trainer.loader())))
+total = torch.tensor(kept, dtype=torch.int64)
+if trainer.dist.enabled:
+    torch.distributed.all_reduce(total)
+if trainer.dist.is_main:
+    print("KEPT", json.dumps(total.tolist()))
+cleanup(trainer.dist)
+"""
+
+
+@pytest.mark.slow
+def test_the_ohem_floor_keeps_the_same_pixels_in_one_process_and_in_two(synth, tmp_path):
+    """The same global batch of 4 in one process and in two of 2 (torchrun, gloo), with a threshold that keeps
+    nothing, so that the floor alone decides: the floors summed over processes are the global floor (up to rounding
+    each half up), and so are the pixels kept, up to pixels tied with the last one kept (each of the main and
+    deep-supervision losses). Before the floor was global, two processes kept twice as many."""
+    script = tmp_path / "ohem_count.py"
+    script.write_text(OHEM_COUNT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    counts = []
+    for procs, port in ((1, 29541), (2, 29543)):
+        result = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(procs), "--master_port",
+             str(port), str(script), str(tmp_path / f"run{procs}"),
+             *small(synth, "train.batch_size=4", "train.loss.ohem=true", "train.loss.ohem_thresh=1e-9",
+                    "train.loss.ohem_min_kept=1001")],
+            capture_output=True, text=True, timeout=600, env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        counts.append(json.loads(result.stdout.split("KEPT", 1)[1]))
+    one, two = counts  # floor, kept for the main loss and each auxiliary one
+    assert len(one) >= 4 and len(two) == len(one)
+    assert one[::2] == [1001] * (len(one) // 2) and two[::2] == [1002] * (len(one) // 2)  # 2 x round(500.5)
+    for floor, kept_one, kept_two in zip(one[::2], one[1::2], two[1::2]):
+        assert floor <= kept_one < floor * 1.05 and floor <= kept_two < floor * 1.05  # ties at the k-th only
+
+
 def test_checkpoint_with_nonfinite_weights_is_refused(synth, tmp_path):
     trainer = Trainer(load_config(None, small(synth, "train.max_iters=2")), tmp_path, progress=False)
     with torch.no_grad():
