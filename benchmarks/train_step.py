@@ -14,7 +14,9 @@ Settings, each measured against eager float32 (``fp32``) of the same model in th
 
 - ``bf16``: ``train.amp=bf16`` (autocast to bfloat16);
 - ``bf16-cl``: and ``train.channels_last=true``;
-- ``bf16-cl-compile``: and ``train.compile=default`` (``torch.compile`` of the network; the first steps compile).
+- ``bf16-cl-compile``: and ``train.compile=default`` (``torch.compile`` of the network; the first steps compile);
+- ``fp32-acc2``, ``fp32-acc4``, ``bf16-acc4``: the same batch as 2 or 4 micro-batches (``train.accumulate``), for
+  the memory the recipe's batch needs on a smaller card.
 
 Every (model, setting) runs in a process of its own (forked on the CPU, spawned on CUDA), so that its peak memory
 is its own (CUDA: max allocated; CPU: peak resident set size above the process's size when the configuration
@@ -38,7 +40,10 @@ from common import write_cityscapes_tree
 SETTINGS = {"fp32": ["train.amp=none"],
             "bf16": ["train.amp=bf16"],
             "bf16-cl": ["train.amp=bf16", "train.channels_last=true"],
-            "bf16-cl-compile": ["train.amp=bf16", "train.channels_last=true", "train.compile=default"]}
+            "bf16-cl-compile": ["train.amp=bf16", "train.channels_last=true", "train.compile=default"],
+            "fp32-acc2": ["train.amp=none", "train.accumulate=2"],
+            "fp32-acc4": ["train.amp=none", "train.accumulate=4"],
+            "bf16-acc4": ["train.amp=bf16", "train.accumulate=4"]}
 MODELS = ("scrnet_r18", "scrnet_van_b1", "scrnet_effl0", "fpn_r18")
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "cityscapes"
 
@@ -201,12 +206,12 @@ def main() -> None:
     print(f"training step, Cityscapes recipe, batch {args.batch}, crop {args.crop[0]}x{args.crop[1]}, {device}, "
           f"torch {torch.__version__}")
     cuda = args.device.startswith("cuda")
-    print(f"{'model':<15}{'setting':<17}{'img/s':>8}{'peak MB':>9}{'vs fp32':>9}"
+    print(f"{'model':<15}{'setting':<17}{'img/s':>8}{'peak MB':>9}{'vs fp32':>9}{'mem vs fp32':>12}"
           + (f"{'GPU busy':>10}{'syncs':>7}" if cuda else ""))
     for r in results:
         ref = next(x for x in results if x["model"] == r["model"] and x["setting"] == "fp32")
         line = (f"{r['model']:<15}{r['setting']:<17}{r['images_per_s']:>8.2f}{r['peak_mem_mb']:>9.0f}"
-                f"{r['images_per_s'] / ref['images_per_s']:>8.2f}x")
+                f"{r['images_per_s'] / ref['images_per_s']:>8.2f}x{r['peak_mem_mb'] / ref['peak_mem_mb']:>11.2f}x")
         if cuda:
             line += f"{r['gpu_busy']:>9.0%}{r['syncs_per_step']:>7}"
         print(line)
