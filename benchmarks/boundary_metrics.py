@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from scrnet.data.synthetic import render_scene
-from scrnet.evaluation.boundary import BoundaryIoU
+from scrnet.evaluation.boundary import BIoUStar
 from scrnet.evaluation.metrics import ConfusionMatrix
 from scrnet.evaluation.published_boundary import PublishedBoundaryMetrics
 from scrnet.runtime import synchronize
@@ -53,7 +53,7 @@ def main() -> None:
 
         def always():
             ConfusionMatrix(19, device=device).update(p, t)
-            BoundaryIoU(19, 3, device=device).update(p, t)
+            BIoUStar(19, 3, device=device).update(p, t)
             synchronize(device)
 
         def published():

@@ -140,6 +140,9 @@ class BoundaryConfig:
     enabled: bool = True
     dilation_ratio: float = 0.02  # Boundary IoU band = ratio x image diagonal (Cheng et al.'s default)
     f_tolerances: list[int] = field(default_factory=lambda: [3, 5, 9, 12])  # pixels
+    # pooled: ours (precision and recall pooled over the split, inner 8-neighbour contour); per_image: the published
+    # convention (Gated-SCNN / DAVIS: F per image and class, averaged over images, contour seg2bmap's)
+    f_mode: str = "pooled"
     distance_bands: list[float] = field(default_factory=lambda: [0, 2, 4, 8, 16])  # band edges, pixels
 
     def __post_init__(self):
@@ -147,6 +150,8 @@ class BoundaryConfig:
             raise ConfigError(f"eval.boundary.dilation_ratio must be in (0, 1), got {self.dilation_ratio}")
         if not self.f_tolerances or min(self.f_tolerances) < 0:
             raise ConfigError(f"eval.boundary.f_tolerances must be pixel distances >= 0, got {self.f_tolerances}")
+        if self.f_mode not in ("pooled", "per_image"):
+            raise ConfigError(f"eval.boundary.f_mode must be pooled or per_image, got {self.f_mode!r}")
         bands = list(self.distance_bands)
         if not bands or bands[0] != 0 or bands != sorted(set(bands)):
             raise ConfigError(f"eval.boundary.distance_bands must be increasing edges starting at 0, got {bands}")
@@ -163,7 +168,7 @@ class EvalConfig:
     # slide: windows run through the network together (its batch: images x this); bounded for memory, and the logits
     # are the one-at-a-time ones up to the rounding of batched kernels
     window_batch: int = 4
-    boundary_width: int = 3  # our own fixed-band boundary IoU ("biou"/"mbiou" in the eval JSON), in pixels
+    boundary_width: int = 3  # BIoU*, our own fixed-band boundary IoU ("biou"/"mbiou" in the eval JSON), in pixels
     boundary: BoundaryConfig = field(default_factory=BoundaryConfig)  # the published boundary metrics
 
     def __post_init__(self):

@@ -7,7 +7,7 @@ import torch
 from scrnet import create_model
 from scrnet.config import LossConfig
 from scrnet.engine.losses import SegmentationLoss
-from scrnet.evaluation.boundary import BoundaryIoU
+from scrnet.evaluation.boundary import BIoUStar
 from scrnet.evaluation.metrics import ConfusionMatrix
 from scrnet.models.crm import ChannelAttention
 from scrnet.models.srm import warp
@@ -59,7 +59,7 @@ def test_device_metrics_equal_cpu_counts():
     target = torch.randint(0, 5, (96, 128), generator=g).repeat_interleave(4, 0).repeat_interleave(4, 1)
     target[:20] = 255
     pred = torch.randint(0, 5, (96, 128), generator=g).repeat_interleave(4, 0).repeat_interleave(4, 1)
-    cpu_b, gpu_b = BoundaryIoU(5, 3), BoundaryIoU(5, 3, device="cuda")
+    cpu_b, gpu_b = BIoUStar(5, 3), BIoUStar(5, 3, device="cuda")
     cpu_b.update(pred, target)
     gpu_b.update(pred.cuda(), target.cuda())
     assert (cpu_b.inter == gpu_b.inter).all() and (cpu_b.union == gpu_b.union).all()
@@ -94,7 +94,7 @@ def test_metric_updates_never_wait_for_the_gpu():
     target = torch.randint(0, 7, (64, 128), generator=g).repeat_interleave(4, 0).repeat_interleave(4, 1).cuda()
     target[:30, :50] = 255
     pred = torch.randint(0, 7, (256, 512), generator=g).cuda()
-    metrics = [ConfusionMatrix(7, device="cuda"), BoundaryIoU(7, 3, device="cuda"),
+    metrics = [ConfusionMatrix(7, device="cuda"), BIoUStar(7, 3, device="cuda"),
                published.PublishedBoundaryMetrics(7, device="cuda")]
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")

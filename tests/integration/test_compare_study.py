@@ -201,6 +201,21 @@ def test_boundary_f_and_distance_bands_are_tabled_as_mean_and_sd_over_seeds(tmp_
     assert code == 0 and "F@3px" not in out, err
 
 
+def test_boundary_f_of_the_two_conventions_is_named_and_never_pooled(tmp_path):
+    paths = study_runs(tmp_path, 0.70, 0.80)
+    for i, path in enumerate(paths):
+        record = json.loads(path.read_text())
+        record["boundary_f"] = {"3": {"mean": 0.90, "per_class": {}}}
+        record["boundary_f_mode"] = "per_image"
+        path.write_text(json.dumps(record))
+    code, out, err = run("compare", *paths)
+    assert code == 0 and "pF@3px" in out, err  # per image, as published
+    record["boundary_f_mode"] = "pooled"  # one run scored the other way: no F table at all
+    path.write_text(json.dumps(record))
+    code, out, err = run("compare", *paths)
+    assert code == 0 and "F@3px" not in out, err
+
+
 def test_cli_compare_writes_json_markdown_and_forest_plot_and_picks_the_baseline(tmp_path):
     pytest.importorskip("matplotlib")
     paths = study_runs(tmp_path, 0.70, 0.80)

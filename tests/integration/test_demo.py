@@ -23,7 +23,7 @@ def test_demo_quick(tmp_path):
         assert {"miou", "mbiou", "iou", "biou", "num_images"} <= set(metrics[model])
     assert metrics["scored_iteration"] == 12
     # the printed comparison is the one in metrics.json
-    for key, label in (("miou", "mIoU"), ("mbiou", "boundary IoU")):
+    for key, label in (("miou", "mIoU"), ("mbiou", "BIoU*")):
         low, high = (100 * v for v in metrics["difference_image_only_95ci"][key])
         diff = 100 * (metrics["scrnet"][key] - metrics["fpn"][key])
         assert -100 <= low <= diff <= high <= 100
@@ -47,7 +47,7 @@ def test_image_only_interval_of_identical_results_is_zero_and_of_a_shift_exclude
     import numpy as np
     import torch
 
-    from scrnet.evaluation.boundary import BoundaryIoU
+    from scrnet.evaluation.boundary import BIoUStar
     from scrnet.evaluation.evaluate import EvalResult, ImageCounts
     from scrnet.evaluation.metrics import ConfusionMatrix
     from scrnet.experiments.demo import image_only_interval
@@ -57,7 +57,7 @@ def test_image_only_interval_of_identical_results_is_zero_and_of_a_shift_exclude
         for i in range(20):
             cm = torch.tensor([[100, 0], [0, 100]]) if i < correct * 20 else torch.tensor([[50, 50], [50, 50]])
             per_image.append(ImageCounts(cm, np.array([10, 10]), np.array([20, 20])))
-        return EvalResult(ConfusionMatrix(2), BoundaryIoU(2), 20, ["a", "b"], per_image=per_image)
+        return EvalResult(ConfusionMatrix(2), BIoUStar(2), 20, ["a", "b"], per_image=per_image)
 
     same = image_only_interval(result(0.5), result(0.5))
     assert same["miou"] == [0.0, 0.0] and same["mbiou"] == [0.0, 0.0]

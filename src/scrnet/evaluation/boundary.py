@@ -1,26 +1,29 @@
-"""Boundary IoU (Cheng et al., CVPR 2021), accumulated over a split like the confusion matrix.
+"""BIoU*: our fixed-band boundary IoU, accumulated over a split like the confusion matrix. Not Cheng et al.'s
+Boundary IoU (that one, with its band proportional to the image diagonal and the image edge as a contour, is
+:mod:`scrnet.evaluation.published_boundary`).
 
-For class c, ``G_d`` is the part of the ground-truth mask of c within ``width`` pixels of its contour (the mask
-minus its erosion by a (2 width + 1) square, i.e. chessboard distance) and ``P_d`` the same for the prediction;
-boundary IoU = |G_d ∩ P_d| / |G_d ∪ P_d| with intersections and unions summed over all images. Pixels labelled
-ignore are excluded from both bands, and an edge against ignored pixels is not a contour, in the ground truth or the
-prediction (what lies beyond it is unknown); a class with an empty union over the split is skipped (None).
+For class c, ``G`` is the part of the ground-truth mask of c within ``width`` pixels (chessboard distance) of a
+labelled pixel of another class, i.e. the mask minus its erosion by a (2 width + 1) square, and ``P`` the same for
+the prediction; BIoU* = |G ∩ P| / |G ∪ P| with intersections and unions summed over all images. Pixels labelled
+ignore are excluded from both bands and are neutral: an edge against them is not a contour, in the ground truth or
+the prediction (what lies beyond it is unknown), nor is the image edge; a class with an empty union over the split
+is skipped (None).
 
-Two implementations with equal integer counts (tested): on CUDA the bands are computed on the device, all classes at
-once, with the square erosion as two separable min-pools, and the counts stay there until they are read, so
-:meth:`update` never waits for the GPU; on the CPU, OpenCV's ``cv2.erode`` per present class (the torch path is
-much slower there; ``benchmarks/boundary_metrics.py`` measures both).
+One implementation on every device: all classes at once, from the window maximum and minimum of the labels
+(:func:`~scrnet.evaluation.published_boundary.other_label_within`, separable, by doubling); no host
+synchronisation. The per-class OpenCV erosion it replaced is its test oracle (``tests/boundary_oracle.py``).
 """
 
-import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-CLASS_CHUNK = 16  # classes whose K x H x W one-hot planes are processed at once (bounds the memory)
+from .metrics import bin_counts
+from .published_boundary import other_label_within
 
 
-class BoundaryIoU:
+class BIoUStar:
+    """BIoU* intersections and unions per class, accumulated on ``device`` (see the module)."""
+
     def __init__(self, num_classes: int, width: int = 3, ignore_index: int = 255,
                  device: str | torch.device = "cpu"):
         self.num_classes, self.width, self.ignore_index = num_classes, width, ignore_index
@@ -39,68 +42,24 @@ class BoundaryIoU:
     def union(self) -> np.ndarray:
         return self._counts[1].cpu().numpy()
 
-    def _erode(self, solid: torch.Tensor) -> torch.Tensor:
-        """Erosion of ``N x H x W`` 0/1 planes by a (2 width + 1) square; outside the image counts as solid (the
-        image edge is not a contour). Min-pool = 1 - max-pool of the complement; max-pool pads with -inf, which
-        leaves out-of-image pixels out of the window, i.e. treats them as solid."""
-        k, w = 2 * self.width + 1, self.width
-        holes = (1 - solid).unsqueeze(1)
-        holes = F.max_pool2d(holes, (1, k), stride=1, padding=(0, w))
-        holes = F.max_pool2d(holes, (k, 1), stride=1, padding=(w, 0))
-        return (1 - holes).squeeze(1)
-
     def update(self, pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray) -> None:
         """Add one image's (``H x W``) or a batch's (``B x H x W``) counts."""
-        if self._counts.device.type == "cuda":
-            self.update_torch(pred, target)
-        else:
-            self.update_opencv(pred, target)
-
-    def update_opencv(self, pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray) -> None:
-        pred = pred.cpu().numpy() if isinstance(pred, torch.Tensor) else np.asarray(pred)
-        target = target.cpu().numpy() if isinstance(target, torch.Tensor) else np.asarray(target)
-        if pred.ndim == 2:
-            pred, target = pred[None], target[None]
-        kernel = np.ones((2 * self.width + 1, 2 * self.width + 1), np.uint8)
-
-        def band(mask: np.ndarray, neutral: np.ndarray) -> np.ndarray:
-            eroded = cv2.erode((mask | neutral).astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT,
-                               borderValue=1)
-            return mask & ~eroded.astype(bool)
-
-        counts = np.zeros((2, self.num_classes), np.int64)
-        for p, t in zip(pred, target):
-            valid = t != self.ignore_index
-            for c in np.union1d(np.unique(p[valid]), np.unique(t[valid])):
-                if c >= self.num_classes:
-                    continue
-                g = band(t == c, ~valid)
-                q = band(p == c, ~valid) & valid
-                counts[0, c] += np.count_nonzero(g & q)
-                counts[1, c] += np.count_nonzero(g | q)
-        self._counts += torch.from_numpy(counts).to(self._counts.device)
-
-    def update_torch(self, pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray) -> None:
         dev = self._counts.device
-        pred = torch.as_tensor(pred).to(dev)
-        target = torch.as_tensor(target).to(dev)
+        pred, target = torch.as_tensor(pred).to(dev), torch.as_tensor(target).to(dev)
         if pred.dim() == 2:
             pred, target = pred[None], target[None]
-        # max_pool2d has no integer kernels; 0/1 values are exact in half precision, which CUDA pools fastest
-        dtype = torch.float16 if dev.type == "cuda" else torch.float32
-        for b in range(pred.shape[0]):
-            t, p = target[b].long(), pred[b].long()
-            valid = t != self.ignore_index
-            neutral = (~valid).to(dtype)
-            for start in range(0, self.num_classes, CLASS_CHUNK):
-                classes = torch.arange(start, min(start + CLASS_CHUNK, self.num_classes), device=dev)
-                t1 = (t[None] == classes[:, None, None]).to(dtype)
-                p1 = (p[None] == classes[:, None, None]).to(dtype)
-                g = t1 * (1 - self._erode(torch.maximum(t1, neutral)))
-                q = p1 * (1 - self._erode(torch.maximum(p1, neutral))) * (1 - neutral)
-                both = torch.stack([torch.count_nonzero(g * q, dim=(1, 2)),
-                                    torch.count_nonzero(torch.maximum(g, q), dim=(1, 2))])
-                self._counts[:, start:start + len(classes)] += both
+        k = self.num_classes
+        for p, t in zip(pred, target):
+            invalid = t == self.ignore_index
+            g = other_label_within(t, self.width, invalid)  # class t's band (ignored pixels: never t's class)
+            q = other_label_within(p, self.width, invalid) & ~invalid
+            # each band pixel's class, k where it counts for none (outside the band, or a label outside 0..k-1)
+            tc = torch.where(g & (t >= 0) & (t < k), t, k)
+            pc = torch.where(q & (p >= 0) & (p < k), p, k)
+            both = torch.where(tc == pc, tc, k)
+            counts = bin_counts(torch.stack([tc, pc + (k + 1), both + 2 * (k + 1)]), 3 * (k + 1)).view(3, k + 1)
+            self._counts[0] += counts[2, :k]
+            self._counts[1] += counts[0, :k] + counts[1, :k] - counts[2, :k]
 
     def all_reduce(self, device: torch.device | str | None = None) -> None:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -114,3 +73,4 @@ class BoundaryIoU:
     def mean(self) -> float:
         values = [v for v in self.per_class() if v is not None]
         return sum(values) / len(values) if values else float("nan")
+

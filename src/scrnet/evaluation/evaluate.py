@@ -1,4 +1,4 @@
-"""Scoring a model on a split: one confusion matrix (and boundary IoU counts) over the whole split, summed over
+"""Scoring a model on a split: one confusion matrix (and BIoU* counts) over the whole split, summed over
 processes, predictions scored at the label's original resolution."""
 
 import dataclasses
@@ -15,7 +15,7 @@ from ..data.dataset import SegmentationDataset
 from ..data.io import batches, loader_worker_init
 from ..data.transforms import Normalize
 from ..runtime import synchronize
-from .boundary import BoundaryIoU
+from .boundary import BIoUStar
 from .inference import infer_as_configured
 from .metrics import ConfusionMatrix
 from .published_boundary import PublishedBoundaryMetrics
@@ -33,7 +33,7 @@ class ImageCounts(NamedTuple):
 READBACK_IMAGES = 64  # per-image counts kept on the device before one read-back (keep_per_image)
 
 
-def _snapshot(cm: ConfusionMatrix, biou: BoundaryIoU, published: PublishedBoundaryMetrics | None) -> torch.Tensor:
+def _snapshot(cm: ConfusionMatrix, biou: BIoUStar, published: PublishedBoundaryMetrics | None) -> torch.Tensor:
     """The counts a per-image record keeps, as one flat tensor on the device: confusion matrix, BIoU* and (with
     the published metrics) Boundary IoU intersections and unions."""
     parts = [cm.matrix.reshape(-1), biou.counts.reshape(-1)]
@@ -59,7 +59,7 @@ def _image_counts(pending: list[torch.Tensor], k: int, with_boundary: bool) -> l
 @dataclass
 class EvalResult:
     confusion: ConfusionMatrix
-    boundary: BoundaryIoU
+    boundary: BIoUStar
     num_images: int
     class_names: list[str]
     seconds: dict[str, float] = field(default_factory=dict)  # total; with timing=True also data/network/metric
@@ -104,11 +104,11 @@ def evaluate(model: torch.nn.Module, dataset: SegmentationDataset, device: torch
     model.eval()
     k = len(dataset.class_names)
     cm = ConfusionMatrix(k, device=device)
-    biou = BoundaryIoU(k, eval_cfg.boundary_width, device=device)
+    biou = BIoUStar(k, eval_cfg.boundary_width, device=device)
     b = eval_cfg.boundary
     boundary_metrics = b.enabled if boundary_metrics is None else boundary_metrics
-    published = (PublishedBoundaryMetrics(k, b.dilation_ratio, b.f_tolerances, b.distance_bands, device=device)
-                 if boundary_metrics else None)
+    published = (PublishedBoundaryMetrics(k, b.dilation_ratio, b.f_tolerances, b.distance_bands, device=device,
+                                          f_mode=b.f_mode) if boundary_metrics else None)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     indices = list(range(rank, len(dataset) if limit is None else min(limit, len(dataset)), world_size))
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=1,

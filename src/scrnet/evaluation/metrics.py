@@ -24,7 +24,8 @@ def iou_of(matrix) -> list[float | None]:
 # a metric measures changes (its counting, its band or contour, how it pools), so that ``scrnet compare`` never pools
 # runs scored by different definitions. 1: mIoU over counts pooled on the split; BIoU* the fixed 3-px inner band per
 # class; Boundary IoU after Cheng et al. (dilation ratio, all-class band); boundary F pooled over the split, inner
-# 8-neighbour contour; distance-band mIoU. Eval JSONs written before the field existed read as unrecorded.
+# 8-neighbour contour (the published per-image F is a separate mode, named by ``boundary_f_mode`` in the JSON);
+# distance-band mIoU. Eval JSONs written before the field existed read as unrecorded.
 METRICS_VERSION = 1
 
 
@@ -58,7 +59,8 @@ def bin_counts(index: torch.Tensor, size: int) -> torch.Tensor:
     input's minimum and maximum back to size its output, this is one ``index_add_``."""
     index = index.reshape(-1).long()
     counts = torch.zeros(size, dtype=torch.int64, device=index.device)
-    return counts.index_add_(0, index, torch.ones_like(index))
+    ones = torch.ones((), dtype=torch.int64, device=index.device).expand(index.numel())  # no N-element buffer
+    return counts.index_add_(0, index, ones)
 
 
 class ConfusionMatrix:

@@ -7,14 +7,22 @@ Definitions (for class c; ``valid`` = label is not the ignore index):
   as in the reference), ``d = max(1, round(dilation_ratio * image diagonal))``; ``P_d`` the same for the
   prediction. Boundary IoU = sum |G_d ∩ P_d| / sum |G_d ∪ P_d| over the split. Pixels labelled ignore are left out
   of the counts, and the prediction's mask of c excludes them (so their edge is a contour on both sides).
-- **Boundary F-score** at pixel tolerances (3, 5, 9, 12 by default; Gated-SCNN's and SFNet's convention): the
-  boundary of a mask is its inner one-pixel contour (pixels of the mask with a pixel outside it among their 8
-  neighbours; the image edge is not a contour, as in the DAVIS-style ``seg2bmap`` those evaluations use); a
-  predicted boundary pixel is matched when a ground-truth boundary pixel of the same class lies within the
-  tolerance (Euclidean distance), and the other way round. Precision = matched predicted / predicted boundary
-  pixels and recall = matched ground truth / ground-truth boundary pixels, each summed over the split;
-  F = 2PR / (P + R). The mean is over the classes with ground-truth boundary pixels in the split; a class absent
-  from the ground truth (predicted or not) is None and does not enter the mean.
+- **Boundary F-score** at pixel tolerances (3, 5, 9, 12 by default: Gated-SCNN's thresholds at Cityscapes' full
+  resolution), in one of two modes (``f_mode``); in both a boundary pixel of a class is matched when a boundary pixel
+  of the same class on the other side (prediction / ground truth) lies within the tolerance (Euclidean distance).
+
+  - ``"pooled"`` (ours, the default): the boundary of a class is its inner one-pixel contour (pixels of the mask
+    with a pixel outside it among their 8 neighbours; the image edge is not a contour). Precision = matched
+    predicted / predicted boundary pixels and recall = matched ground truth / ground-truth boundary pixels, each
+    summed over the split; F = 2PR / (P + R). The mean is over the classes with ground-truth boundary pixels in the
+    split; a class absent from the ground truth (predicted or not) is None and does not enter the mean.
+  - ``"per_image"`` (the published convention of Gated-SCNN, SFNet and others, after DAVIS's ``db_eval_boundary``):
+    per image and class, the masks are zeroed at ignored pixels and the boundary is ``seg2bmap``'s (pixels that
+    differ from their east, south or south-east neighbour inside the image: on one side of a vertical or horizontal
+    edge, the west or north one); P = matched / predicted boundary pixels (1 when the prediction has none), R the
+    same for the ground truth (1 when it has none), F = 2PR / (P + R) (0 when both are 0); a class's F is the mean
+    of its per-image F over every image, including those where it is absent from both (F = 1 there, as published),
+    and the mean is over every class.
 - **mIoU in distance bands**: each labelled pixel's Euclidean distance to the nearest ground-truth boundary (a
   pixel whose 4-neighbour has another valid label); one confusion matrix per band (0-2, 2-4, 4-8, 8-16, 16+ px);
   mIoU per band as for the whole image. Where along the distance axis a model gains.
@@ -22,9 +30,8 @@ Definitions (for class c; ``valid`` = label is not the ignore index):
 How (all classes at once, integer counts equal to the per-class NumPy/OpenCV oracle in the tests):
 
 - A pixel of class c is in its class's Boundary IoU band exactly when the ``(2d + 1)`` square around it holds
-  another label or leaves the image; since the square is connected, that is when the square holds two
-  4-neighbours with different labels. Both are window ORs of boolean maps, separable, by doubling (``log2 d``
-  steps per axis).
+  another label or leaves the image: the window maximum or minimum of the labels differs from its own
+  (:func:`other_label_within`, the band code BIoU* shares, with ignored pixels neutral there).
 - Contours: a pixel whose label differs from one of its 8 neighbours' (four difference maps).
 - F: each contour pixel's squared distance to the nearest contour pixel of the same class on the other side, up to
   the largest tolerance, from the candidate pairs of a grid of 8-pixel cells per class (sorted, counted, expanded;
@@ -42,6 +49,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .metrics import bin_counts, miou_of
 
@@ -58,6 +66,7 @@ MAX_PAIRS = 1 << 22  # candidate pairs expanded at once (bounds the memory of on
 # memory: about 16 bytes per pixel of a chunk at the default tolerances)
 TRANSFORM_PIXELS = 1 << 24
 F_METHODS = ("auto", "search", "transform")
+F_MODES = ("pooled", "per_image")
 
 
 def dilation_pixels(shape: tuple[int, int], ratio: float) -> int:
@@ -66,25 +75,45 @@ def dilation_pixels(shape: tuple[int, int], ratio: float) -> int:
 
 
 # ------------------------------------------------------------------------------------------- boolean map helpers
-def window_or(x: torch.Tensor, dim: int, lo: int, hi: int, size: int) -> torch.Tensor:
-    """``out[i] = x[i + lo] | ... | x[i + hi]`` along ``dim`` (indices outside ``x`` contribute False), for
-    ``i`` in ``0..size-1``; ``lo <= hi``. By doubling: ``log2(hi - lo + 1)`` ORs. A one-entry window may return a
-    view of ``x``."""
-    n = x.shape[dim]
-    before, after = max(0, -lo), max(0, size - 1 + hi - (n - 1))
-    if before or after:
-        shape = list(x.shape)
-        shape[dim] = n + before + after
-        padded = x.new_zeros(shape)
-        padded.narrow(dim, before, n).copy_(x)
-        x = padded
-    length, span = hi - lo + 1, 1
-    while 2 * span <= length:  # x[j] = OR of the original span entries starting at j
-        m = x.shape[dim]
-        x = x.narrow(dim, 0, m - span) | x.narrow(dim, span, m - span)
-        span *= 2
-    first = x.narrow(dim, before + lo, size)
-    return first if span == length else first | x.narrow(dim, before + hi - span + 1, size)
+def other_label_within(labels: torch.Tensor, d: int, neutral: torch.Tensor | None = None,
+                       backend: str = "auto") -> torch.Tensor:
+    """Pixels whose ``(2d + 1)`` square holds, inside the image, a pixel that is not ``neutral`` and is labelled
+    otherwise than they are (``H x W`` bool): the window maximum and minimum of the labels, neutral pixels and the
+    outside of the image taking no part. The one band code of the boundary metrics: BIoU*'s band (ignored pixels
+    neutral) and, with the image's frame added, Boundary IoU's (:func:`boundary_band`).
+
+    Window maxima and minima are separable: OpenCV's ``dilate`` / ``erode`` on 16-bit labels on the CPU (``backend
+    "opencv"``, the CPU's default: ~80x faster there than pooling), ``max_pool2d`` on float32 labels elsewhere
+    (``"torch"``: tensor code on the labels' device, no host synchronisation). Equal results (tested)."""
+    h, w = labels.shape
+    if backend == "auto":
+        backend = "opencv" if labels.device.type == "cpu" else "torch"
+    if backend == "opencv":
+        lab = labels.to(torch.int64)
+        if lab.numel() and (int(lab.min()) < 0 or int(lab.max()) > 65533):
+            backend = "torch"  # labels outside what 16 bits hold with the two neutral values
+    if backend == "opencv":
+        import cv2
+
+        kernel = np.ones((2 * d + 1, 2 * d + 1), np.uint8)
+        shifted = (lab + 1).to(torch.int32).numpy().astype(np.uint16)  # 0 and 65535: the neutral values
+        low, high = shifted.copy(), shifted.copy()
+        if neutral is not None:
+            mask = neutral.numpy()
+            low[mask], high[mask] = 0, 65535
+        top = cv2.dilate(low, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        bottom = cv2.erode(high, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=65535)
+        return torch.from_numpy((top > shifted) | (bottom < shifted))
+    k = 2 * d + 1
+    lab = labels.to(torch.float32)[None, None]  # labels up to 2**24 are exact
+    hi, lo = lab, -lab
+    if neutral is not None:
+        hi, lo = hi.masked_fill(neutral, float("-inf")), lo.masked_fill(neutral, float("-inf"))
+
+    def window_max(x: torch.Tensor) -> torch.Tensor:  # max_pool2d pads with -inf: the outside takes no part
+        return F.max_pool2d(F.max_pool2d(x, (1, k), 1, (0, d)), (k, 1), 1, (d, 0))
+
+    return ((window_max(hi) > lab) | (-window_max(lo) < lab))[0, 0]
 
 
 def boundary_band(labels: torch.Tensor, d: int) -> torch.Tensor:
@@ -93,12 +122,7 @@ def boundary_band(labels: torch.Tensor, d: int) -> torch.Tensor:
     band = torch.ones_like(labels, dtype=torch.bool)
     if h <= 2 * d or w <= 2 * d:
         return band  # every square leaves the image
-    # pairs (x, x + 1) in the square: x in [x0 - d, x0 + d - 1]; rows in [y0 - d, y0 + d]
-    right = labels[:, 1:] != labels[:, :-1]
-    down = labels[1:] != labels[:-1]
-    inner = window_or(window_or(right, 1, -d, d - 1, w), 0, -d, d, h)
-    inner |= window_or(window_or(down, 0, -d, d - 1, h), 1, -d, d, w)
-    band[d:h - d, d:w - d] = inner[d:h - d, d:w - d]  # the frame of width d: squares that leave the image
+    band[d:h - d, d:w - d] = other_label_within(labels, d)[d:h - d, d:w - d]  # the frame: squares that leave it
     return band
 
 
@@ -117,6 +141,16 @@ def contour_map(labels: torch.Tensor) -> torch.Tensor:
     out[:-1, :-1] |= diag
     out[1:, :-1] |= anti
     out[:-1, 1:] |= anti
+    return out
+
+
+def seg2bmap(masks: torch.Tensor) -> torch.Tensor:
+    """The published boundary map of boolean masks (``... x H x W``): pixels that differ from their east, south or
+    south-east neighbour inside the image (DAVIS's ``seg2bmap`` at the mask's own size)."""
+    out = torch.zeros_like(masks)
+    out[..., :, :-1] |= masks[..., :, :-1] ^ masks[..., :, 1:]
+    out[..., :-1, :] |= masks[..., :-1, :] ^ masks[..., 1:, :]
+    out[..., :-1, :-1] |= masks[..., :-1, :-1] ^ masks[..., 1:, 1:]
     return out
 
 
@@ -251,11 +285,14 @@ class PublishedBoundaryMetrics:
 
     def __init__(self, num_classes: int, dilation_ratio: float = 0.02, tolerances=(3, 5, 9, 12),
                  bands=(0, 2, 4, 8, 16), ignore_index: int = 255, device: str | torch.device = "cpu",
-                 f_method: str = "auto"):
+                 f_method: str = "auto", f_mode: str = "pooled"):
         if 0 <= ignore_index < num_classes:
             raise ValueError(f"ignore index {ignore_index} is one of the {num_classes} classes")
         if f_method not in F_METHODS:
             raise ValueError(f"f_method must be one of {F_METHODS}, not {f_method!r}")
+        if f_mode not in F_MODES:
+            raise ValueError(f"f_mode must be one of {F_MODES}, not {f_mode!r}")
+        self.f_mode = f_mode
         # "search": the pair search (fastest on a CPU; sizes its work from the image, so it reads counts back from
         # the device); "transform": per-class distance transforms in fixed-size tensor code (no host
         # synchronisation, the default on CUDA); equal integer counts (tested)
@@ -271,6 +308,9 @@ class PublishedBoundaryMetrics:
         # per tolerance: matched predicted, predicted, matched ground truth, ground-truth boundary pixels
         self._f = torch.zeros(len(self.tolerances), 4, num_classes, dtype=torch.int64, device=device)
         self._band_cm = torch.zeros(len(self.bands), num_classes, num_classes, dtype=torch.int64, device=device)
+        # per_image: the sum over images of each class's F per tolerance (float64), and the number of images
+        self._f_sum = torch.zeros(len(self.tolerances), num_classes, dtype=torch.float64, device=device)
+        self._images = torch.zeros((), dtype=torch.int64, device=device)
 
     biou = property(lambda self: self._biou.cpu().numpy(), doc="2 x K: intersections, unions (NumPy copy)")
     biou_counts = property(lambda self: self._biou, doc="2 x K: intersections, unions (the tensor on the device)")
@@ -308,7 +348,9 @@ class PublishedBoundaryMetrics:
         inter = _count(t, both, k)
         self._biou[0] += inter
         self._biou[1] += _count(t, g_band, k) + _count(p, p_band, k) - inter
-        if self.tolerances:
+        if self.tolerances and self.f_mode == "per_image":
+            self._update_f_per_image(t, p)
+        elif self.tolerances:
             self._update_f(t, p, t_class, p_class)
         # distance bands
         band = distance_band(edge_map(t, t_class), self._band_sq)
@@ -345,6 +387,29 @@ class PublishedBoundaryMetrics:
             for i, r in enumerate(rank):
                 part[i, 0] += (p_c & (p_far <= r)).sum((1, 2))
                 part[i, 2] += (g_c & (g_far <= r)).sum((1, 2))
+
+    def _update_f_per_image(self, t: torch.Tensor, p: torch.Tensor) -> None:
+        """The published boundary F of one image (``f_mode="per_image"``): per class, ``seg2bmap`` boundaries of the
+        masks (ignored pixels in no class), matched through :func:`distance_band` as in the transform method, and
+        the image's F added to the class's sum. No host synchronisation."""
+        k = self.k
+        levels = sorted({s + 1 for s in self._tol_sq})
+        rank = [levels.index(s + 1) for s in self._tol_sq]
+        per_chunk = max(1, TRANSFORM_PIXELS // max(t.numel(), 1))
+        for start in range(0, k, per_chunk):
+            classes = torch.arange(start, min(start + per_chunk, k), device=t.device)[:, None, None]
+            g_b, p_b = seg2bmap(t == classes), seg2bmap(p == classes)
+            p_far, g_far = distance_band(g_b, levels), distance_band(p_b, levels)
+            n_p, n_g = p_b.sum((1, 2)).double(), g_b.sum((1, 2)).double()
+            for i, r in enumerate(rank):
+                m_p = (p_b & (p_far <= r)).sum((1, 2)).double()
+                m_g = (g_b & (g_far <= r)).sum((1, 2)).double()
+                precision = torch.where(n_p > 0, m_p / n_p.clamp(min=1), 1.0)
+                recall = torch.where(n_g > 0, m_g / n_g.clamp(min=1), 1.0)
+                both = precision + recall
+                f = torch.where(both > 0, 2 * precision * recall / both.clamp(min=1e-300), 0.0)
+                self._f_sum[i, start:start + len(classes)] += f
+        self._images += 1
 
     def _update_f_search(self, t: torch.Tensor, p: torch.Tensor, t_class: torch.Tensor,
                          p_class: torch.Tensor) -> None:
@@ -385,13 +450,16 @@ class PublishedBoundaryMetrics:
 
     def all_reduce(self) -> None:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            for t in (self._biou, self._f, self._band_cm):
+            for t in (self._biou, self._f, self._band_cm, self._f_sum, self._images):
                 torch.distributed.all_reduce(t)
 
     def boundary_iou(self) -> list[float | None]:
         return [None if u == 0 else float(i / u) for i, u in zip(*self._biou.tolist())]
 
     def boundary_f(self, i: int) -> list[float | None]:
+        if self.f_mode == "per_image":
+            images = int(self._images)
+            return [None if not images else float(v) / images for v in self._f_sum[i].tolist()]
         out = []
         for mp, np_, mg, ng in zip(*self._f[i].tolist()):
             if ng == 0:
@@ -415,6 +483,7 @@ class PublishedBoundaryMetrics:
         return {
             "boundary_iou": {"dilation_ratio": self.ratio, **block(self.boundary_iou())},
             "boundary_f": {str(t): block(self.boundary_f(i)) for i, t in enumerate(self.tolerances)},
+            "boundary_f_mode": self.f_mode,
             "distance_bands": [{"from": lo, "to": hi, "miou": self.band_miou(i)}
                                for i, (lo, hi) in enumerate(zip(self.bands, edges))],
         }

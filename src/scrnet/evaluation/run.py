@@ -161,9 +161,11 @@ def format_table(summary: dict) -> str:
 
     published = "boundary_iou" in summary
     tolerances = list(summary.get("boundary_f", {}))
+    per_image = summary.get("boundary_f_mode") == "per_image"
+    f_name = "pF@" if per_image else "F@"
     head = f"{'class':<24}{'IoU':>8}{'BIoU*':>8}"
     if published:
-        head += f"{'BndIoU':>8}" + "".join(f"{'F@' + t + 'px':>8}" for t in tolerances)
+        head += f"{'BndIoU':>8}" + "".join(f"{f_name + t + 'px':>8}" for t in tolerances)
 
     def row(name, iou, legacy, key):
         text = f"{name:<24}{pct(iou):>8}{pct(legacy):>8}"
@@ -184,7 +186,9 @@ def format_table(summary: dict) -> str:
     if published:
         bands = ", ".join((f"{b['from']:g}+" if b["to"] is None else f"{b['from']:g}-{b['to']:g}") + " px "
                           f"{pct(b['miou']).strip()}" for b in summary["distance_bands"])
+        f_text = ("pF@N: boundary F-score at N px, per image as published (Gated-SCNN / DAVIS)" if per_image else
+                  "F@N: boundary F-score at N px, pooled over the split (ours)")
         lines.append(f"BndIoU: Boundary IoU (Cheng et al. 2021), band = {summary['boundary_iou']['dilation_ratio']}"
-                     f" x image diagonal; F@N: boundary F-score at N px; BIoU*: our fixed-width band")
+                     f" x image diagonal; {f_text}; BIoU*: our fixed-width band")
         lines.append(f"mIoU by distance from ground-truth boundaries: {bands}")
     return "\n".join(lines)

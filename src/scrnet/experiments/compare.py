@@ -275,9 +275,11 @@ def summarise_group(g: Group) -> dict:
     if all("boundary_iou" in r.record for r in g.runs):
         out["boundary_iou"] = _mean_sd([r.record["boundary_iou"]["mean"] for r in g.runs])
     tolerances = [set(r.record.get("boundary_f", {})) for r in g.runs]
-    if tolerances and tolerances[0] and all(t == tolerances[0] for t in tolerances):
+    modes = {r.record.get("boundary_f_mode", "pooled") for r in g.runs}  # JSONs before the modes: pooled
+    if tolerances and tolerances[0] and all(t == tolerances[0] for t in tolerances) and len(modes) == 1:
         out["boundary_f"] = {t: _mean_sd([r.record["boundary_f"][t]["mean"] for r in g.runs])
                              for t in sorted(tolerances[0], key=float)}
+        out["boundary_f_mode"] = modes.pop()
     bands = [[(b["from"], b["to"]) for b in r.record.get("distance_bands", [])] for r in g.runs]
     if bands and bands[0] and all(b == bands[0] for b in bands):
         out["distance_bands"] = [{"from": lo, "to": hi, **_mean_sd([r.record["distance_bands"][i]["miou"]
@@ -554,19 +556,23 @@ def boundary_rows(result: dict) -> tuple[list[str], list[list[str]]] | None:
     groups = result["groups"]
     first = groups[0]
     tols, bands = list(first.get("boundary_f", {})), [(b["from"], b["to"]) for b in first.get("distance_bands", [])]
+    mode = first.get("boundary_f_mode", "pooled")
     if not (tols or bands) or any(list(g.get("boundary_f", {})) != tols or
+                                  g.get("boundary_f_mode", "pooled") != mode or
                                   [(b["from"], b["to"]) for b in g.get("distance_bands", [])] != bands
                                   for g in groups):
         return None
-    head = ["group"] + [f"F@{t}px" for t in tols] + [
+    f_name = "pF@" if mode == "per_image" else "F@"  # per image as published / pooled over the split (ours)
+    head = ["group"] + [f"{f_name}{t}px" for t in tols] + [
         f"mIoU {lo:g}-{hi:g}px" if hi is not None else f"mIoU {lo:g}px+" for lo, hi in bands]
     rows = [[g["label"]] + [_mean_sd_text(g["boundary_f"][t]) for t in tols]
             + [_mean_sd_text(b) for b in g.get("distance_bands", [])] for g in groups]
     return head, rows
 
 
-BOUNDARY_NOTE = ("boundary F-score by tolerance and mIoU by distance from ground-truth boundaries, mean ± sd over "
-                 "seeds, in points (no interval: eval stores no per-image counts for them)")
+BOUNDARY_NOTE = ("boundary F-score by tolerance (F@: pooled over the split, ours; pF@: per image, as published) and "
+                 "mIoU by distance from ground-truth boundaries, mean ± sd over seeds, in points (no interval: eval "
+                 "stores no per-image counts for them)")
 
 
 def class_rows(result: dict) -> tuple[list[str], list[list[str]]]:

@@ -2,7 +2,7 @@
 
 Generates the synthetic street scenes, trains ``scrnet_effl0`` (offline ImageNet weights) and, with the same
 backbone, data and budget, the bilinear baseline (plain FPN top-down path with PPM context), evaluates both
-(mIoU, boundary IoU, per-class table), and writes prediction overlays, the SRM offset field, a training-curve
+(mIoU, BIoU*, per-class table), and writes prediction overlays, the SRM offset field, a training-curve
 image, the metrics JSON and the checkpoint. Both models are scored at their final iteration (not ``best.pth``, which
 was picked on the very images scored). With one training run per model the comparison gets an interval over
 validation images only (compare's leave-one-image-out jackknife): seed-to-seed variation is not in it, so the demo prints no
@@ -184,10 +184,10 @@ def print_report(out: Path, report: dict, checkpoint: Path) -> None:
     s, f, ci = report["scrnet"], report["fpn"], report["difference_image_only_95ci"]
     print(f"\nscrnet_effl0 (SRM + CRM) on the synthetic validation images, iteration {report['scored_iteration']}:")
     print(format_table(s))
-    print(f"\n{'':<28}{'mIoU':>8}{'boundary IoU':>14}")
+    print(f"\n{'':<28}{'mIoU':>8}{'BIoU*':>14}")
     print(f"{'SCRNet (SRM + CRM)':<28}{100 * s['miou']:>8.2f}{100 * s['mbiou']:>14.2f}")
     print(f"{'FPN baseline (bilinear+PPM)':<28}{100 * f['miou']:>8.2f}{100 * f['mbiou']:>14.2f}")
-    for key, label in (("miou", "mIoU"), ("mbiou", "boundary IoU")):
+    for key, label in (("miou", "mIoU"), ("mbiou", "BIoU*")):
         lo, hi = (100 * v for v in ci[key])
         print(f"{label} difference {100 * (s[key] - f[key]):+.2f} points, image-only 95% interval "
               f"[{lo:+.2f}, {hi:+.2f}]")

@@ -1,4 +1,4 @@
-"""Confusion matrix and boundary IoU: by hand, against reference computations, on the device path."""
+"""Confusion matrix and BIoU*: by hand, against the OpenCV oracle."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from scrnet.evaluation.boundary import BoundaryIoU
+from scrnet.evaluation.boundary import BIoUStar
 from scrnet.evaluation.metrics import ConfusionMatrix
 
 
@@ -31,14 +31,14 @@ def test_boundary_iou_by_hand():
     target[2:8, 2:8] = 1  # a 6x6 square: with width 1 its boundary band is the 20-pixel ring
     pred = np.zeros((10, 10), np.uint8)
     pred[2:8, 3:9] = 1  # the same square one pixel to the right
-    b = BoundaryIoU(2, width=1)
+    b = BIoUStar(2, width=1)
     b.update(pred, target)
     ring_t = {(y, x) for y in range(2, 8) for x in range(2, 8) if y in (2, 7) or x in (2, 7)}
     ring_p = {(y, x + 1) for y, x in ring_t}
     assert b.inter[1] == len(ring_t & ring_p) and b.union[1] == len(ring_t | ring_p)
     # class 0: the image edge is not a contour, so its band is the ring just outside each square
     assert b.per_class()[1] == pytest.approx(len(ring_t & ring_p) / len(ring_t | ring_p))
-    b2 = BoundaryIoU(2, width=1)
+    b2 = BIoUStar(2, width=1)
     b2.update(target, target)
     assert b2.per_class() == [1.0, 1.0]
 
@@ -49,7 +49,7 @@ def test_boundary_iou_ignores_255_and_skips_absent_classes():
     target[0] = 255  # an ignored row: its edge with the labelled rows is not a contour
     pred = target.copy()
     pred[0] = np.array([1, 1, 1, 0, 0, 0])  # anything may be predicted under ignored pixels
-    b = BoundaryIoU(3, width=1)
+    b = BIoUStar(3, width=1)
     b.update(pred, target)
     assert b.per_class() == [1.0, 1.0, None]
     assert b.union[0] == 5  # column 2, rows 1-5: the only real contour of class 0
@@ -64,16 +64,21 @@ def blocky(h, w, k, seed):
     return m
 
 
-@pytest.mark.parametrize("width", [1, 3])
-def test_boundary_iou_device_path_equals_opencv(width):
-    target, pred = blocky(64, 96, 6, 0), blocky(64, 96, 6, 1)
+@pytest.mark.parametrize("width", [1, 3, 6])
+@pytest.mark.parametrize("seed", range(4))
+def test_biou_star_equals_the_opencv_oracle(width, seed):
+    from boundary_oracle import biou_star_counts
+
+    target, pred = blocky(64, 96, 6, seed), blocky(64, 96, 6, seed + 10).astype(np.int64)
     target[:10] = 255
     target[20:30, 40:50] = 255
-    a, b = BoundaryIoU(6, width), BoundaryIoU(6, width)
-    a.update_opencv(pred, target)
-    b.update_torch(torch.from_numpy(pred), torch.from_numpy(target))  # the CUDA path, run on the CPU
-    assert a.union.sum() > 0
-    assert (a.inter == b.inter).all() and (a.union == b.union).all()
+    if seed % 2:
+        pred[np.random.default_rng(seed).random(pred.shape) < 0.03] = 9  # labels outside the classes
+    b = BIoUStar(6, width)
+    b.update(torch.from_numpy(pred), torch.from_numpy(target))
+    expected = biou_star_counts(pred, target, 6, width)
+    assert expected[1].sum() > 0
+    assert (b.inter == expected[0]).all() and (b.union == expected[1]).all()
 
 
 def test_confusion_matrix_equals_bincount_and_defers_the_label_check():

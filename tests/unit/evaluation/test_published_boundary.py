@@ -11,7 +11,7 @@ import torch
 from boundary_oracle import PublishedBoundaryMetrics as Oracle
 
 import scrnet.evaluation.published_boundary as published
-from scrnet.evaluation.published_boundary import PublishedBoundaryMetrics, dilation_pixels, window_or
+from scrnet.evaluation.published_boundary import PublishedBoundaryMetrics, dilation_pixels
 
 IGNORE = 255
 
@@ -254,17 +254,25 @@ def test_bad_arguments_are_refused():
         PublishedBoundaryMetrics(5).update(torch.zeros(4, 5), torch.zeros(5, 4))
 
 
-@pytest.mark.parametrize("lo,hi", [(0, 0), (-3, 2), (-4, 4), (1, 5), (-7, -2), (-30, 30)])
-def test_window_or_is_the_or_over_its_window(lo, hi):
-    x = torch.rand(3, 41) < 0.05
-    size = 37
-    out = window_or(x, 1, lo, hi, size)
-    naive = torch.zeros(3, size, dtype=torch.bool)
-    for i in range(size):
-        for j in range(i + lo, i + hi + 1):
-            if 0 <= j < x.shape[1]:
-                naive[:, i] |= x[:, j]
-    assert torch.equal(out, naive)
+@pytest.mark.parametrize("d", [1, 3, 8])
+@pytest.mark.parametrize("with_neutral", [False, True])
+def test_other_label_within_is_the_naive_window_test_on_both_backends(d, with_neutral):
+    rng = np.random.default_rng(d)
+    labels = torch.from_numpy(np.kron(rng.integers(0, 4, (9, 12)), np.ones((3, 3), np.int64)))
+    neutral = torch.from_numpy(rng.random(labels.shape) < 0.2) if with_neutral else None
+    h, w = labels.shape
+    big = labels.clone()
+    big[0, 0] = 70000  # beyond 16 bits: the OpenCV backend hands over to the torch one
+    for case in (labels, big):
+        naive = torch.zeros(h, w, dtype=torch.bool)
+        for y in range(h):
+            for x in range(w):
+                for yy in range(max(0, y - d), min(h, y + d + 1)):
+                    for xx in range(max(0, x - d), min(w, x + d + 1)):
+                        if (neutral is None or not neutral[yy, xx]) and case[yy, xx] != case[y, x]:
+                            naive[y, x] = True
+        for backend in ("opencv", "torch"):
+            assert torch.equal(published.other_label_within(case, d, neutral, backend), naive), backend
 
 
 @pytest.mark.parametrize("shape, horizontal", [((3, 700), False), ((700, 64), True)])
@@ -292,3 +300,61 @@ def test_band_edges_above_255_pixels_equal_a_brute_force_distance(shape, horizon
     metrics = PublishedBoundaryMetrics(2, bands=bands, tolerances=())
     metrics.update(labels[None].long(), labels[None].long())
     assert int(metrics.band_cm[2].sum()) == far
+
+
+# ------------------------------------------------------------------- oracles from the published descriptions
+def published_cases(count: int):
+    """Small random label maps: blocks of classes, ignored pixels, a prediction partly right and partly labels
+    outside the classes."""
+    for seed in range(count):
+        rng = np.random.default_rng(1000 + seed)
+        k = int(rng.integers(2, 5))
+        h, w = int(rng.integers(12, 30)), int(rng.integers(12, 30))
+        target = blocky(h, w, k, seed)
+        pred = np.where(rng.random((h, w)) < 0.6, target.clip(0, k - 1), blocky(h, w, k, seed + 50, ignore=False))
+        if seed % 4 == 0:
+            pred[rng.random((h, w)) < 0.05] = k + 2
+        if seed % 5 == 0:
+            target[:] = np.where(target == IGNORE, IGNORE, 0)  # one class only: the others absent from the truth
+        yield seed, k, pred, target
+
+
+def test_boundary_iou_equals_the_published_mask_to_boundary():
+    from published_oracles import boundary_iou_counts
+
+    for seed, k, pred, target in published_cases(25):
+        ratio = [0.01, 0.05, 0.15][seed % 3]
+        ours = PublishedBoundaryMetrics(k, ratio, (), (0,))
+        ours.update(torch.from_numpy(pred), torch.from_numpy(target))
+        assert np.array_equal(ours.biou, boundary_iou_counts([pred], [target], k, ratio)), seed
+
+
+@pytest.mark.parametrize("tolerances", [(0, 1, 2), (3, 1)])
+def test_per_image_boundary_f_equals_the_published_description(tolerances):
+    from published_oracles import per_image_boundary_f
+
+    cases = list(published_cases(12))
+    for k in sorted({c[1] for c in cases}):
+        same_k = [c for c in cases if c[1] == k]
+        ours = PublishedBoundaryMetrics(k, 0.02, tolerances, (0,), f_mode="per_image")
+        for _, _, pred, target in same_k:
+            ours.update(torch.from_numpy(pred), torch.from_numpy(target))
+        expected = per_image_boundary_f([c[2] for c in same_k], [c[3] for c in same_k], k, tolerances)
+        got = np.array([ours.boundary_f(i) for i in range(len(tolerances))])
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+        summary = ours.to_json([str(c) for c in range(k)])
+        assert summary["boundary_f_mode"] == "per_image"
+        assert summary["boundary_f"][str(tolerances[0])]["mean"] == pytest.approx(expected[0].mean(), abs=1e-12)
+
+
+def test_per_image_boundary_f_by_hand():
+    """A 1-pixel shift of a square: within 1 px, F = 1; at 0 px the shifted sides miss. seg2bmap puts a vertical
+    edge on its west pixel: the square's left boundary lies outside it, its right boundary inside."""
+    target = np.zeros((10, 10), np.int64)
+    target[3:7, 3:7] = 1
+    pred = np.roll(target, 1, axis=1)
+    m = PublishedBoundaryMetrics(2, 0.02, (0, 1), (0,), f_mode="per_image")
+    m.update(torch.from_numpy(pred), torch.from_numpy(target))
+    assert m.boundary_f(1) == [1.0, 1.0]
+    f0 = m.boundary_f(0)
+    assert 0 < f0[1] < 1 and f0 == [f0[1], f0[1]]  # background and square share every boundary pixel
