@@ -102,7 +102,7 @@ EPILOG_COMPARE = """examples:
   scrnet compare work_dirs/study/*/seed*                          # work dirs holding eval.json (scrnet study's cells)
   scrnet compare a_seed*.json b_seed*.json --baseline model.srm.mode=bilinear --plot forest.png
   scrnet compare runs/*/ --json compare.json --markdown compare.md --margin 0.5   # "equivalent" within ±0.5 points
-  scrnet compare work_dirs/study/*/seed* --plan docs/ablations/plan_srm.yaml --looks work_dirs/study/looks.jsonl
+  scrnet compare work_dirs/study/*/seed* --plan work_dirs/study/plan.yaml --looks work_dirs/study/looks.jsonl
 
 Groups are the runs' resolved configs without train.seed; labels are the keys that differ between groups. Each
 group is compared with the baseline (the first group unless --baseline names a run, a label or key=value pairs):
