@@ -432,7 +432,8 @@ def write_compare(result: dict, json_path: str | Path | None, markdown_path: str
                   plot_path: str | Path | None = None) -> None:
     """Write a compare result's files where asked, then print its table (last: a reader that stops early, as
     ``| head``, loses nothing written)."""
-    from .experiments.compare import format_text, write_outputs
+    from .experiments.compare import format_text
+    from .experiments.written import write_outputs
 
     write_outputs(result, json_path, markdown_path, plot_path)
     print(format_text(result))

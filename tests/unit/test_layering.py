@@ -12,6 +12,7 @@ PACKAGE = Path(__file__).parents[2] / "src" / "scrnet"
 # layer of each top-level module or sub-package, lowest first; a module may import its own layer and those below
 LAYERS = {
     "_version": 0, "errors": 0, "overrides": 0, "runtime": 0, "distributed": 0, "checkpoint_io": 0, "outputs": 0,
+    "drawing": 0,
     "models": 1, "data": 1,
     "config": 2,
     "loading": 3, "pretrained": 3,
@@ -93,3 +94,66 @@ def test_the_check_sees_relative_imports_inside_functions(tmp_path, monkeypatch)
     assert scrnet_imports(fake / "models" / "bad.py") == [(2, "engine")]
     with pytest.raises(AssertionError):
         assert violations() == []
+
+
+def module_imports(path: Path, package: Path) -> set[str]:
+    """The scrnet modules ``path`` imports (also inside functions), as paths relative to the package root without
+    ``.py`` (``experiments/compare``); a name imported from a package that is a module counts as that module."""
+    tree = ast.parse(path.read_text(), str(path))
+    here = list(path.relative_to(package).parent.parts)
+    found = set()
+
+    def add(parts: list[str], names: list[str]) -> None:
+        for candidate in ([*parts, n] for n in names):
+            if (package.joinpath(*candidate).with_suffix(".py")).exists():
+                found.add("/".join(candidate))
+        if parts and package.joinpath(*parts).with_suffix(".py").exists():
+            found.add("/".join(parts))
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = here[:len(here) - node.level + 1]
+                parts = base + (node.module.split(".") if node.module else [])
+            elif node.module and node.module.split(".")[0] == "scrnet":
+                parts = node.module.split(".")[1:]
+            else:
+                continue
+            add(parts, [a.name for a in node.names])
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "scrnet":
+                    add(alias.name.split(".")[1:], [])
+    found.discard(str(path.relative_to(package).with_suffix("")))
+    return found
+
+
+def import_cycles(package: Path) -> list[list[str]]:
+    """Every cycle of the module import graph (each reported once, from its smallest member)."""
+    graph = {str(p.relative_to(package).with_suffix("")): module_imports(p, package) for p in package.rglob("*.py")}
+    cycles = []
+
+    def visit(start: str, node: str, trail: list[str]) -> None:
+        for nxt in sorted(graph.get(node, ())):
+            if nxt == start:
+                cycles.append(trail + [start])
+            elif nxt > start and nxt not in trail:
+                visit(start, nxt, trail + [nxt])
+
+    for start in sorted(graph):
+        visit(start, start, [start])
+    return cycles
+
+
+def test_no_module_imports_itself_through_others():
+    """Within a package too (e.g. compare and forest importing each other, one hidden in a function)."""
+    assert import_cycles(PACKAGE) == []
+
+
+def test_the_cycle_check_sees_a_cycle_hidden_in_a_function(tmp_path):
+    fake = tmp_path / "scrnet"
+    (fake / "experiments").mkdir(parents=True)
+    (fake / "experiments" / "a.py").write_text("from .b import x\n")
+    (fake / "experiments" / "b.py").write_text("def f():\n    from .a import y\n")
+    (fake / "experiments" / "c.py").write_text("from scrnet.experiments import a\n")
+    assert import_cycles(fake) == [["experiments/a", "experiments/b", "experiments/a"]]

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .._version import __version__
+from ..drawing import flow_to_color
 from ..config import normalization
 from ..data.source import IGNORE, palette_table
 from ..models.srm import MODES_WITHOUT_OFFSETS
@@ -28,18 +29,6 @@ from .metrics import miou_of
 from .run import EvalRun, renamed_note
 
 SECTIONS = ("header", "per-class", "confusion", "distance", "worst", "offsets")
-
-
-def flow_to_color(offsets: np.ndarray, max_magnitude: float | None = None) -> np.ndarray:
-    """Offsets ``2 x H x W`` (dx, dy) as an RGB colour-wheel image: hue = direction, brightness = magnitude."""
-    dx, dy = offsets[0].astype(np.float32), offsets[1].astype(np.float32)
-    magnitude, angle = cv2.cartToPolar(dx, dy, angleInDegrees=True)
-    top = max_magnitude or float(magnitude.max()) or 1.0
-    hsv = np.zeros((*dx.shape, 3), np.uint8)
-    hsv[..., 0] = (angle / 2).astype(np.uint8)  # OpenCV hue is 0..179
-    hsv[..., 1] = 255
-    hsv[..., 2] = np.clip(magnitude / top * 255, 0, 255).astype(np.uint8)
-    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
 
 
 def _png(array_or_figure) -> str:

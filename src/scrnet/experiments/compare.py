@@ -628,17 +628,3 @@ def format_markdown(result: dict) -> str:
     return (render(head, rows) + "\n\n"
             + method_note(result, markdown=True) + ".\n\n" + warnings + tests + extra +
             "Per-class IoU (mean over seeds):\n\n" + legend + "\n\n" + render(chead, crows) + "\n")
-
-
-def write_outputs(result: dict, json_path: str | Path | None = None, markdown_path: str | Path | None = None,
-                  plot_path: str | Path | None = None) -> None:
-    """Write a :func:`compare` result as JSON, as a Markdown table and as a forest plot (``forest.forest_plot``),
-    each only where a path is given."""
-    for path, text in ((json_path, json.dumps(result, indent=2) + "\n"),
-                       (markdown_path, format_markdown(result))):
-        if path:
-            Path(path).write_text(text)
-    if plot_path:
-        from .forest import forest_plot
-
-        forest_plot(result, plot_path)

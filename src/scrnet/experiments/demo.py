@@ -29,7 +29,7 @@ from ..data.transforms import EvalTransform
 from ..engine.trainer import train
 from ..evaluation.counts import PerImageCounts
 from ..evaluation.evaluate import EvalResult, evaluate
-from ..evaluation.report import flow_to_color
+from ..drawing import flow_to_color
 from ..evaluation.run import format_table
 from ..inference.predict import Predictor
 from ..loading import load_checkpoint

@@ -22,7 +22,7 @@ from ..data.source import palette_table
 from ..data.transforms import fit_size, to_chw_uint8
 from ..errors import RequestError
 from ..evaluation.inference import infer_as_configured, resize
-from ..evaluation.report import flow_to_color  # noqa: F401  (re-exported: predict draws offsets)
+from ..drawing import flow_to_color
 from ..loading import LoadedCheckpoint
 from ..outputs import OutputFolder
 
