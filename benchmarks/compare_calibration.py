@@ -66,7 +66,8 @@ def write_eval(path: Path, cms: np.ndarray, seed: int, variant: bool) -> Path:
     names = [f"class{c}" for c in range(k)]
     inter = np.stack([np.diagonal(c) for c in cms])
     union = cms.sum(1) + cms.sum(2) - inter
-    PerImageCounts([f"img{i:03d}.png" for i in range(len(cms))], cms, inter, union).save(path.with_suffix(".npz"))
+    PerImageCounts.from_confusion([f"img{i:03d}.png" for i in range(len(cms))], cms, inter, union).save(
+        path.with_suffix(".npz"))
     total = cms.sum(0)
     ious = np.diagonal(total) / (total.sum(0) + total.sum(1) - np.diagonal(total))
     record = {"miou": float(miou_from(total)), "mbiou": float(ious.mean()), "iou": dict(zip(names, map(float, ious))),
@@ -98,7 +99,8 @@ def known_intervals(scenario, seeds: int, experiments: int, rng) -> list:
     out = []
     for _ in range(experiments):
         base, variant = simulate(scenario, seeds, 0.01, rng)
-        out.append(interval_between([RunStats(c) for c in variant], [RunStats(c) for c in base], "miou", True))
+        out.append(interval_between([RunStats.from_confusion(c) for c in variant],
+                                    [RunStats.from_confusion(c) for c in base], "miou", True))
     return out
 
 

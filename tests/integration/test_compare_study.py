@@ -38,7 +38,7 @@ def write_run(path: Path, cms: np.ndarray, seed: int, overrides=(), split="val",
     path.parent.mkdir(parents=True, exist_ok=True)
     inter = np.stack([np.diagonal(c) for c in cms])
     union = cms.sum(1) + cms.sum(2) - inter
-    PerImageCounts([f"img{i:03d}.png" for i in range(len(cms))], cms, inter // 2, union // 2).save(
+    PerImageCounts.from_confusion([f"img{i:03d}.png" for i in range(len(cms))], cms, inter // 2, union // 2).save(
         path.with_suffix(".npz"))
     total = cms.sum(0)
     ious = np.diagonal(total) / (total.sum(0) + total.sum(1) - np.diagonal(total))
@@ -398,3 +398,37 @@ def test_a_cell_folder_holding_a_users_files_is_refused_before_anything_runs(tin
     assert code != 0 and f"{cell} holds files but no run of scrnet" in err and len(err.strip().splitlines()) == 1
     assert sorted(p.name for p in cell.iterdir()) == ["notes.txt"]
     assert not (tmp_path / "w" / "model.srm.mode=pixel").exists()  # nothing ran
+
+
+def test_counts_files_of_format_1_still_read_and_compare_the_same(tmp_path):
+    """Format 1 stored N x K x K confusion matrices; format 2 stores per-class counts. Rewriting every run's
+    file in format 1 changes nothing in the comparison."""
+    paths = study_runs(tmp_path, 0.70, 0.75)
+    code, new, err = run("compare", *paths)
+    assert code == 0, err
+    for path in paths:
+        counts = PerImageCounts.load(path.with_suffix(".npz"))
+        k = counts.num_classes
+        confusion = np.zeros((len(counts.images), k, k), np.int64)
+        for i in range(len(counts.images)):  # a confusion matrix with these per-class counts
+            confusion[i][np.diag_indices(k)] = counts.tp[i]
+            for c in range(k):  # misses of class c predicted as c+1 (what study_runs wrote)
+                confusion[i, c, (c + 1) % k] = counts.gt[i, c] - counts.tp[i, c]
+        np.testing.assert_array_equal(confusion.sum(-2), counts.pred)
+        np.savez_compressed(path.with_suffix(".npz"), images=np.array(counts.images), confusion=confusion,
+                            biou_inter=counts.biou_inter, biou_union=counts.biou_union)
+    with np.load(paths[0].with_suffix(".npz")) as z:
+        assert "format" not in z.files and "confusion" in z.files
+    code, old, err = run("compare", *paths)
+    assert code == 0 and old == new, err
+
+
+def test_counts_files_of_a_newer_format_are_refused_by_name(tmp_path):
+    paths = study_runs(tmp_path, 0.70, 0.75)
+    npz = paths[0].with_suffix(".npz")
+    with np.load(npz) as z:
+        arrays = dict(z)
+    arrays["format"] = np.array(99)
+    np.savez_compressed(npz, **arrays)
+    code, out, err = run("compare", *paths)
+    assert code != 0 and str(npz) in err and "format 99" in err

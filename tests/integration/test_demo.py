@@ -56,7 +56,8 @@ def test_image_only_interval_of_identical_results_is_zero_and_of_a_shift_exclude
         per_image = []
         for i in range(20):
             cm = torch.tensor([[100, 0], [0, 100]]) if i < correct * 20 else torch.tensor([[50, 50], [50, 50]])
-            per_image.append(ImageCounts(cm, np.array([10, 10]), np.array([20, 20])))
+            tp, gt, pred = cm.diagonal().numpy(), cm.sum(1).numpy(), cm.sum(0).numpy()
+            per_image.append(ImageCounts(tp, gt, pred, np.array([10, 10]), np.array([20, 20])))
         return EvalResult(ConfusionMatrix(2), BIoUStar(2), 20, ["a", "b"], per_image=per_image)
 
     same = image_only_interval(result(0.5), result(0.5))

@@ -17,26 +17,34 @@ from ..data.transforms import Normalize
 from ..runtime import synchronize
 from .boundary import BIoUStar
 from .inference import infer_as_configured
-from .metrics import ConfusionMatrix
+from .metrics import ConfusionMatrix, mean_ratio
 from .published_boundary import PublishedBoundaryMetrics
 
 
 class ImageCounts(NamedTuple):
-    """One image's counts: confusion matrix, BIoU* intersections and unions per class, and with the published
-    boundary metrics the Boundary IoU intersections and unions per class (``2 x K``; None without them)."""
-    cm: torch.Tensor
+    """One image's counts per class: true positives, ground-truth and predicted pixels (what its IoU needs), BIoU*
+    intersections and unions, and with the published boundary metrics the Boundary IoU intersections and unions
+    (``2 x K``; None without them)."""
+    tp: np.ndarray
+    gt: np.ndarray
+    pred: np.ndarray
     inter: np.ndarray
     union: np.ndarray
     boundary: np.ndarray | None = None
+
+    def miou(self) -> float:
+        """The image's own mIoU (over the classes in its ground truth or prediction; NaN when none)."""
+        return float(mean_ratio(self.tp, self.gt + self.pred - self.tp))
 
 
 READBACK_IMAGES = 64  # per-image counts kept on the device before one read-back (keep_per_image)
 
 
 def _snapshot(cm: ConfusionMatrix, biou: BIoUStar, published: PublishedBoundaryMetrics | None) -> torch.Tensor:
-    """The counts a per-image record keeps, as one flat tensor on the device: confusion matrix, BIoU* and (with
-    the published metrics) Boundary IoU intersections and unions."""
-    parts = [cm.matrix.reshape(-1), biou.counts.reshape(-1)]
+    """The counts a per-image record keeps, as one flat tensor on the device: true positives, ground-truth and
+    predicted pixels per class, BIoU* and (with the published metrics) Boundary IoU intersections and unions."""
+    m = cm.matrix
+    parts = [m.diagonal(), m.sum(1), m.sum(0), biou.counts.reshape(-1)]
     if published is not None:
         parts.append(published.biou_counts.reshape(-1))
     return torch.cat(parts)
@@ -50,9 +58,8 @@ def _image_counts(pending: list[torch.Tensor], k: int, with_boundary: bool) -> l
     pending.clear()
     out = []
     for row in rows:
-        cm, rest = row[:k * k].reshape(k, k), row[k * k:]
-        out.append(ImageCounts(torch.from_numpy(cm.copy()), rest[:k].copy(), rest[k:2 * k].copy(),
-                               rest[2 * k:4 * k].reshape(2, k).copy() if with_boundary else None))
+        tp, gt, pred, inter, union, rest = np.split(row[:5 * k], 5) + [row[5 * k:]]
+        out.append(ImageCounts(tp, gt, pred, inter, union, rest.reshape(2, k).copy() if with_boundary else None))
     return out
 
 

@@ -25,7 +25,6 @@ from ..config import normalization
 from ..data.source import IGNORE, palette_table
 from ..models.srm import MODES_WITHOUT_OFFSETS
 from .inference import infer_as_configured
-from .metrics import miou_of
 from .run import EvalRun, renamed_note
 
 SECTIONS = ("header", "per-class", "confusion", "distance", "worst", "offsets")
@@ -200,7 +199,7 @@ def write_report(run: EvalRun, summary: dict, path: str | Path, source: str, wor
         parts.append("<p>eval.boundary.enabled=false: no distance bands were computed.</p>")
     parts.append("</section>")
 
-    scored = [(miou_of(c.cm), index) for c, index in zip(run.result.per_image, run.indices)]
+    scored = [(c.miou(), index) for c, index in zip(run.result.per_image, run.indices)]
     scored = sorted((s, i) for s, i in scored if s == s)[:worst]
     parts.append(f'<section id="worst"><h2>The {len(scored)} worst images</h2>'
                  "<p>image | ground truth | prediction | error map (red: wrong, black: ignored)</p>")

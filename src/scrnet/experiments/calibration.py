@@ -130,7 +130,7 @@ def as_runs(arms: list[np.ndarray], seeds: list[int] | None = None, metrics_vers
             seed = s if seeds is None else seeds[s]
             inter = np.stack([np.diagonal(c) for c in cms[s]])
             union = cms[s].sum(1) + cms[s].sum(2) - inter
-            counts = PerImageCounts([f"img{i:03d}.png" for i in range(images)], cms[s], inter, union)
+            counts = PerImageCounts.from_confusion([f"img{i:03d}.png" for i in range(images)], cms[s], inter, union)
             record = {"miou": float(miou_from(cms[s].sum(0))), "class_names": names, "dataset": "folder",
                       "split": "val", "iou": {}, "metrics_version": metrics_version}
             out.append(Run(f"arm{arm}/seed{seed}.json", record, counts, dict(_flat_config(k, seed, arm))))

@@ -30,8 +30,8 @@ import numpy as np
 
 from ..config import ConfigError, config_from_dict, config_to_dict
 from ..errors import ScrnetError
-from ..evaluation.counts import PerImageCounts, counts_path
-from ..evaluation.metrics import mean_ratio, miou_from
+from ..evaluation.counts import PerImageCounts, class_counts, counts_path
+from ..evaluation.metrics import mean_ratio
 from ..overrides import flatten
 from ..evaluation.metrics import METRICS_VERSION
 from .intervals import (ALPHA, MIN_SEEDS, Interval, PValues, decide, difference_interval, holm, permutation_p,
@@ -104,8 +104,8 @@ def load_run(path: str | Path) -> Run:
         raise FileNotFoundError(f"{npz}: the per-image counts of {json_path} are missing (scrnet eval --json writes "
                                 f"both)")
     counts = PerImageCounts.load(npz)
-    if counts.confusion.shape[1] != len(record["class_names"]):
-        raise CompareError(f"{npz}: counts for {counts.confusion.shape[1]} classes, but {json_path} names "
+    if counts.num_classes != len(record["class_names"]):
+        raise CompareError(f"{npz}: counts for {counts.num_classes} classes, but {json_path} names "
                            f"{len(record['class_names'])}")
     try:  # through the current schema: keys added since the run was scored get their defaults
         config = config_to_dict(config_from_dict(record["config"], str(json_path)))
@@ -206,16 +206,19 @@ def check_metric_versions(runs: list[Run], allow_mixed: bool) -> int | None:
 
 
 class RunStats:
-    """A run's per-image counts as matrices: its metric as scored and without each image in turn."""
+    """A run's per-image counts as matrices: its metric as scored and without each image in turn. Every metric is a
+    mean over classes of summed numerators over summed denominators (IoU: true positives over ground truth +
+    prediction - true positives), so leaving an image out subtracts its row: ``N x K`` numbers per metric."""
 
-    def __init__(self, confusion: np.ndarray, inter: np.ndarray | None = None, union: np.ndarray | None = None,
-                 boundary_inter: np.ndarray | None = None, boundary_union: np.ndarray | None = None):
-        """``confusion``: ``N x K x K`` per-image confusion matrices; ``inter``/``union``: ``N x K`` BIoU* counts;
-        ``boundary_*``: ``N x K`` Boundary IoU counts (each pair optional)."""
-        self.k = confusion.shape[1]
-        self.cm = confusion.reshape(len(confusion), -1).astype(np.float64)  # N x K^2
+    def __init__(self, tp: np.ndarray, gt: np.ndarray, pred: np.ndarray, inter: np.ndarray | None = None,
+                 union: np.ndarray | None = None, boundary_inter: np.ndarray | None = None,
+                 boundary_union: np.ndarray | None = None):
+        """``tp``/``gt``/``pred``: ``N x K`` true positives, ground-truth and predicted pixels; ``inter``/``union``:
+        ``N x K`` BIoU* counts; ``boundary_*``: ``N x K`` Boundary IoU counts (each pair optional)."""
+        self.k = tp.shape[1]
         self.ratios = {name: (num.astype(np.float64), den.astype(np.float64))
-                       for name, num, den in (("mbiou", inter, union), ("boundary_iou", boundary_inter, boundary_union))
+                       for name, num, den in (("miou", tp, gt + pred - tp), ("mbiou", inter, union),
+                                              ("boundary_iou", boundary_inter, boundary_union))
                        if num is not None}
         self._cache: dict[str, tuple[float, np.ndarray]] = {}
 
@@ -225,26 +228,22 @@ class RunStats:
 
     @classmethod
     def of_counts(cls, c: PerImageCounts) -> "RunStats":
-        return cls(c.confusion, c.biou_inter, c.biou_union, c.boundary_inter, c.boundary_union)
+        return cls(c.tp, c.gt, c.pred, c.biou_inter, c.biou_union, c.boundary_inter, c.boundary_union)
+
+    @classmethod
+    def from_confusion(cls, confusion: np.ndarray) -> "RunStats":
+        """mIoU only, from per-image confusion matrices ``N x K x K`` (e.g. simulated ones)."""
+        return cls(*class_counts(confusion))
 
     def has(self, name: str) -> bool:
-        return name == "miou" or name in self.ratios
-
-    def _from_totals(self, name: str, totals: np.ndarray | tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-        if name == "miou":
-            return miou_from(totals.reshape(*totals.shape[:-1], self.k, self.k))
-        return mean_ratio(*totals)
+        return name in self.ratios
 
     def scored_and_loo(self, name: str) -> tuple[float, np.ndarray]:
         """The metric on the images as scored, and on all images but image ``i`` for each ``i`` (``N`` values)."""
         if name not in self._cache:
-            if name == "miou":
-                total = self.cm.sum(0)
-                scored, loo = self._from_totals(name, total), self._from_totals(name, total[None] - self.cm)
-            else:
-                num, den = self.ratios[name]
-                scored = self._from_totals(name, (num.sum(0), den.sum(0)))
-                loo = self._from_totals(name, (num.sum(0)[None] - num, den.sum(0)[None] - den))
+            num, den = self.ratios[name]
+            scored = mean_ratio(num.sum(0), den.sum(0))
+            loo = mean_ratio(num.sum(0)[None] - num, den.sum(0)[None] - den)
             self._cache[name] = (float(scored), loo)
         return self._cache[name]
 

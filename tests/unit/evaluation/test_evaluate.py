@@ -32,13 +32,17 @@ def test_per_image_counts_read_back_in_groups_are_each_images_own(setup, monkeyp
     monkeypatch.setattr(evaluate_module, "READBACK_IMAGES", 2)  # 5 images: two full groups and a remainder
     result = run(setup, keep_per_image=True)
     assert len(result.per_image) == 5
-    assert torch.equal(sum(c.cm for c in result.per_image), result.confusion.matrix)
+    m = result.confusion.matrix.numpy()
+    assert np.array_equal(sum(c.tp for c in result.per_image), np.diagonal(m))
+    assert np.array_equal(sum(c.gt for c in result.per_image), m.sum(1))
+    assert np.array_equal(sum(c.pred for c in result.per_image), m.sum(0))
     assert np.array_equal(sum(c.inter for c in result.per_image), result.boundary.inter)
     assert np.array_equal(sum(c.union for c in result.per_image), result.boundary.union)
     assert np.array_equal(sum(c.boundary for c in result.per_image), result.published.biou)
     for i in (0, 3):  # an image of the first group and one of the second
         alone = run(setup, keep_per_image=True, rank=i, world_size=5)  # that one image only
-        assert torch.equal(alone.per_image[0].cm, result.per_image[i].cm)
+        assert np.array_equal(alone.per_image[0].tp, result.per_image[i].tp)
+        assert np.array_equal(alone.per_image[0].pred, result.per_image[i].pred)
         assert np.array_equal(alone.per_image[0].inter, result.per_image[i].inter)
         assert np.array_equal(alone.per_image[0].boundary, result.per_image[i].boundary)
 
@@ -46,4 +50,4 @@ def test_per_image_counts_read_back_in_groups_are_each_images_own(setup, monkeyp
 def test_without_the_published_metrics_there_are_no_boundary_counts(setup):
     result = run(setup, keep_per_image=True, boundary_metrics=False, limit=2)
     assert [c.boundary for c in result.per_image] == [None, None]
-    assert torch.equal(sum(c.cm for c in result.per_image), result.confusion.matrix)
+    assert np.array_equal(sum(c.gt for c in result.per_image), result.confusion.matrix.numpy().sum(1))

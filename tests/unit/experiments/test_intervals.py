@@ -176,7 +176,8 @@ def run_experiments(scenario, seeds: int, delta: float, experiments: int, rng) -
     decided = covered = better = 0
     for _ in range(experiments):
         base, variant = simulate(scenario, seeds, delta, rng)
-        iv = interval_between([RunStats(cm) for cm in variant], [RunStats(cm) for cm in base], "miou", paired=True)
+        iv = interval_between([RunStats.from_confusion(cm) for cm in variant],
+                              [RunStats.from_confusion(cm) for cm in base], "miou", paired=True)
         word, _ = verdict(iv)
         decided += word in ("better", "worse")
         better += word == "better"
