@@ -440,25 +440,19 @@ def write_compare(result: dict, json_path: str | Path | None, markdown_path: str
 
 
 def cmd_study(args) -> None:
-    from .experiments.compare import compare, load_run
-    from .experiments.study import run_study
-
-    from .experiments.plan import LOOKS_FILE
-    from .experiments.study import fix_plan
+    from .experiments.compare import format_text
+    from .experiments.study import study
 
     options = verdict_options(args)
-    options["plan"] = fix_plan(args.work_dir, options["plan"], args.seeds)  # before the first cell runs
-    cells = run_study(args.config, args.vary, args.variants, args.seeds, args.work_dir, args.overrides,
-                      args.print_commands, rerun_stale=args.rerun_stale)
-    if args.print_commands:
+    done = study(args.config, args.vary, args.variants, args.seeds, args.work_dir, args.overrides,
+                 baseline=args.baseline, plot=args.plot, print_commands=args.print_commands,
+                 rerun_stale=args.rerun_stale, **options)
+    if done.compare is None:
         return
-    work_dir = Path(args.work_dir)
-    result = compare([load_run(c) for c in cells], args.baseline, **options, looks_record=work_dir / LOOKS_FILE)
-    plot = args.plot if result["comparisons"] else None
-    if args.plot and not plot:
+    if done.plot_skipped:
         print(f"no plot written to {args.plot}: one group only", file=sys.stderr)
-    write_compare(result, work_dir / "compare.json", work_dir / "compare.md", plot)
-    print(f"wrote {work_dir / 'compare.json'} and {work_dir / 'compare.md'}" + (f" and {plot}" if plot else ""))
+    print(format_text(done.compare))
+    print("wrote " + " and ".join(str(f) for f in done.files))
 
 
 def cmd_publish(args) -> None:

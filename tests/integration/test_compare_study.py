@@ -432,3 +432,16 @@ def test_counts_files_of_a_newer_format_are_refused_by_name(tmp_path):
     np.savez_compressed(npz, **arrays)
     code, out, err = run("compare", *paths)
     assert code != 0 and str(npz) in err and "format 99" in err
+
+
+def test_study_is_a_library_call(tmp_path):
+    """What the CLI does, from Python: with print_commands nothing runs and no compare is made."""
+    from scrnet.experiments.study import study
+
+    config = tmp_path / "c.yaml"
+    config.write_text("model:\n  name: scrnet_r18\n  num_classes: 9\n")
+    done = study(str(config), ["model.srm.mode=bilinear,neighbor"], [], [0, 1], tmp_path / "w", print_commands=True)
+    assert sorted(c.relative_to(tmp_path / "w").as_posix() for c in done.cells) == [
+        "model.srm.mode=bilinear/seed0", "model.srm.mode=bilinear/seed1", "model.srm.mode=neighbor/seed0",
+        "model.srm.mode=neighbor/seed1"]
+    assert done.compare is None and done.files == [] and not (tmp_path / "w" / "compare.json").exists()

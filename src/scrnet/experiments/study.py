@@ -219,3 +219,39 @@ def run_study(config: str, vary: list[str], variant_files: list[str], seeds: lis
                                    f"again (finished cells are kept)")
         print(f"[{k}/{len(plans)}] {cell.name}: {time.perf_counter() - start:.0f} s", flush=True)
     return [work_dir / cell.name for cell in cells]
+
+
+@dataclass
+class StudyResult:
+    """What :func:`study` ran and wrote: the cells, and (unless only printing commands) the compare result and its
+    files in the work dir."""
+    cells: list[Path]
+    compare: dict | None = None
+    files: list[Path] = field(default_factory=list)
+    plot_skipped: bool = False  # a plot was asked for but there is one group only
+
+
+def study(config: str, vary: list[str], variant_files: list[str], seeds: list[int], work_dir: str | Path,
+          common: list[str] | None = None, *, baseline: str | None = None, plot: str | Path | None = None,
+          print_commands: bool = False, rerun_stale: bool = False, plan: Plan | None = None, runner=None,
+          **verdict_options) -> StudyResult:
+    """``scrnet study`` as a library call: fix the plan in the work dir (before the first cell runs), run every
+    cell (:func:`run_study`), compare them (``verdict_options`` as :func:`~scrnet.experiments.compare.compare`
+    takes them; the study's record of looks is ``WORK_DIR/looks.jsonl``) and write ``WORK_DIR/compare.json``,
+    ``compare.md`` and, when asked and there are two groups or more, the forest plot."""
+    from .compare import compare, load_run
+    from .plan import LOOKS_FILE
+    from .written import write_outputs
+
+    work_dir = Path(work_dir)
+    plan = fix_plan(work_dir, plan, seeds)
+    cells = run_study(config, vary, variant_files, seeds, work_dir, common, print_commands, runner=runner,
+                      rerun_stale=rerun_stale)
+    if print_commands:
+        return StudyResult(cells)
+    result = compare([load_run(c) for c in cells], baseline, plan=plan, looks_record=work_dir / LOOKS_FILE,
+                     **verdict_options)
+    plot_path = plot if plot and result["comparisons"] else None
+    files = [work_dir / "compare.json", work_dir / "compare.md"] + ([Path(plot_path)] if plot_path else [])
+    write_outputs(result, files[0], files[1], plot_path)
+    return StudyResult(cells, result, files, plot_skipped=bool(plot) and not plot_path)
