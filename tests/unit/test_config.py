@@ -42,7 +42,7 @@ def test_config_loads(path):
     cfg = load_config(path)
     assert cfg.model.name == path.stem and cfg.data.type in ("cityscapes", "bdd100k", "ade20k", "folder")
     assert cfg.model.num_classes == {"cityscapes": 19, "bdd100k": 19, "ade20k": 150, "synthetic": 9,
-                                    "synthetic_512": 9}[path.parent.name]
+                                    "synthetic_512": 9, "synthetic_study": 9}[path.parent.name]
     assert "???" not in config_to_yaml(cfg)
 
 
