@@ -372,34 +372,8 @@ def cmd_export(args) -> None:
 
 
 def cmd_benchmark(args) -> None:
-    from .models import list_models
-    from .pretrained import from_pretrained, is_model_source
     from .profiling.benchmark import benchmark, format_benchmark
 
-    onnx = [m for m in args.models if m.lower().endswith(".onnx")]
-    if onnx:
-        raise UsageError(f"{onnx[0]}: benchmark the checkpoint it came from with --runtime onnxruntime (the graph is "
-                         f"exported and timed the same way)")
-    unknown = [m for m in args.models if m not in list_models() and not is_model_source(m)]
-    if unknown:
-        raise UsageError(f"unknown model {unknown[0]!r}; expected one of {list_models()}, a checkpoint, a published "
-                         f"model folder or hf://ORG/NAME")
-    for m in args.models:
-        if m not in list_models():
-            from_pretrained(m)  # fail here, in one line, rather than inside a timing run
-    if args.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UsageError("--device cuda: no CUDA device is available")
-    if args.cuda_graph and args.device != "cuda":
-        raise UsageError("--cuda-graph needs --device cuda")
-    if args.cuda_graph and args.compile:
-        raise UsageError("--cuda-graph and --compile exclude each other: use --compile reduce-overhead for "
-                         "compiled code in CUDA graphs")
-    if min(args.size) < 1 or args.batch < 1:
-        raise UsageError(f"--size and --batch must be positive, got --size {args.size[0]} {args.size[1]} "
-                         f"--batch {args.batch}")
     specs = [(m, r) for m in args.models for r in args.runtime]
     report = benchmark(specs, tuple(args.size), args.batch, args.device, args.dtype, args.channels_last, args.compile,
                        args.warmup, args.rounds, args.min_time, fuse=not args.no_fuse, precision=args.precision,

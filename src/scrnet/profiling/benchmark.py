@@ -274,6 +274,42 @@ def versions() -> dict:
     return out
 
 
+def check_request(specs: list[tuple[str, str]], size=(512, 1024), batch: int = 1, device: str = "cpu",
+                  compile_mode: str | None = None, precision: str = "autocast", cuda_graph: bool = False) -> None:
+    """The one validator of a benchmark request (what :func:`benchmark` checks first): every model a zoo name, a
+    checkpoint, a published folder or ``hf://`` id that loads (an ONNX graph is refused: its checkpoint is exported
+    and timed with runtime onnxruntime), a positive size and batch, a known precision and compile mode, CUDA when
+    asked for, a CUDA graph only on CUDA and not with torch.compile. Raises :class:`ConfigError` in one line."""
+    from ..models import list_models
+    from ..pretrained import from_pretrained, is_model_source
+
+    names = [name for name, _ in specs]
+    onnx = [m for m in names if m.lower().endswith(".onnx")]
+    if onnx:
+        raise ConfigError(f"{onnx[0]}: benchmark the checkpoint it came from with runtime onnxruntime (the graph is "
+                          f"exported and timed the same way)")
+    unknown = [m for m in names if m not in list_models() and not is_model_source(m)]
+    if unknown:
+        raise ConfigError(f"unknown model {unknown[0]!r}; expected one of {list_models()}, a checkpoint, a published "
+                          f"model folder or hf://ORG/NAME")
+    for m in dict.fromkeys(names):
+        if m not in list_models():
+            from_pretrained(m)  # fail here, in one line, rather than inside a timing run
+    if min(size) < 1 or batch < 1:
+        raise ConfigError(f"size and batch must be positive, got size {size[0]} {size[1]}, batch {batch}")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if compile_mode is not None and compile_mode not in COMPILE_MODES:
+        raise ConfigError(f"compile mode must be one of {COMPILE_MODES}, got {compile_mode!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device cuda: no CUDA device is available")
+    if cuda_graph and device != "cuda":
+        raise ConfigError("a CUDA graph (--cuda-graph) needs device cuda")
+    if cuda_graph and compile_mode:
+        raise ConfigError("a CUDA graph and torch.compile exclude each other here: compile mode reduce-overhead "
+                          "captures CUDA graphs itself")
+
+
 def benchmark(specs: list[tuple[str, str]], size=(512, 1024), batch: int = 1, device: str = "cpu",
               dtype: str = "float32", channels_last: bool = False, compile_mode: str | None = None,
               warmup: int | None = None, rounds: int | None = None, min_time_s: float | None = None,
@@ -288,15 +324,7 @@ def benchmark(specs: list[tuple[str, str]], size=(512, 1024), batch: int = 1, de
     :func:`compiled`), ``precision`` how ``dtype`` is applied (see :func:`_runner`), ``cuda_graph`` replays each
     torch model from a captured CUDA graph (see :func:`cuda_graphed`), ``split_dilation`` see :func:`_build`.
     """
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if compile_mode is not None and compile_mode not in COMPILE_MODES:
-        raise ConfigError(f"compile mode must be one of {COMPILE_MODES}, got {compile_mode!r}")
-    if cuda_graph and device != "cuda":
-        raise ConfigError("a CUDA graph needs device cuda")
-    if cuda_graph and compile_mode:
-        raise ConfigError("a CUDA graph and torch.compile exclude each other here: compile mode reduce-overhead "
-                         "captures CUDA graphs itself")
+    check_request(specs, size, batch, device, compile_mode, precision, cuda_graph)
     cuda = device == "cuda"
     warmup = (10 if cuda else 3) if warmup is None else warmup
     rounds = (100 if cuda else 10) if rounds is None else rounds
