@@ -204,16 +204,22 @@ def test_torchrun_ddp_on_cpu(synth, tmp_path):
     assert result.stdout.count("finished 6 iterations") == 1
 
 
-def test_nonfinite_losses_are_skipped_then_abort(synth, tmp_path, monkeypatch, capsys):
+def nan_at_calls(*calls: int):
+    """The training loss, made NaN at the given (1-based) calls of ``total_loss``."""
     real = trainer_module.total_loss
-    calls = {"n": 0}
+    count = {"n": 0}
 
     def flaky(*args, **kwargs):
-        calls["n"] += 1
+        count["n"] += 1
         loss = real(*args, **kwargs)
-        return loss * float("nan") if calls["n"] in (3, 4) else loss
+        return loss * float("nan") if count["n"] in calls else loss
 
-    monkeypatch.setattr(trainer_module, "total_loss", flaky)
+    return flaky
+
+
+def test_nonfinite_losses_are_skipped_then_abort(synth, tmp_path, monkeypatch, capsys):
+    real = trainer_module.total_loss
+    monkeypatch.setattr(trainer_module, "total_loss", nan_at_calls(3, 4))
     result = train(load_config(None, small(synth, "train.max_iters=8")), tmp_path / "a", progress=False)
     assert result.iteration == 8
     assert "non-finite loss at iteration 3; update skipped (1 in a row)" in capsys.readouterr().err
@@ -256,14 +262,7 @@ def test_a_deferred_check_skips_a_nonfinite_update_on_the_device(synth, tmp_path
 
 def test_a_deferred_check_reports_skips_and_stops_a_run_of_them(synth, tmp_path, monkeypatch, capsys):
     real = trainer_module.total_loss
-    calls = {"n": 0}
-
-    def flaky(*args, **kwargs):
-        calls["n"] += 1
-        loss = real(*args, **kwargs)
-        return loss * float("nan") if calls["n"] in (2, 3) else loss
-
-    monkeypatch.setattr(trainer_module, "total_loss", flaky)
+    monkeypatch.setattr(trainer_module, "total_loss", nan_at_calls(2, 3))
     cfg = load_config(None, small(synth, "train.max_iters=8", "train.check_interval=4"))
     result = train(cfg, tmp_path / "a", progress=False)
     assert result.iteration == 8

@@ -10,8 +10,8 @@ the prediction (what lies beyond it is unknown), nor is the image edge; a class 
 is skipped (None).
 
 One implementation on every device: all classes at once, from the window maximum and minimum of the labels
-(:func:`~scrnet.evaluation.published_boundary.other_label_within`, separable, by doubling); no host
-synchronisation. The per-class OpenCV erosion it replaced is its test oracle (``tests/boundary_oracle.py``).
+(:func:`~scrnet.evaluation.published_boundary.other_label_within`: OpenCV on the CPU, pooling on other devices, with
+no host synchronisation there). The per-class OpenCV erosion it replaced is its test oracle (``tests/boundary_oracle.py``).
 """
 
 import numpy as np
@@ -73,4 +73,3 @@ class BIoUStar:
     def mean(self) -> float:
         values = [v for v in self.per_class() if v is not None]
         return sum(values) / len(values) if values else float("nan")
-

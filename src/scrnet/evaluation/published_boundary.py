@@ -85,7 +85,6 @@ def other_label_within(labels: torch.Tensor, d: int, neutral: torch.Tensor | Non
     Window maxima and minima are separable: OpenCV's ``dilate`` / ``erode`` on 16-bit labels on the CPU (``backend
     "opencv"``, the CPU's default: ~80x faster there than pooling), ``max_pool2d`` on float32 labels elsewhere
     (``"torch"``: tensor code on the labels' device, no host synchronisation). Equal results (tested)."""
-    h, w = labels.shape
     if backend == "auto":
         backend = "opencv" if labels.device.type == "cpu" else "torch"
     if backend == "opencv":
@@ -368,48 +367,47 @@ class PublishedBoundaryMetrics:
 
     def _update_f_transform(self, t: torch.Tensor, p: torch.Tensor, t_class: torch.Tensor,
                             p_class: torch.Tensor) -> None:
-        """Boundary F without reading anything back: for a chunk of classes, each class's contour on one side as a
-        plane, its truncated distance transform (:func:`distance_band` with the squared tolerances + 1 as edges),
-        read at the other side's contour pixels of that class."""
-        k = self.k
-        g_cont = contour_map(t) & t_class
-        p_cont = contour_map(p) & p_class
-        levels = sorted({s + 1 for s in self._tol_sq})  # unmatched at tolerance i: d² reaches tol_sq_i + 1
-        rank = [levels.index(s + 1) for s in self._tol_sq]  # matched: fewer edges reached than rank + 1
-        per_chunk = max(1, TRANSFORM_PIXELS // max(t.numel(), 1))
-        for start in range(0, k, per_chunk):
-            classes = torch.arange(start, min(start + per_chunk, k), device=t.device)[:, None, None]
-            g_c, p_c = g_cont & (t == classes), p_cont & (p == classes)
-            p_far, g_far = distance_band(g_c, levels), distance_band(p_c, levels)
-            part = self._f[:, :, start:start + len(classes)]
-            part[:, 1] += p_c.sum((1, 2))
-            part[:, 3] += g_c.sum((1, 2))
-            for i, r in enumerate(rank):
-                part[i, 0] += (p_c & (p_far <= r)).sum((1, 2))
-                part[i, 2] += (g_c & (g_far <= r)).sum((1, 2))
+        """Boundary F without reading anything back: each class's inner contour (:meth:`_matched_by_class`)."""
+        g_cont, p_cont = contour_map(t) & t_class, contour_map(p) & p_class
+        for part, (n_p, n_g, matched) in self._matched_by_class(
+                t, lambda classes: (g_cont & (t == classes), p_cont & (p == classes))):
+            counts = self._f[:, :, part]
+            counts[:, 1] += n_p
+            counts[:, 3] += n_g
+            for i, (m_p, m_g) in enumerate(matched):
+                counts[i, 0] += m_p
+                counts[i, 2] += m_g
 
     def _update_f_per_image(self, t: torch.Tensor, p: torch.Tensor) -> None:
         """The published boundary F of one image (``f_mode="per_image"``): per class, ``seg2bmap`` boundaries of the
-        masks (ignored pixels in no class), matched through :func:`distance_band` as in the transform method, and
-        the image's F added to the class's sum. No host synchronisation."""
-        k = self.k
-        levels = sorted({s + 1 for s in self._tol_sq})
-        rank = [levels.index(s + 1) for s in self._tol_sq]
-        per_chunk = max(1, TRANSFORM_PIXELS // max(t.numel(), 1))
-        for start in range(0, k, per_chunk):
-            classes = torch.arange(start, min(start + per_chunk, k), device=t.device)[:, None, None]
-            g_b, p_b = seg2bmap(t == classes), seg2bmap(p == classes)
-            p_far, g_far = distance_band(g_b, levels), distance_band(p_b, levels)
-            n_p, n_g = p_b.sum((1, 2)).double(), g_b.sum((1, 2)).double()
-            for i, r in enumerate(rank):
-                m_p = (p_b & (p_far <= r)).sum((1, 2)).double()
-                m_g = (g_b & (g_far <= r)).sum((1, 2)).double()
-                precision = torch.where(n_p > 0, m_p / n_p.clamp(min=1), 1.0)
-                recall = torch.where(n_g > 0, m_g / n_g.clamp(min=1), 1.0)
+        masks (ignored pixels in no class), matched as in :meth:`_matched_by_class`, and the image's F added to the
+        class's sum. No host synchronisation."""
+        for part, (n_p, n_g, matched) in self._matched_by_class(
+                t, lambda classes: (seg2bmap(t == classes), seg2bmap(p == classes))):
+            n_p, n_g = n_p.double(), n_g.double()
+            for i, (m_p, m_g) in enumerate(matched):
+                precision = torch.where(n_p > 0, m_p.double() / n_p.clamp(min=1), 1.0)
+                recall = torch.where(n_g > 0, m_g.double() / n_g.clamp(min=1), 1.0)
                 both = precision + recall
                 f = torch.where(both > 0, 2 * precision * recall / both.clamp(min=1e-300), 0.0)
-                self._f_sum[i, start:start + len(classes)] += f
+                self._f_sum[i, part] += f
         self._images += 1
+
+    def _matched_by_class(self, t: torch.Tensor, boundaries):
+        """For chunks of classes (``C x H x W`` planes bounded by ``TRANSFORM_PIXELS``): ``boundaries(classes)``
+        gives the ground truth's and the prediction's boundary planes of those classes; each side's truncated
+        distance transform (:func:`distance_band`, the squared tolerances + 1 as edges) is read at the other side's
+        boundary pixels. Yields ``(slice of classes, (predicted boundary pixels, ground-truth boundary pixels,
+        [(matched predicted, matched ground truth) per tolerance]))``, each a ``C`` tensor on the device."""
+        levels = sorted({s + 1 for s in self._tol_sq})  # unmatched at tolerance i: d² reaches tol_sq_i + 1
+        rank = [levels.index(s + 1) for s in self._tol_sq]  # matched: fewer edges reached than rank + 1
+        per_chunk = max(1, TRANSFORM_PIXELS // max(t.numel(), 1))
+        for start in range(0, self.k, per_chunk):
+            classes = torch.arange(start, min(start + per_chunk, self.k), device=t.device)[:, None, None]
+            g_b, p_b = boundaries(classes)
+            p_far, g_far = distance_band(g_b, levels), distance_band(p_b, levels)
+            matched = [((p_b & (p_far <= r)).sum((1, 2)), (g_b & (g_far <= r)).sum((1, 2))) for r in rank]
+            yield slice(start, start + len(classes)), (p_b.sum((1, 2)), g_b.sum((1, 2)), matched)
 
     def _update_f_search(self, t: torch.Tensor, p: torch.Tensor, t_class: torch.Tensor,
                          p_class: torch.Tensor) -> None:

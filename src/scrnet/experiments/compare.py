@@ -215,7 +215,6 @@ class RunStats:
                  boundary_union: np.ndarray | None = None):
         """``tp``/``gt``/``pred``: ``N x K`` true positives, ground-truth and predicted pixels; ``inter``/``union``:
         ``N x K`` BIoU* counts; ``boundary_*``: ``N x K`` Boundary IoU counts (each pair optional)."""
-        self.k = tp.shape[1]
         self.ratios = {name: (num.astype(np.float64), den.astype(np.float64))
                        for name, num, den in (("miou", tp, gt + pred - tp), ("mbiou", inter, union),
                                               ("boundary_iou", boundary_inter, boundary_union))
