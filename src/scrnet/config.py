@@ -29,10 +29,11 @@ __all__ = ["CONFIG_FORMAT", "BoundaryConfig", "Config", "ConfigError", "DataConf
            "ModelConfig", "OptimConfig", "TrainConfig", "config_from_dict", "config_to_dict", "config_to_yaml",
            "load_config", "load_model_config", "normalization", "resolve", "upgrade_config"]
 
-CONFIG_FORMAT = 4
+CONFIG_FORMAT = 5
 AMP_MODES = ("none", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 TRAIN_COMPILE_MODES = ("none", "default", "max-autotune-no-cudagraphs")
+INIT_RNG_MODES = ("per_module", "shared_stream")
 OPTIMIZERS = ("sgd", "adamw")
 
 
@@ -94,6 +95,10 @@ class TrainConfig:
     compile: str = "none"  # torch.compile of the network for training: none | default | max-autotune-no-cudagraphs
     device: str = "auto"  # auto (CUDA when available) | cpu | cuda
     seed: int = 0
+    # how the initial weights are drawn from train.seed: per_module (each part of the network from its own generator,
+    # seeded from (seed, its qualified name): two variants share the initial weights of every module both have) |
+    # shared_stream (one stream in the order the modules are built: what configs before format 5 trained with)
+    init_rng: str = "per_module"
     log_interval: int = 50  # iterations between metric-log lines
     val_interval: int = 4000  # iterations between validations (0: only at the end)
     val_boundary: bool = False  # validation also computes the published boundary metrics (eval.boundary settings)
@@ -125,6 +130,8 @@ class TrainConfig:
             raise ConfigError(f"train.amp must be one of {list(AMP_MODES)}, got {self.amp!r}")
         if self.device not in DEVICES:
             raise ConfigError(f"train.device must be one of {list(DEVICES)}, got {self.device!r}")
+        if self.init_rng not in INIT_RNG_MODES:
+            raise ConfigError(f"train.init_rng must be one of {list(INIT_RNG_MODES)}, got {self.init_rng!r}")
         if self.compile not in TRAIN_COMPILE_MODES:
             raise ConfigError(f"train.compile must be one of {list(TRAIN_COMPILE_MODES)}, got {self.compile!r}")
 
@@ -259,8 +266,9 @@ def upgrade_config(d: dict, origin: str = "config", quiet: bool = False, stored:
     ``stored`` config (a checkpoint's, an eval JSON's: resolved, every key written): ``model.srm.sample_from``, new
     in version 3 with the default ``coarse``, is set to ``upsampled``, what those networks computed. Version 4 added
     ``model.fusion`` (default ``conv3x3``, what older networks computed) and moved ``model.context.attention``'s
-    default to ``cbam`` (always written in stored configs): nothing to pin. A hand-written file gets the current
-    defaults. A newer version
+    default to ``cbam`` (always written in stored configs): nothing to pin. Version 5 added ``train.init_rng``
+    (default ``per_module``); a stored config of versions 1-4 is pinned to ``shared_stream``, how its weights were
+    drawn. A hand-written file gets the current defaults. A newer version
     raises :class:`ConfigError` naming ``origin``, both versions and the keys this version does not know. Renamed
     keys in a file written by hand are upgraded with a warning (unless ``quiet``, as for stored checkpoints).
     """
@@ -283,6 +291,8 @@ def upgrade_config(d: dict, origin: str = "config", quiet: bool = False, stored:
         srm = d.get("model", {}).get("srm") if isinstance(d.get("model"), dict) else None
         if isinstance(srm, dict) and "sample_from" not in srm:
             srm["sample_from"] = "upsampled"
+    if version < 5 and stored and isinstance(d.get("train"), dict):
+        d["train"].setdefault("init_rng", "shared_stream")
     d["format_version"] = CONFIG_FORMAT
     return d
 

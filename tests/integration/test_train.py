@@ -545,3 +545,19 @@ def test_two_torchrun_nodes_restart_a_killed_worker_and_resume_to_the_same_weigh
     b = load(tmp_path / "straight" / "checkpoints" / "iter_00000012.pth")["model"]
     for key, value in a.items():
         assert torch.equal(value, b[key]), key
+
+
+def test_two_arms_of_one_seed_start_from_the_same_weights_wherever_their_networks_agree(synth, tmp_path):
+    """train.init_rng=per_module (the default): the trainer seeds each part by its name, so a bilinear and a
+    neighbour-SRM run of seed 3 share every weight both networks have; shared_stream (configs before format 5)
+    draws them in build order, and the classifier differs."""
+    def initial(mode: str, init_rng: str) -> dict:
+        cfg = load_config(None, small(synth, "train.seed=3", f"model.srm.mode={mode}", f"train.init_rng={init_rng}"))
+        return Trainer(cfg, tmp_path / f"{mode}-{init_rng}", progress=False).model.state_dict()
+
+    for init_rng, same in (("per_module", True), ("shared_stream", False)):
+        a, b = initial("neighbor", init_rng), initial("bilinear", init_rng)
+        shared = [k for k in a if k in b and a[k].is_floating_point()]
+        assert len(shared) > 100
+        assert all(torch.equal(a[k], b[k]) for k in shared) is same, init_rng
+        assert torch.equal(a["decoder.classifier.weight"], b["decoder.classifier.weight"]) is same

@@ -197,3 +197,17 @@ def test_atomic_write_leaves_the_old_file_or_the_new_one_with_ordinary_permissio
     with pytest.raises(OSError, match="disk full"):
         atomic_write(path, torn)
     assert path.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["ledger.json"]
+
+
+def test_stored_configs_of_format_4_keep_the_shared_init_stream():
+    """Format 5 added train.init_rng (default per_module); a stored format-4 config (no such key) is read as
+    shared_stream, how its weights were drawn, so it retrains identically. A hand-written file gets the default."""
+    from scrnet.config import ConfigError, config_from_dict, config_to_dict
+
+    d = config_to_dict(load_config(None, []))
+    d["format_version"] = 4
+    del d["train"]["init_rng"]
+    assert config_from_dict(d).train.init_rng == "shared_stream"
+    assert load_config(None, []).train.init_rng == "per_module"
+    with pytest.raises(ConfigError, match="train.init_rng must be one of"):
+        load_config(None, ["train.init_rng=random"])

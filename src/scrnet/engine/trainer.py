@@ -146,8 +146,9 @@ class Trainer:
                               f"{cfg.train.accumulate} equal micro-batches")
         if self.device.type == "cuda":
             configure_cuda(cfg.train.cudnn_benchmark, cfg.train.tf32)
-        torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
-        self.model: SCRNet = build_model(cfg.model)
+        torch.manual_seed(cfg.train.seed)  # identical initial weights (and later draws) on every rank
+        per_module = cfg.train.init_rng == "per_module"  # else drawn from the stream just seeded
+        self.model: SCRNet = build_model(cfg.model, init_seed=cfg.train.seed if per_module else None)
         self.normalize = normalization(resolve(cfg))  # stored in config.yaml and every checkpoint
         self.memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
         self.class_names, self.palette = train_source.class_names, train_source.palette

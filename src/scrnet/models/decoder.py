@@ -16,6 +16,7 @@ from .config import ContextConfig, SRMConfig
 from .crm import CRM, PPM, NoContext
 from .head import build_fusion
 from .layers import ConvBNReLU
+from .seeding import init_part
 from .srm import SRM, upsample_bilinear
 
 
@@ -40,17 +41,27 @@ class Decoder(nn.Module):
     def __init__(self, in_channels: tuple[int, ...], strides: tuple[int, ...], channels: int, num_classes: int,
                  srm: SRMConfig, context: ContextConfig, deep_supervision: bool, fusion: str = "conv3x3"):
         super().__init__()
-        self.context = build_context(context, in_channels, strides, channels)
+        with init_part("context"):
+            self.context = build_context(context, in_channels, strides, channels)
         # refine[0] makes G3 from (G4, F3), refine[1] G2 from (G3, F2), refine[2] G1 from (G2, F1)
-        self.refine = nn.ModuleList(SRM(in_channels[i], channels, mode=srm.mode, mask_input=srm.mask_input,
-                                        sample_from=srm.sample_from, hidden_channels=srm.hidden_channels,
-                                        dysample_groups=srm.dysample_groups, dysample_scope=srm.dysample_scope,
-                                        carafe=(srm.carafe_kernel, srm.carafe_encoder_kernel, srm.carafe_channels),
-                                        offset_range=srm.offset_range, gate=srm.gate)
-                                    for i in (2, 1, 0))
-        self.fuse = build_fusion(fusion, channels)
-        self.classifier = nn.Conv2d(channels, num_classes, 1)
-        self.aux_heads = nn.ModuleList(SegHead(channels, num_classes) for _ in range(3)) if deep_supervision else None
+        self.refine = nn.ModuleList()
+        for k, i in enumerate((2, 1, 0)):
+            with init_part(f"refine.{k}"):
+                self.refine.append(SRM(in_channels[i], channels, mode=srm.mode, mask_input=srm.mask_input,
+                                       sample_from=srm.sample_from, hidden_channels=srm.hidden_channels,
+                                       dysample_groups=srm.dysample_groups, dysample_scope=srm.dysample_scope,
+                                       carafe=(srm.carafe_kernel, srm.carafe_encoder_kernel, srm.carafe_channels),
+                                       offset_range=srm.offset_range, gate=srm.gate))
+        with init_part("fuse"):
+            self.fuse = build_fusion(fusion, channels)
+        with init_part("classifier"):
+            self.classifier = nn.Conv2d(channels, num_classes, 1)
+        self.aux_heads = None
+        if deep_supervision:
+            self.aux_heads = nn.ModuleList()
+            for k in range(3):
+                with init_part(f"aux_heads.{k}"):
+                    self.aux_heads.append(SegHead(channels, num_classes))
 
     def forward(self, features: list[torch.Tensor], return_offsets: bool = False) -> dict[str, object]:
         """Returns ``{"logits": stride-4 logits, "aux": [G2, G3, G4 logits] (training with deep supervision),

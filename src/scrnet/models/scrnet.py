@@ -9,6 +9,7 @@ from torch import nn
 from .backbones import BACKBONES, Normalization, build_backbone
 from .config import ModelConfig
 from .decoder import Decoder
+from .seeding import init_part, seeded_init
 
 
 @dataclass
@@ -37,9 +38,11 @@ class SCRNet(nn.Module):
         options = {"deep_stem": True} if cfg.deep_stem else {}
         if cfg.drop_path_rate is not None:
             options["drop_path_rate"] = cfg.drop_path_rate
-        self.backbone = build_backbone(cfg.backbone, cfg.backbone_weights, **options)
-        self.decoder = Decoder(self.backbone.channels, self.backbone.strides, cfg.channels, cfg.num_classes,
-                               cfg.srm, cfg.context, cfg.deep_supervision, cfg.fusion)
+        with init_part("backbone"):
+            self.backbone = build_backbone(cfg.backbone, cfg.backbone_weights, **options)
+        with init_part("decoder"):
+            self.decoder = Decoder(self.backbone.channels, self.backbone.strides, cfg.channels, cfg.num_classes,
+                                   cfg.srm, cfg.context, cfg.deep_supervision, cfg.fusion)
 
     @property
     def normalization(self) -> Normalization:
@@ -98,5 +101,9 @@ class SCRNet(nn.Module):
         return sum(p.numel() for p in self.parameters() if id(p) not in skip)
 
 
-def build_model(cfg: ModelConfig) -> SCRNet:
-    return SCRNet(cfg)
+def build_model(cfg: ModelConfig, init_seed: int | None = None) -> SCRNet:
+    """The network of ``cfg``. ``init_seed`` None: its initial weights are drawn from torch's shared stream, in
+    the order the modules are built; an integer: each part draws from its own generator, seeded from ``(init_seed,
+    its qualified name)`` (:mod:`scrnet.models.seeding`), and the process's generators are not touched."""
+    with seeded_init(init_seed):
+        return SCRNet(cfg)

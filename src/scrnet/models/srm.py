@@ -50,6 +50,7 @@ from .dysample import DySample
 from .fuse import fold_into_conv
 from .layers import ConvBNReLU, autocast_off
 from .sampling import BilinearSampler, base_grid, upsample_bilinear, warp  # noqa: F401  (base_grid: public)
+from .seeding import init_part
 
 SRMMode = Literal["neighbor", "pixel", "bilinear", "dysample", "carafe"]
 SRM_MODES = ("neighbor", "pixel", "bilinear", "dysample", "carafe")
@@ -99,26 +100,32 @@ class SRM(nn.Module):
         self.offset_range = None if offset_range is None else float(offset_range)
         self.mask_input = mask_input
         self.sample_from = sample_from
-        self.lateral = ConvBNReLU(in_channels, channels, 1)
-        self.out = ConvBNReLU(channels, channels, 3)
+        with init_part("lateral"):
+            self.lateral = ConvBNReLU(in_channels, channels, 1)
+        with init_part("out"):
+            self.out = ConvBNReLU(channels, channels, 3)
         self.sampler = BilinearSampler()  # no parameters: names the sampling in exported graphs
         if mode == "bilinear":
             return
         if mode == "dysample":
-            self.dysample = DySample(channels, dysample_groups, dysample_scope)
+            with init_part("dysample"):
+                self.dysample = DySample(channels, dysample_groups, dysample_scope)
             return
         if mode == "carafe":  # (kernel, encoder kernel, compressed channels)
-            self.carafe = CARAFE(channels, *carafe)
+            with init_part("carafe"):
+                self.carafe = CARAFE(channels, *carafe)
             return
         hidden = hidden_channels or channels // 2
         # offset branch: conv1x1-BN-ReLU then a zero-initialised 3x3 conv to (dx, dy)
-        self.offset_hidden = nn.Conv2d(2 * channels, hidden, 1, bias=False)
-        self.offset_bn = nn.BatchNorm2d(hidden)
+        with init_part("offset_hidden"):
+            self.offset_hidden = nn.Conv2d(2 * channels, hidden, 1, bias=False)
+        self.offset_bn = nn.BatchNorm2d(hidden)  # draws nothing
         self.offset = nn.Conv2d(hidden, 2, 3, padding=1)
         nn.init.zeros_(self.offset.weight)
         nn.init.zeros_(self.offset.bias)
         if mode == "neighbor":
-            self.mask = nn.Conv2d(2 * channels if mask_input == "guide" else hidden, 9, 3, padding=1)
+            with init_part("mask"):
+                self.mask = nn.Conv2d(2 * channels if mask_input == "guide" else hidden, 9, 3, padding=1)
         if self.gate_kind == "guided":  # zero-initialised: the gate starts at 0.5 everywhere
             self.gate = nn.Conv2d(hidden, 1, 3, padding=1)
             nn.init.zeros_(self.gate.weight)
