@@ -561,3 +561,36 @@ def test_two_arms_of_one_seed_start_from_the_same_weights_wherever_their_network
         assert len(shared) > 100
         assert all(torch.equal(a[k], b[k]) for k in shared) is same, init_rng
         assert torch.equal(a["decoder.classifier.weight"], b["decoder.classifier.weight"]) is same
+
+
+def test_frozen_stages_train_resume_export_and_publish(synth, tmp_path):
+    """model.frozen_stages=2: the stem and stages 1-2 end exactly as initialised (weights and BN statistics), the
+    rest trains; a resumed run ends where a straight one does; the checkpoint exports and publishes with the key."""
+    from scrnet.models import build_model
+
+    over = ["train.max_iters=10", "model.frozen_stages=2"]
+    cfg = load_config(None, small(synth, *over))
+    train(cfg, tmp_path / "a", progress=False)
+    train(load_config(None, small(synth, *over)), tmp_path / "b", progress=False, until=5)
+    train(load_config(None, small(synth, *over)), tmp_path / "b", resume=True, progress=False)
+    a = load(tmp_path / "a" / "checkpoints" / "iter_00000010.pth")
+    b = load(tmp_path / "b" / "checkpoints" / "iter_00000010.pth")
+    assert all(torch.equal(v, b["model"][k]) for k, v in a["model"].items())
+    initial = build_model(cfg.model, init_seed=cfg.train.seed).state_dict()
+    frozen = ("backbone.conv1.", "backbone.bn1.", "backbone.layer1.", "backbone.layer2.")
+    for key, value in a["model"].items():
+        if key.startswith(frozen):
+            assert torch.equal(value, initial[key]), key
+    trained = [k for k in a["model"] if k.startswith(("backbone.layer3.", "backbone.layer4."))
+               and a["model"][k].is_floating_point() and not torch.equal(a["model"][k], initial[k])]
+    assert len(trained) > 10
+    checkpoint = tmp_path / "a" / "checkpoints" / "iter_00000010.pth"
+    result = run_like_subprocess("export", checkpoint, "--onnx", tmp_path / "m.onnx", "--size", "64", "64", "--check")
+    assert result.returncode == 0, result.stderr
+    result = run_like_subprocess("publish", checkpoint, tmp_path / "published")
+    assert result.returncode == 0, result.stderr
+    shared = scrnet.from_pretrained(tmp_path / "published")
+    assert shared.config.model.frozen_stages == 2
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        assert torch.equal(shared.model(x), scrnet.load_checkpoint(checkpoint).model(x))

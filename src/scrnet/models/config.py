@@ -142,6 +142,9 @@ class ModelConfig:
     backbone_weights: Optional[str] = None  # None | "imagenet" | path to a state dict (.pth/.safetensors)
     deep_stem: bool = False  # ResNet only: V1c deep stem (3 convs) instead of the 7x7 conv
     drop_path_rate: Optional[float] = None  # VAN only: stochastic depth rate; None: the backbone's default (0.1)
+    # mmsegmentation's backbone.frozen_stages: -1 nothing frozen | 0 the stem | N the stem and stages 1..N (4: the
+    # whole backbone); frozen parameters are not trained and their BatchNorm statistics stay as loaded
+    frozen_stages: int = -1
     num_classes: int = 19
     channels: int = 128  # decoder width C
     srm: SRMConfig = field(default_factory=SRMConfig)
@@ -160,6 +163,10 @@ class ModelConfig:
             if getattr(self, key) != unset and key not in options:
                 raise ConfigError(f"model.{key} does not apply to backbone {self.backbone} (it takes "
                                  f"{', '.join(f'model.{o}' for o in options) or 'no options'})")
+        if isinstance(self.frozen_stages, bool) or not isinstance(self.frozen_stages, int) \
+                or not -1 <= self.frozen_stages <= 4:
+            raise ConfigError(f"model.frozen_stages must be an integer from -1 (nothing frozen) to 4 (the whole "
+                              f"backbone), got {self.frozen_stages!r}")
         if self.drop_path_rate is not None and not 0 <= self.drop_path_rate < 1:
             raise ConfigError(f"model.drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
         if self.srm.mode == "dysample" and self.channels % self.srm.dysample_groups:

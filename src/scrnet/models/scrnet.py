@@ -40,6 +40,8 @@ class SCRNet(nn.Module):
             options["drop_path_rate"] = cfg.drop_path_rate
         with init_part("backbone"):
             self.backbone = build_backbone(cfg.backbone, cfg.backbone_weights, **options)
+        if cfg.frozen_stages >= 0:
+            self.backbone.freeze(cfg.frozen_stages)
         with init_part("decoder"):
             self.decoder = Decoder(self.backbone.channels, self.backbone.strides, cfg.channels, cfg.num_classes,
                                    cfg.srm, cfg.context, cfg.deep_supervision, cfg.fusion)

@@ -90,6 +90,11 @@ class EfficientNetLite0(Backbone):
             self._fc = nn.Linear(1280, num_classes)
         self.num_classes = num_classes
 
+    def stages(self) -> list[list[nn.Module]]:
+        """The stem conv and BN, then the blocks up to each tap (stage 1 includes the stride-2 block)."""
+        starts = (0,) + tuple(t + 1 for t in self.taps[:-1])
+        return [[self._conv_stem, self._bn0]] + [list(self._blocks[a:t + 1]) for a, t in zip(starts, self.taps)]
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = F.relu6(self._bn0(self._conv_stem(x)))
         outs = []

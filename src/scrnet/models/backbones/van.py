@@ -160,6 +160,14 @@ class VAN(Backbone):
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
 
+    def stages(self) -> list[list[nn.Module]]:
+        """The first patch embedding is the stem; stage i is its blocks and norm (and, from stage 2, its patch
+        embedding)."""
+        n = len(self.channels)
+        return [[self.patch_embed1]] + [([getattr(self, f"patch_embed{i}")] if i > 1 else [])
+                                        + [getattr(self, f"block{i}"), getattr(self, f"norm{i}")]
+                                        for i in range(1, n + 1)]
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         outs = []
         fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] > 1 \
