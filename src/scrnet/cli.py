@@ -310,39 +310,16 @@ def cmd_predict(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from .deploy.export import OPSETS, check_onnx, export_checkpoint
-    from .models import SCRNet
-    from .pretrained import from_pretrained
+    from .deploy.export import ExportRequest, export
 
-    if args.opset not in OPSETS:
-        raise UsageError(f"--opset must be one of {list(OPSETS)}, got {args.opset}")
-    if min(args.size) < 32:
-        raise UsageError(f"--size must be at least 32 32, got {args.size}")
-    if args.int8 and args.fp16:
+    if args.int8 and args.fp16:  # two flags for one field of the request
         raise UsageError("--int8 and --fp16 exclude each other")
-    if args.int8 and not args.calib:
-        raise UsageError("--int8 needs --calib DIR: images to calibrate on, preprocessed as at evaluation")
-    if args.calib and not (args.int8 or args.fp16):
-        raise UsageError("--calib is for --int8 (calibration and the agreement check) or --fp16 (the agreement check)")
-    if args.min_agreement is not None and not (args.int8 or args.fp16):
-        raise UsageError("--min-agreement is for --int8 or --fp16")
-    if args.min_agreement is not None and not 0 <= args.min_agreement <= 1:
-        raise UsageError(f"--min-agreement must be between 0 and 1, got {args.min_agreement}")
-    if args.check and (args.int8 or args.fp16):
-        raise UsageError("--check compares float32 graphs with PyTorch; an --int8 or --fp16 graph is checked against "
-                         "float32 as it is written; score it with `scrnet eval FILE.onnx`")
-    loaded = from_pretrained(args.checkpoint)
-    if not isinstance(loaded.model, SCRNet):
-        raise UsageError(f"{args.checkpoint} is already an ONNX graph; export from its checkpoint")
-    calib = []
-    if args.calib:
-        from .deploy.quantize import find_images
-
-        calib = find_images(args.calib, args.calib_images)
     precision = "int8" if args.int8 else "float16" if args.fp16 else "float32"
-    result = export_checkpoint(loaded, args.onnx, size=tuple(args.size), opset=args.opset, sampler=args.sampler,
-                               fuse=not args.no_fuse, precision=precision, calib=calib,
-                               min_agreement=args.min_agreement)
+    outcome = export(ExportRequest(args.checkpoint, args.onnx, size=tuple(args.size), opset=args.opset,
+                                   sampler=args.sampler, fuse=not args.no_fuse, precision=precision,
+                                   calib=args.calib, calib_images=args.calib_images,
+                                   min_agreement=args.min_agreement, check=args.check))
+    result = outcome.result
     folded = "BatchNorm kept separate" if args.no_fuse else f"BatchNorm folded into {result.fused_pairs} convs"
     if precision == "int8":
         how = (f"INT8 QDQ ({result.details['quantized_ops']} on quantised inputs, calibrated on "
@@ -359,16 +336,13 @@ def cmd_export(args) -> None:
     if result.agreement is not None:
         print(f"argmax agreement with the float32 graph: {result.agreement:.2%} of the pixels of "
               f"{result.agreement_inputs}")
-    if args.check:
-        h, w = args.size
-        results = check_onnx(loaded.model, result.path, [(h, w), (h // 2 + 17, w // 2 + 31)])
-        for r in results:
-            print(("ok   " if r.ok else "FAIL ") + r.describe())
-        bad = [r for r in results if not r.ok]
-        if bad:
-            print(f"scrnet export: check failed: onnxruntime differs from PyTorch at {bad[0].describe()}",
-                  file=sys.stderr)
-            raise RunFailed
+    for r in outcome.checks:
+        print(("ok   " if r.ok else "FAIL ") + r.describe())
+    bad = [r for r in outcome.checks if not r.ok]
+    if bad:
+        print(f"scrnet export: check failed: onnxruntime differs from PyTorch at {bad[0].describe()}",
+              file=sys.stderr)
+        raise RunFailed
 
 
 def cmd_benchmark(args) -> None:

@@ -156,3 +156,20 @@ def test_guided_gate_with_bounded_offsets_exports_and_matches_at_two_sizes(tmp_p
     path = export_onnx(model, tmp_path / "gated.onnx", size=SIZES[0])
     results = check_onnx(model, path, SIZES)
     assert all(r.ok for r in results), [r.describe() for r in results]
+
+
+def test_an_export_request_is_validated_by_the_library_before_anything_loads(tmp_path):
+    """The one validator of `scrnet export`'s request: a Python caller gets the same one-line errors, before the
+    (here missing) checkpoint is read and before anything is written."""
+    from scrnet.config import ConfigError
+    from scrnet.deploy.export import ExportRequest, export
+
+    missing, out = tmp_path / "missing.pth", tmp_path / "m.onnx"
+    for fields, message in (({"opset": 15}, "--opset must be one of"), ({"size": (16, 64)}, "at least 32 32"),
+                            ({"precision": "int8"}, "--int8 needs --calib"),
+                            ({"calib": tmp_path}, "--calib is for --int8"),
+                            ({"precision": "float16", "min_agreement": 1.5}, "between 0 and 1"),
+                            ({"precision": "float16", "check": True}, "scrnet eval FILE.onnx")):
+        with pytest.raises(ConfigError, match=message):
+            export(ExportRequest(missing, out, **fields))
+    assert list(tmp_path.iterdir()) == []

@@ -176,6 +176,14 @@ class ExportResult:
         return self.path.stat().st_size / 2**20
 
 
+def check_precision(precision: str, has_calib: bool) -> None:
+    """A known precision, and INT8 only with calibration images."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    if precision == "int8" and not has_calib:
+        raise ConfigError("--int8 needs --calib DIR: images to calibrate on, preprocessed as at evaluation")
+
+
 def export_checkpoint(loaded, out: str | Path, *, size: tuple[int, int] = (512, 1024), opset: int = 17,
                       sampler: str = "gather", fuse: bool = True, precision: str = "float32",
                       calib: list[Path] | None = None, min_agreement: float | None = None) -> ExportResult:
@@ -195,10 +203,7 @@ def export_checkpoint(loaded, out: str | Path, *, size: tuple[int, int] = (512, 
 
     from .island import expected_island
 
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
-    if precision == "int8" and not calib:
-        raise ConfigError("INT8 needs calibration images")
+    check_precision(precision, bool(calib))
     out = Path(out)
     if out.is_symlink() or out.is_dir() or (out.exists() and not written_by_scrnet(out)):
         raise OutputRefused(f"{out} exists and is not an ONNX graph scrnet wrote; refusing to replace it "
@@ -260,3 +265,74 @@ def export_checkpoint(loaded, out: str | Path, *, size: tuple[int, int] = (512, 
     finally:
         shutil.rmtree(work, ignore_errors=True)  # the folder this call created, with the intermediates in it
 
+
+
+@dataclass
+class ExportRequest:
+    """What ``scrnet export`` asks for, field by field its options (``source``: a checkpoint, a published folder or
+    ``hf://`` id; ``calib``: a folder of images, of which ``calib_images`` are used; ``check``: compare onnxruntime
+    with PyTorch at ``size`` and at an odd second size). :meth:`validate` is its one validator; the error messages
+    name the command's options."""
+
+    source: str | Path
+    out: str | Path
+    size: tuple[int, int] = (512, 1024)
+    opset: int = 17
+    sampler: str = "gather"
+    fuse: bool = True
+    precision: str = "float32"
+    calib: str | Path | None = None
+    calib_images: int = 64
+    min_agreement: float | None = None
+    check: bool = False
+
+    def validate(self) -> None:
+        """Everything that can be checked before the model loads; :class:`ConfigError` in one line."""
+        converted = self.precision in ("int8", "float16")
+        if self.opset not in OPSETS:
+            raise ConfigError(f"--opset must be one of {list(OPSETS)}, got {self.opset}")
+        if min(self.size) < 32:
+            raise ConfigError(f"--size must be at least 32 32, got {list(self.size)}")
+        check_precision(self.precision, self.calib is not None)
+        if self.calib is not None and not converted:
+            raise ConfigError("--calib is for --int8 (calibration and the agreement check) or --fp16 (the agreement "
+                              "check)")
+        if self.min_agreement is not None and not converted:
+            raise ConfigError("--min-agreement is for --int8 or --fp16")
+        if self.min_agreement is not None and not 0 <= self.min_agreement <= 1:
+            raise ConfigError(f"--min-agreement must be between 0 and 1, got {self.min_agreement}")
+        if self.check and converted:
+            raise ConfigError("--check compares float32 graphs with PyTorch; an --int8 or --fp16 graph is checked "
+                              "against float32 as it is written; score it with `scrnet eval FILE.onnx`")
+
+
+@dataclass
+class ExportOutcome:
+    result: ExportResult
+    checks: list[CheckResult]  # with ``ExportRequest.check``: onnxruntime against PyTorch, per size; else empty
+
+
+def export(request: ExportRequest) -> ExportOutcome:
+    """Validate ``request``, load its model (an ONNX file is refused: export from its checkpoint), find the
+    calibration images, export (:func:`export_checkpoint`) and, when asked, check the graph at two sizes."""
+    from ..errors import RequestError
+    from ..models import SCRNet
+    from ..pretrained import from_pretrained
+
+    request.validate()
+    loaded = from_pretrained(request.source)
+    if not isinstance(loaded.model, SCRNet):
+        raise RequestError(f"{request.source} is already an ONNX graph; export from its checkpoint")
+    calib = []
+    if request.calib is not None:
+        from .quantize import find_images
+
+        calib = find_images(request.calib, request.calib_images)
+    result = export_checkpoint(loaded, request.out, size=tuple(request.size), opset=request.opset,
+                               sampler=request.sampler, fuse=request.fuse, precision=request.precision, calib=calib,
+                               min_agreement=request.min_agreement)
+    checks = []
+    if request.check:
+        h, w = request.size
+        checks = check_onnx(loaded.model, result.path, [(h, w), (h // 2 + 17, w // 2 + 31)])
+    return ExportOutcome(result, checks)

@@ -1,13 +1,11 @@
-"""Scoring a model on a split: one confusion matrix (and BIoU* counts) over the whole split, summed over
-processes, predictions scored at the label's original resolution."""
+"""Scoring a model on a split: one :class:`~scrnet.evaluation.metric_set.MetricSet` over the whole split, summed
+over processes, predictions scored at the label's original resolution."""
 
 import dataclasses
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -17,50 +15,11 @@ from ..data.transforms import Normalize
 from ..runtime import synchronize
 from .boundary import BIoUStar
 from .inference import infer_as_configured
-from .metrics import ConfusionMatrix, mean_ratio
+from .metric_set import ImageCounts, MetricSet, summary
+from .metrics import ConfusionMatrix
 from .published_boundary import PublishedBoundaryMetrics
 
-
-class ImageCounts(NamedTuple):
-    """One image's counts per class: true positives, ground-truth and predicted pixels (what its IoU needs), BIoU*
-    intersections and unions, and with the published boundary metrics the Boundary IoU intersections and unions
-    (``2 x K``; None without them)."""
-    tp: np.ndarray
-    gt: np.ndarray
-    pred: np.ndarray
-    inter: np.ndarray
-    union: np.ndarray
-    boundary: np.ndarray | None = None
-
-    def miou(self) -> float:
-        """The image's own mIoU (over the classes in its ground truth or prediction; NaN when none)."""
-        return float(mean_ratio(self.tp, self.gt + self.pred - self.tp))
-
-
-READBACK_IMAGES = 64  # per-image counts kept on the device before one read-back (keep_per_image)
-
-
-def _snapshot(cm: ConfusionMatrix, biou: BIoUStar, published: PublishedBoundaryMetrics | None) -> torch.Tensor:
-    """The counts a per-image record keeps, as one flat tensor on the device: true positives, ground-truth and
-    predicted pixels per class, BIoU* and (with the published metrics) Boundary IoU intersections and unions."""
-    m = cm.matrix
-    parts = [m.diagonal(), m.sum(1), m.sum(0), biou.counts.reshape(-1)]
-    if published is not None:
-        parts.append(published.biou_counts.reshape(-1))
-    return torch.cat(parts)
-
-
-def _image_counts(pending: list[torch.Tensor], k: int, with_boundary: bool) -> list[ImageCounts]:
-    """Read the per-image differences of :func:`_snapshot` back in one transfer (and empty ``pending``)."""
-    if not pending:
-        return []
-    rows = torch.stack(pending).cpu().numpy()
-    pending.clear()
-    out = []
-    for row in rows:
-        tp, gt, pred, inter, union, rest = np.split(row[:5 * k], 5) + [row[5 * k:]]
-        out.append(ImageCounts(tp, gt, pred, inter, union, rest.reshape(2, k).copy() if with_boundary else None))
-    return out
+__all__ = ["EvalResult", "ImageCounts", "evaluate"]
 
 
 @dataclass
@@ -76,14 +35,10 @@ class EvalResult:
     def to_json(self) -> dict:
         """``{"miou", "aacc", "iou": {class: IoU|None}, "num_images", "mbiou", "biou": {class: BIoU|None}}`` and,
         with the published boundary metrics, ``"boundary_iou": {"dilation_ratio", "mean", "per_class"}``,
-        ``"boundary_f": {"3": {"mean", "per_class"}, ...}``, ``"distance_bands": [{"from", "to", "miou"}, ...]``."""
-        out = self.confusion.summary(self.class_names)
-        out["num_images"] = self.num_images
-        out["mbiou"] = self.boundary.mean()
-        out["biou"] = dict(zip(self.class_names, self.boundary.per_class()))
-        if self.published is not None:
-            out.update(self.published.to_json(self.class_names))
-        return out
+        ``"boundary_f": {"3": {"mean", "per_class"}, ...}``, ``"distance_bands": [{"from", "to", "miou"}, ...]``
+        (:func:`~scrnet.evaluation.metric_set.summary`)."""
+        return {**summary(self.confusion, self.boundary, self.published, self.class_names),
+                "num_images": self.num_images}
 
 
 @torch.no_grad()
@@ -110,60 +65,50 @@ def evaluate(model: torch.nn.Module, dataset: SegmentationDataset, device: torch
     was_training = model.training
     model.eval()
     k = len(dataset.class_names)
-    cm = ConfusionMatrix(k, device=device)
-    biou = BIoUStar(k, eval_cfg.boundary_width, device=device)
-    b = eval_cfg.boundary
-    boundary_metrics = b.enabled if boundary_metrics is None else boundary_metrics
-    published = (PublishedBoundaryMetrics(k, b.dilation_ratio, b.f_tolerances, b.distance_bands, device=device,
-                                          f_mode=b.f_mode) if boundary_metrics else None)
+    metrics = MetricSet(k, eval_cfg, device, eval_cfg.boundary.enabled if boundary_metrics is None else
+                        boundary_metrics, keep_per_image)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     indices = list(range(rank, len(dataset) if limit is None else min(limit, len(dataset)), world_size))
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=1,
                                          num_workers=num_workers, pin_memory=device.type == "cuda",
                                          worker_init_fn=loader_worker_init)
-    seconds = {"data": 0.0, "network": 0.0, "metric": 0.0}
-    per_image: list = []
-    pending: list[torch.Tensor] = []
-    sync = (lambda: synchronize(device)) if timing else (lambda: None)
-    start = t0 = time.perf_counter()
+    clock = _StageClock(device, timing)
     for batch in tqdm(batches(loader), total=len(loader), desc="eval", disable=not progress, leave=False):
         image = normalize(batch["image"].to(device, non_blocking=True), memory_format)
         target = batch["mask"][0].to(device, non_blocking=True)
-        sync()
-        t1 = time.perf_counter()
+        clock.lap("data")
         with autocast or nullcontext():
             scores = infer_as_configured(model, image, tuple(target.shape), eval_cfg, k)
         pred = scores.argmax(1)[0]
-        sync()
-        t2 = time.perf_counter()
-        if keep_per_image:
-            before = _snapshot(cm, biou, published)
-        cm.update(pred, target)
-        biou.update(pred, target)
-        if published is not None:
-            published.update(pred, target)
-        if keep_per_image:  # differences stay on the device, read back READBACK_IMAGES at a time
-            pending.append(_snapshot(cm, biou, published) - before)
-            if len(pending) == READBACK_IMAGES:
-                per_image += _image_counts(pending, k, published is not None)
-        sync()
-        t3 = time.perf_counter()
-        seconds["data"] += t1 - t0
-        seconds["network"] += t2 - t1
-        seconds["metric"] += t3 - t2
-        t0 = time.perf_counter()
-    per_image += _image_counts(pending, k, published is not None)
-    cm.all_reduce()
-    biou.all_reduce()
-    if published is not None:
-        published.all_reduce()
+        clock.lap("network")
+        metrics.update(pred, target)
+        clock.lap("metric")
+    metrics.finish()
     num = torch.tensor([len(indices)], device=device)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.all_reduce(num)
-    cm.check()
-    synchronize(device)
-    seconds["total"] = time.perf_counter() - start
-    if not timing:  # without per-stage synchronisation the split would be meaningless: only the total is kept
-        seconds = {"total": seconds["total"]}
     model.train(was_training)
-    return EvalResult(cm, biou, int(num.item()), list(dataset.class_names), seconds, per_image, published)
+    return EvalResult(metrics.confusion, metrics.boundary, int(num.item()), list(dataset.class_names),
+                      clock.seconds(), metrics.per_image, metrics.published)
+
+
+class _StageClock:
+    """Seconds per stage of the loop (data / network / metric), synchronising the device at each lap only when
+    ``timing`` asks for the split; otherwise only the total is kept (the split would be meaningless)."""
+
+    def __init__(self, device: torch.device, timing: bool):
+        self.device, self.timing = device, timing
+        self.split = {"data": 0.0, "network": 0.0, "metric": 0.0}
+        self.start = self.last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        if self.timing:
+            synchronize(self.device)
+            now = time.perf_counter()
+            self.split[stage] += now - self.last
+            self.last = now
+
+    def seconds(self) -> dict[str, float]:
+        synchronize(self.device)
+        total = {"total": time.perf_counter() - self.start}
+        return {**self.split, **total} if self.timing else total

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import scrnet.evaluation.evaluate as evaluate_module
+import scrnet.evaluation.metric_set as metric_set
 from scrnet import create_model
 from scrnet.config import EvalConfig
 from scrnet.data.build import open_source
@@ -29,7 +30,7 @@ def run(setup, **kwargs):
 
 
 def test_per_image_counts_read_back_in_groups_are_each_images_own(setup, monkeypatch):
-    monkeypatch.setattr(evaluate_module, "READBACK_IMAGES", 2)  # 5 images: two full groups and a remainder
+    monkeypatch.setattr(metric_set, "READBACK_IMAGES", 2)  # 5 images: two full groups and a remainder
     result = run(setup, keep_per_image=True)
     assert len(result.per_image) == 5
     m = result.confusion.matrix.numpy()
