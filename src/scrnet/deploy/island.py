@@ -63,79 +63,100 @@ def static_tensors(model) -> set[str]:
     return static
 
 
-def float_island(model) -> Island:
-    """The float32 island of ``model`` (an ``onnx.ModelProto``); see the module docstring."""
-    nodes = list(model.graph.node)
-    producers = {out: node for node in nodes for out in node.output}
-    static = static_tensors(model)
-    island = Island()
+class _Graph:
+    """A graph's nodes with their producers, consumers and static tensors, and the two walks the island needs."""
 
-    def walk_back(tensor: str) -> None:
-        stack = [tensor]
+    def __init__(self, model):
+        self.nodes = list(model.graph.node)
+        self.producers = {out: node for node in self.nodes for out in node.output}
+        self.static = static_tensors(model)
+        self.consumers: dict[str, list] = {}
+        for node in self.nodes:
+            for tensor in node.input:
+                self.consumers.setdefault(tensor, []).append(node)
+
+    def computed(self, tensor: str) -> bool:
+        return tensor not in self.static
+
+    def add_upstream(self, tensors, into: set[str]) -> None:
+        """Add to ``into`` every node on the way back from ``tensors``, stopping at each ``Conv``, not entering a node
+        already in ``into`` again, and not following a ``Shape`` into the network (the shape node itself is
+        added)."""
+        stack = list(tensors)
         while stack:
-            node = producers.get(stack.pop())
-            if node is None or node.name in island.nodes or node.op_type == "Conv":
+            node = self.producers.get(stack.pop())
+            if node is None or node.name in into or node.op_type == "Conv":
                 continue
-            island.nodes.add(node.name)
+            into.add(node.name)
             if node.op_type != "Shape":
                 stack.extend(node.input)
 
-    sampled_maps = set()
-    for node in nodes:
-        if node.op_type == "GridSample":
-            island.nodes.add(node.name)
-            island.sampling_sites += 1
-            walk_back(node.input[1])
-        elif node.op_type in GATHERS and node.input[0] not in static and node.input[1] not in static:
-            island.nodes.add(node.name)
-            sampled_maps.add(node.input[0])
-            walk_back(node.input[1])
-    island.sampling_sites += len(sampled_maps)
-
-    # 3. forward: nodes computed from island values and static tensors alone
-    if island.nodes:
-        for node in nodes:
-            if node.name in island.nodes or node.op_type == "Conv":
-                continue
-            computed = [t for t in node.input if t not in static]
-            if computed and all(t in producers and producers[t].name in island.nodes for t in computed):
-                island.nodes.add(node.name)
-
-    # 4. attention: the seeds, and every node both downstream of one seed and upstream of another
-    seeds = set()
-    for node in nodes:
-        if node.op_type == "Softmax":
-            seeds.add(node.name)
-            island.softmaxes += 1
-        elif node.op_type in MATMULS and sum(t not in static for t in node.input[:2]) == 2:
-            seeds.add(node.name)
-            island.attention_products += 1
-    if seeds:
-        consumers: dict[str, list] = {}
-        for node in nodes:
-            for tensor in node.input:
-                consumers.setdefault(tensor, []).append(node)
-        below = set()  # downstream of a seed, not through a conv
-        stack = [n for n in nodes if n.name in seeds]
+    def downstream(self, starts) -> set[str]:
+        """Every node downstream of the nodes ``starts``, not through a ``Conv``."""
+        below: set[str] = set()
+        stack = list(starts)
         while stack:
             for out in stack.pop().output:
-                for user in consumers.get(out, []):
+                for user in self.consumers.get(out, []):
                     if user.name not in below and user.op_type != "Conv":
                         below.add(user.name)
                         stack.append(user)
-        above = set()  # upstream of a seed, not through a conv or into a shape
-        stack = [n for n in nodes if n.name in seeds]
-        while stack:
-            node = stack.pop()
-            if node.op_type == "Shape":
-                continue
-            for tensor in node.input:
-                up = producers.get(tensor)
-                if up is not None and up.name not in above and up.op_type != "Conv":
-                    above.add(up.name)
-                    stack.append(up)
-        island.nodes |= seeds | (below & above)
+        return below
+
+
+def float_island(model) -> Island:
+    """The float32 island of ``model`` (an ``onnx.ModelProto``); see the module docstring."""
+    graph, island = _Graph(model), Island()
+    _add_sampling(graph, island)
+    _add_sampled_results(graph, island)
+    _add_attention(graph, island)
     return island
+
+
+def _add_sampling(graph: _Graph, island: Island) -> None:
+    """Steps 1-2: the sampling sites and the slice back from their positions to the offset convs."""
+    sampled_maps = set()
+    for node in graph.nodes:
+        if node.op_type == "GridSample":
+            island.nodes.add(node.name)
+            island.sampling_sites += 1
+            graph.add_upstream([node.input[1]], island.nodes)
+        elif node.op_type in GATHERS and graph.computed(node.input[0]) and graph.computed(node.input[1]):
+            island.nodes.add(node.name)
+            sampled_maps.add(node.input[0])
+            graph.add_upstream([node.input[1]], island.nodes)
+    island.sampling_sites += len(sampled_maps)
+
+
+def _add_sampled_results(graph: _Graph, island: Island) -> None:
+    """Step 3: the nodes computed from island values and static tensors alone (in graph order, a topological
+    order, so a chain of them is followed to its end)."""
+    if not island.nodes:
+        return
+    for node in graph.nodes:
+        if node.name in island.nodes or node.op_type == "Conv":
+            continue
+        computed = [t for t in node.input if graph.computed(t)]
+        if computed and all(t in graph.producers and graph.producers[t].name in island.nodes for t in computed):
+            island.nodes.add(node.name)
+
+
+def _add_attention(graph: _Graph, island: Island) -> None:
+    """Step 4: the seeds (softmaxes, products of two computed tensors) and every node both downstream of one seed
+    and upstream of another."""
+    seeds = []
+    for node in graph.nodes:
+        if node.op_type == "Softmax":
+            seeds.append(node)
+            island.softmaxes += 1
+        elif node.op_type in MATMULS and sum(graph.computed(t) for t in node.input[:2]) == 2:
+            seeds.append(node)
+            island.attention_products += 1
+    if not seeds:
+        return
+    above: set[str] = set()
+    graph.add_upstream([t for seed in seeds for t in seed.input], above)
+    island.nodes |= {seed.name for seed in seeds} | (graph.downstream(seeds) & above)
 
 
 def check_island(island: Island, samplers: int, attention_products: int, where: str) -> None:

@@ -134,31 +134,46 @@ def _resize_nearest(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return cv2.resize(array, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
 
 
+STYLE = ("body{font-family:system-ui,sans-serif;margin:24px;max-width:1400px;color:#222}"
+         "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;"
+         "text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}"
+         "section{margin-bottom:36px}img{max-width:100%;image-rendering:pixelated}"
+         "#header td{text-align:left}.strip{display:flex;gap:4px}.strip img{width:24%;min-width:0}")
+
+
 def write_report(run: EvalRun, summary: dict, path: str | Path, source: str, worst: int = 4) -> Path:
     """Write the report of an evaluation made with ``keep_per_image=True`` (see the module docstring)."""
     path = Path(path)
     names = run.result.class_names  # the data set's: what the summary is keyed by (see EvalRun.renamed_classes)
-    palette = palette_table(run.loaded.palette)
-    confusion = run.result.confusion.matrix.cpu().numpy()
-    figures = _figures(summary, confusion, names)
-    cfg = run.config
+    figures = _figures(summary, run.result.confusion.matrix.cpu().numpy(), names)
+    scored = [(c.miou(), index) for c, index in zip(run.result.per_image, run.indices)]
+    scored = sorted((s, i) for s, i in scored if s == s)[:worst]  # NaN (no class in the image) left out
+    worst_html, offsets_html = _worst_images(run, scored)
+    parts = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
+             f"<title>scrnet eval: {html.escape(source)}</title><style>{STYLE}</style></head><body>",
+             _header(run, summary, source), _per_class(summary, names, figures),
+             '<section id="confusion"><h2>Confusion matrix (rows: ground truth, normalised)</h2>'
+             f"{_img(figures['confusion'], 'confusion matrix')}</section>",
+             _distance(summary, figures), worst_html, offsets_html, "</body></html>"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(p for p in parts if p))
+    return path
+
+
+def _protocol(cfg) -> str:
     protocol = f"{cfg.eval.mode}" + (f", windows {cfg.eval.crop_size} every {cfg.eval.stride}"
                                      if cfg.eval.mode == "slide" else "")
     protocol += f", multi-scale {cfg.eval.scales} + flip" if cfg.eval.tta else ", single scale"
     protocol += f", resize {cfg.data.eval.scale}" if cfg.data.eval.scale else ", images at their own size"
-    parts = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
-             f"<title>scrnet eval: {html.escape(source)}</title><style>",
-             "body{font-family:system-ui,sans-serif;margin:24px;max-width:1400px;color:#222}"
-             "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;"
-             "text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}"
-             "section{margin-bottom:36px}img{max-width:100%;image-rendering:pixelated}"
-             "#header td{text-align:left}.strip{display:flex;gap:4px}.strip img{width:24%;min-width:0}"
-             "</style></head><body>"]
-    parts.append('<section id="header"><h1>scrnet evaluation report</h1><table>')
+    return protocol
+
+
+def _header(run: EvalRun, summary: dict, source: str) -> str:
+    cfg = run.config
     rows = [("model", source), ("architecture", f"{cfg.model.name} ({cfg.model.backbone}, SRM {cfg.model.srm.mode}, "
                                                   f"context {cfg.model.context.type})"),
             ("data set", f"{cfg.data.type} at {cfg.data.root}"), ("split", run.split),
-            ("images", str(summary["num_images"])), ("protocol", protocol),
+            ("images", str(summary["num_images"])), ("protocol", _protocol(cfg)),
             ("mIoU", f"{_pct(summary['miou'])} %"), ("pixel accuracy", f"{_pct(summary['aacc'])} %")]
     if "boundary_iou" in summary:
         rows.append(("Boundary IoU", f"{_pct(summary['boundary_iou']['mean'])} % (dilation ratio "
@@ -168,26 +183,30 @@ def write_report(run: EvalRun, summary: dict, path: str | Path, source: str, wor
     if note:
         rows.append(("class names", note.removeprefix("note: ")))
     rows += [("scrnet", __version__), ("date", datetime.datetime.now().isoformat(timespec="seconds"))]
-    parts += [f"<tr><th>{html.escape(k)}</th><td class='{html.escape(k.replace(' ', '-'))}'>{html.escape(v)}</td>"
-              f"</tr>" for k, v in rows]
-    parts.append("</table></section>")
+    return ('<section id="header"><h1>scrnet evaluation report</h1><table>'
+            + "".join(f"<tr><th>{html.escape(k)}</th><td class='{html.escape(k.replace(' ', '-'))}'>"
+                      f"{html.escape(v)}</td></tr>" for k, v in rows) + "</table></section>")
 
+
+def _per_class(summary: dict, names: list[str], figures: dict) -> str:
     head = "<tr><th>class</th><th>IoU %</th>"
     published = "boundary_iou" in summary
     first = next(iter(summary["boundary_f"])) if published else None
     if published:
         head += f"<th>Boundary IoU %</th><th>F@{first}px %</th>"
-    parts.append(f'<section id="per-class"><h2>Per class</h2><table>{head}</tr>')
+    rows = []
     for name in names:
         cells = f"<td>{html.escape(name)}</td><td>{_pct(summary['iou'][name])}</td>"
         if published:
             cells += (f"<td>{_pct(summary['boundary_iou']['per_class'][name])}</td>"
                       f"<td>{_pct(summary['boundary_f'][first]['per_class'][name])}</td>")
-        parts.append(f"<tr>{cells}</tr>")
-    parts.append(f"</table><p>{_img(figures['per-class'], 'per-class bar chart')}</p></section>")
-    parts.append('<section id="confusion"><h2>Confusion matrix (rows: ground truth, normalised)</h2>'
-                 f"{_img(figures['confusion'], 'confusion matrix')}</section>")
-    parts.append('<section id="distance"><h2>mIoU against distance from boundaries</h2>')
+        rows.append(f"<tr>{cells}</tr>")
+    return (f'<section id="per-class"><h2>Per class</h2><table>{head}</tr>' + "\n".join(rows)
+            + f"</table><p>{_img(figures['per-class'], 'per-class bar chart')}</p></section>")
+
+
+def _distance(summary: dict, figures: dict) -> str:
+    parts = ['<section id="distance"><h2>mIoU against distance from boundaries</h2>']
     if "distance" in figures:
         parts.append(_img(figures["distance"], "mIoU by distance band") + "<table><tr><th>band (px)</th>"
                      "<th>mIoU %</th></tr>")
@@ -197,12 +216,14 @@ def write_report(run: EvalRun, summary: dict, path: str | Path, source: str, wor
         parts.append("</table>")
     else:
         parts.append("<p>eval.boundary.enabled=false: no distance bands were computed.</p>")
-    parts.append("</section>")
+    return "\n".join(parts) + "\n</section>"
 
-    scored = [(c.miou(), index) for c, index in zip(run.result.per_image, run.indices)]
-    scored = sorted((s, i) for s, i in scored if s == s)[:worst]
-    parts.append(f'<section id="worst"><h2>The {len(scored)} worst images</h2>'
-                 "<p>image | ground truth | prediction | error map (red: wrong, black: ignored)</p>")
+
+def _worst_images(run: EvalRun, scored: list[tuple[float, int]]) -> tuple[str, str]:
+    """The worst images' strips, and the SRM offsets section over them ("" for a network without offsets)."""
+    palette = palette_table(run.loaded.palette)
+    parts = [f'<section id="worst"><h2>The {len(scored)} worst images</h2>'
+             "<p>image | ground truth | prediction | error map (red: wrong, black: ignored)</p>"]
     offset_stats, offset_picture = None, None
     for miou, index in scored:
         rgb, target, pred, offsets = _predict(run, index)
@@ -225,17 +246,16 @@ def write_report(run: EvalRun, summary: dict, path: str | Path, source: str, wor
             if offset_picture is None and offsets[-1] is not None:
                 offset_picture = flow_to_color(offsets[-1][0].numpy())
     parts.append("</section>")
-    if offset_stats is not None:
-        n = len(scored)
-        parts.append('<section id="offsets"><h2>SRM offsets</h2><table><tr><th>SRM step (coarse to fine)</th>'
-                     "<th>mean length (px of its map)</th><th>share moved &gt; 0.5 px</th></tr>")
-        for i, stat in enumerate(offset_stats):
-            cells = ("<td>n/a</td><td>n/a</td>" if stat is None else
-                     f"<td>{stat[0] / n:.3f}</td><td>{100 * stat[1] / n:.1f} %</td>")
-            parts.append(f"<tr><td>stride {32 // 2 ** (i + 1)}</td>{cells}</tr>")
-        parts.append(f"</table><p>Over the images above. The finest step's field (hue: direction, brightness: "
-                     f"length):</p>{_img(_png(offset_picture), 'SRM offset field', 480)}</section>")
-    parts.append("</body></html>")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(parts))
-    return path
+    if offset_stats is None:
+        return "\n".join(parts), ""
+    n = len(scored)
+    rows = []
+    for i, stat in enumerate(offset_stats):
+        cells = ("<td>n/a</td><td>n/a</td>" if stat is None else
+                 f"<td>{stat[0] / n:.3f}</td><td>{100 * stat[1] / n:.1f} %</td>")
+        rows.append(f"<tr><td>stride {32 // 2 ** (i + 1)}</td>{cells}</tr>")
+    offsets_html = ('<section id="offsets"><h2>SRM offsets</h2><table><tr><th>SRM step (coarse to fine)</th>'
+                    "<th>mean length (px of its map)</th><th>share moved &gt; 0.5 px</th></tr>\n" + "\n".join(rows)
+                    + "\n</table><p>Over the images above. The finest step's field (hue: direction, brightness: "
+                    f"length):</p>{_img(_png(offset_picture), 'SRM offset field', 480)}</section>")
+    return "\n".join(parts), offsets_html

@@ -163,12 +163,17 @@ def training_lines(loaded: LoadedCheckpoint) -> list[str]:
 
 
 def card_body(loaded: LoadedCheckpoint, metrics: dict | None, name: str, result: PublishResult) -> str:
-    cfg = loaded.config
-    m, d = cfg.model, cfg.data
-    protocol = metrics["measured"]["protocol"] if metrics else eval_protocol(cfg)  # how the figures were measured
+    """The model card's Markdown: what the model is, how to load it, its training (as recorded), its evaluation
+    (from ``metrics``, the eval JSON), its size and compute, and the citations."""
+    return "\n".join([*_intro_lines(loaded, name), *training_lines(loaded),
+                      *_evaluation_lines(loaded.config, metrics), *_compute_lines(result)])
+
+
+def _intro_lines(loaded: LoadedCheckpoint, name: str) -> list[str]:
+    m, d = loaded.config.model, loaded.config.data
     trained_on = (f"{DATASET_NAMES.get(d.type, d.type)}, `{d.train_split}` split"
                   if loaded.trained_iterations is not None else "unknown: see Training")
-    lines = [
+    return [
         f"# {name}", "",
         f"A semantic segmentation model for the SCRNet library (published with scrnet {__version__}): `{m.name}` "
         f"({m.backbone} backbone, decoder width {m.channels}, SRM mode `{m.srm.mode}`, context "
@@ -192,41 +197,46 @@ def card_body(loaded: LoadedCheckpoint, metrics: dict | None, name: str, result:
         "scrnet predict path/to/this/folder street.jpg --out preds", "```", "",
         f"Inputs are RGB normalised with mean {list(loaded.normalization.mean)} and std "
         f"{list(loaded.normalization.std)} (on 0..1 values); `scrnet` applies this and the eval protocol itself.",
-        "",
-        *training_lines(loaded),
+        ""]
+
+
+def _evaluation_lines(cfg: Config, metrics: dict | None) -> list[str]:
+    protocol = metrics["measured"]["protocol"] if metrics else eval_protocol(cfg)  # how the figures were measured
+    lines = [
         "## Evaluation", "",
         f"Protocol: `{protocol.get('mode')}` inference"
         + (f", images resized to fit {protocol['resize']}" if protocol.get("resize") else ", images at their own size")
         + (f", windows {protocol['crop_size']} every {protocol.get('stride')}" if protocol.get("crop_size") else "")
         + (f", multi-scale {protocol.get('scales')} + flip" if protocol.get("tta") else "") + ".", "",
     ]
-    if metrics:
-        dataset, split = str(metrics.get("dataset") or "unknown"), str(metrics.get("split") or "unknown")
-        published = metrics.get("boundary_iou") if isinstance(metrics.get("boundary_iou"), dict) else {}
-        width = metrics.get("boundary_width", cfg.eval.boundary_width)
-        lines += [f"On {DATASET_NAMES.get(dataset, dataset)} `{split}` "
-                  f"({metrics.get('num_images', '?')} images): **mIoU {_pct(metrics['miou'])}%**, pixel accuracy "
-                  f"{_pct(metrics.get('aacc'))}%"
-                  + (f", Boundary IoU {_pct(published['mean'])}%" if published.get("mean") is not None else "")
-                  + (f", BIoU* {_pct(metrics['mbiou'])}%" if metrics.get("mbiou") is not None else "") + ".", "",
-                  f"Boundary IoU: Cheng et al. 2021 (dilation ratio {published.get('dilation_ratio', 'n/a')}); "
-                  f"BIoU*: scrnet's IoU in a fixed {width}-px band around the boundaries.", "",
-                  "| class | IoU (%) | Boundary IoU (%) | BIoU* (%) |", "|---|---|---|---|"]
-        for cls, iou in metrics["iou"].items():
-            row = [iou, (published.get("per_class") or {}).get(cls), (metrics.get("biou") or {}).get(cls)]
-            lines.append(f"| {cls} | " + " | ".join("n/a" if v is None else str(_pct(v)) for v in row) + " |")
-        lines.append("")
-    else:
-        lines += ["No evaluation was attached when this folder was published (`scrnet publish --eval`).", ""]
+    if not metrics:
+        return lines + ["No evaluation was attached when this folder was published (`scrnet publish --eval`).", ""]
+    dataset, split = str(metrics.get("dataset") or "unknown"), str(metrics.get("split") or "unknown")
+    published = metrics.get("boundary_iou") if isinstance(metrics.get("boundary_iou"), dict) else {}
+    width = metrics.get("boundary_width", cfg.eval.boundary_width)
+    lines += [f"On {DATASET_NAMES.get(dataset, dataset)} `{split}` "
+              f"({metrics.get('num_images', '?')} images): **mIoU {_pct(metrics['miou'])}%**, pixel accuracy "
+              f"{_pct(metrics.get('aacc'))}%"
+              + (f", Boundary IoU {_pct(published['mean'])}%" if published.get("mean") is not None else "")
+              + (f", BIoU* {_pct(metrics['mbiou'])}%" if metrics.get("mbiou") is not None else "") + ".", "",
+              f"Boundary IoU: Cheng et al. 2021 (dilation ratio {published.get('dilation_ratio', 'n/a')}); "
+              f"BIoU*: scrnet's IoU in a fixed {width}-px band around the boundaries.", "",
+              "| class | IoU (%) | Boundary IoU (%) | BIoU* (%) |", "|---|---|---|---|"]
+    for cls, iou in metrics["iou"].items():
+        row = [iou, (published.get("per_class") or {}).get(cls), (metrics.get("biou") or {}).get(cls)]
+        lines.append(f"| {cls} | " + " | ".join("n/a" if v is None else str(_pct(v)) for v in row) + " |")
+    return lines + [""]
+
+
+def _compute_lines(result: PublishResult) -> list[str]:
     h, w = result.eval_size
-    lines += [
+    return [
         "## Size and compute", "",
         f"{result.num_params / 1e6:.2f} M parameters (eval network, auxiliary heads dropped); "
         f"{result.gmacs:.1f} GMACs (multiply-accumulates, the figure papers call GFLOPs) at {h}x{w}.", "",
         f"`{WEIGHTS_FILE}` sha256: `{result.sha256}`", "",
         "## Citation", "", "```bibtex", PAPER_BIBTEX, "", LIBRARY_BIBTEX, "```", "",
     ]
-    return "\n".join(lines)
 
 
 def write_card(path: Path, metadata: dict, body: str) -> None:
@@ -288,51 +298,67 @@ def publish(source: str | Path, out_dir: str | Path, eval_json: str | Path | Non
         raise CheckpointError(f"{source}: publish needs weights (a checkpoint or a published folder), not an ONNX "
                               f"graph")
     metrics = read_eval_json(eval_json, loaded, source) if eval_json else None
-    name = name or out.resolve().name
-    state = {k: v.contiguous() for k, v in loaded.model.state_dict().items()
-             if not k.startswith("decoder.aux_heads.")}
-    size = eval_size(loaded.config)
-    report = compute_report(loaded.config.model, size)
     out.parent.mkdir(parents=True, exist_ok=True)
     mode = default_dir_mode(out.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         tmp.chmod(mode)  # mkdtemp's 0700 would make the published folder private
-        from safetensors.torch import save_file
-
-        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "scrnet_version": __version__})
-        digest = sha256_of(tmp / WEIGHTS_FILE)
-        num_params = loaded.model.num_params()  # the eval network's: auxiliary heads excluded
-        result = PublishResult(out, digest, num_params, report.gmacs, size)
-        config = {
-            "format": "scrnet-pretrained", "format_version": FOLDER_FORMAT, "scrnet_version": __version__,
-            "config": shareable_config(loaded.config), "class_names": loaded.class_names,
-            "provenance": {"trained_iterations": loaded.trained_iterations},
-            "palette": [list(c) for c in loaded.palette],
-            "normalization": {"mean": list(loaded.normalization.mean), "std": list(loaded.normalization.std),
-                              "input": "RGB in 0..1"},
-            "eval_protocol": eval_protocol(loaded.config),
-            "weights": {"file": WEIGHTS_FILE, "sha256": digest, "num_params": num_params,
-                        "auxiliary_heads": "dropped"},
-            "compute": {"input": [1, 3, *size], "gmacs": round(report.gmacs, 3)},
-            "metrics": None if metrics is None else {k: v for k, v in metrics.items() if k not in LOCAL_EVAL_KEYS},
-        }
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-        write_card(tmp / CARD_FILE, card_metadata(loaded, metrics, name, license),
-                   card_body(loaded, metrics, name, result))
+        result = _write_folder(tmp, out, loaded, metrics, name or out.resolve().name, license)
         from_pretrained(tmp)  # the folder must load before it takes the place of OUT_DIR
-        if out.exists():
-            why = replaceable(out)  # checked again: the folder may have changed while publishing
-            if why:
-                raise CheckpointError(f"{out} is not replaced: {why}; nothing was changed")
-            for name_ in PUBLISHED_FILES:
-                (out / name_).unlink(missing_ok=True)
-            out.rmdir()
-        tmp.rename(out)
+        _move_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return result
+
+
+def _write_folder(folder: Path, out: Path, loaded: LoadedCheckpoint, metrics: dict | None, name: str,
+                  license: str) -> PublishResult:
+    """The three published files, in ``folder`` (they will be moved to ``out``)."""
+    from safetensors.torch import save_file
+
+    state = {k: v.contiguous() for k, v in loaded.model.state_dict().items()
+             if not k.startswith("decoder.aux_heads.")}
+    save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": "pt", "scrnet_version": __version__})
+    size = eval_size(loaded.config)
+    result = PublishResult(out, sha256_of(folder / WEIGHTS_FILE), loaded.model.num_params(),  # eval network's
+                           compute_report(loaded.config.model, size).gmacs, size)
+    config = folder_config(loaded, metrics, result)
+    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    write_card(folder / CARD_FILE, card_metadata(loaded, metrics, name, license),
+               card_body(loaded, metrics, name, result))
+    return result
+
+
+def folder_config(loaded: LoadedCheckpoint, metrics: dict | None, result: PublishResult) -> dict:
+    """The published folder's ``config.json``: format, run config without local paths, classes, provenance,
+    normalisation, eval protocol, weights, compute and the figures of the eval JSON (without its local keys)."""
+    return {
+        "format": "scrnet-pretrained", "format_version": FOLDER_FORMAT, "scrnet_version": __version__,
+        "config": shareable_config(loaded.config), "class_names": loaded.class_names,
+        "provenance": {"trained_iterations": loaded.trained_iterations},
+        "palette": [list(c) for c in loaded.palette],
+        "normalization": {"mean": list(loaded.normalization.mean), "std": list(loaded.normalization.std),
+                          "input": "RGB in 0..1"},
+        "eval_protocol": eval_protocol(loaded.config),
+        "weights": {"file": WEIGHTS_FILE, "sha256": result.sha256, "num_params": result.num_params,
+                    "auxiliary_heads": "dropped"},
+        "compute": {"input": [1, 3, *result.eval_size], "gmacs": round(result.gmacs, 3)},
+        "metrics": None if metrics is None else {k: v for k, v in metrics.items() if k not in LOCAL_EVAL_KEYS},
+    }
+
+
+def _move_into_place(tmp: Path, out: Path) -> None:
+    """Replace ``out`` (missing, empty, or a folder publish wrote: checked again, it may have changed while
+    publishing) by ``tmp``."""
+    if out.exists():
+        why = replaceable(out)
+        if why:
+            raise CheckpointError(f"{out} is not replaced: {why}; nothing was changed")
+        for name in PUBLISHED_FILES:
+            (out / name).unlink(missing_ok=True)
+        out.rmdir()
+    tmp.rename(out)
 
 
 class PushFailed(ScrnetError):
