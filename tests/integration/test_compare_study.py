@@ -445,3 +445,22 @@ def test_study_is_a_library_call(tmp_path):
         "model.srm.mode=bilinear/seed0", "model.srm.mode=bilinear/seed1", "model.srm.mode=neighbor/seed0",
         "model.srm.mode=neighbor/seed1"]
     assert done.compare is None and done.files == [] and not (tmp_path / "w" / "compare.json").exists()
+
+
+def test_a_study_of_frozen_backbones_is_labelled_a_decoder_study(tmp_path):
+    """model.frozen_stages in every run: the table says it compares decoders on frozen features (text, Markdown)."""
+    from scrnet.experiments.compare import format_markdown, format_text
+
+    end_to_end = [load_run(p) for p in study_runs(tmp_path / "e2e", 0.74, 0.76)]
+    assert compare(end_to_end)["protocol"] == "end-to-end"
+    assert "decoder study" not in format_text(compare(end_to_end))
+    rng = np.random.default_rng(0)
+    frozen = [load_run(write_run(tmp_path / "frozen" / name / f"seed{s}.json", image_counts(rng, acc), s,
+                                 [*over, "model.frozen_stages=2"]))
+              for name, acc, over in (("base", 0.74, ["model.srm.mode=bilinear"]), ("other", 0.76, []))
+              for s in FIVE]
+    result = compare(frozen)
+    assert result["protocol"] == "decoder study (model.frozen_stages=2)"
+    assert "decoder study (model.frozen_stages=2): mean ± sd" in format_text(result)
+    assert "decoder study (model.frozen_stages=2): mean ± sd" in format_markdown(result)
+    assert compare(end_to_end[:5] + frozen[5:])["protocol"] == "mixed frozen stages"

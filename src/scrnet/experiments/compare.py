@@ -426,7 +426,20 @@ def compare(runs: list[Run], baseline: str | None = None, min_seeds: int = MIN_S
             "family": {"size": len(family), "adjustment": "Holm", "alpha": alpha, "level": level,
                        "source": "plan" if plan else "every comparison of this call",
                        "plan": plan.to_dict() if plan else None, "look": look},
-            "metrics_version": version, "images": len(runs[0].counts.images), "warnings": warnings}
+            "metrics_version": version, "images": len(runs[0].counts.images), "warnings": warnings,
+            "protocol": study_protocol(runs)}
+
+
+def study_protocol(runs: list[Run]) -> str:
+    """``end-to-end`` (every run trained its whole backbone), ``decoder study (model.frozen_stages=N)`` (every run
+    froze the same backbone stages: the comparison speaks for decoders on those frozen features only) or ``mixed
+    frozen stages`` (the groups differ in what they froze)."""
+    frozen = {r.config.get("model.frozen_stages", -1) for r in runs}
+    if frozen == {-1}:
+        return "end-to-end"
+    if len(frozen) == 1:
+        return f"decoder study (model.frozen_stages={frozen.pop()})"
+    return "mixed frozen stages"
 
 
 def _pct(v, signed: bool = False) -> str:
@@ -524,7 +537,9 @@ def method_note(result: dict, markdown: bool = False) -> str:
         at = (f"; looks at {', '.join(map(str, look['looks']))} seeds (O'Brien-Fleming spending: nominal p "
               f"{', '.join(f'{v:.4f}' for v in look['levels'])}), this is {where} ({look['seeds']} seeds)")
     outside = "; comparisons outside the plan are exploratory, with no verdict" if fam["source"] == "plan" else ""
-    return (f"mean ± sd over seeds, in points; Δ: against the baseline ({label}) unless a row names another, 95% "
+    protocol = result.get("protocol", "end-to-end")
+    protocol = "" if protocol == "end-to-end" else f"{protocol}: "
+    return (f"{protocol}mean ± sd over seeds, in points; Δ: against the baseline ({label}) unless a row names another, 95% "
             f"interval: {result['method']} ({result['images']} images); p (Holm): adjusted over a family of "
             f"{fam['size']} comparison{'s' if fam['size'] != 1 else ''} ({fam['source']}), a verdict at adjusted p < "
             f"{fam['level']:.4g}{at}{outside}; a verdict needs {result['min_seeds']} seeds{margin}, otherwise "
