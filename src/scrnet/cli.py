@@ -125,9 +125,9 @@ EPILOG_STUDY = """examples:
 Each cell is an ordinary `scrnet train` (with --resume) and `scrnet eval` of its final checkpoint into
 CELL/eval.json. A cell whose eval.json holds the planned config is skipped, so a killed study continues where it
 stopped; a cell trained with another config (an edited variant file, another max_iters) is refused, naming the
-keys, unless --rerun-stale, which moves it aside to CELL.stale-N and trains it again. --plan PLAN.yaml fixes the
-study's plan (comparisons, metrics, seeds, looks, margin) in WORK_DIR/plan.yaml before the first cell runs; the
-final compare tests the plan's family and records each look in WORK_DIR/looks.jsonl.
+keys, unless --rerun-stale, which moves it aside to WORK_DIR/stale-N/CELL and trains it again. --plan PLAN.yaml
+fixes the study's plan (comparisons, metrics, seeds, looks, margin) in WORK_DIR/plan.yaml before the first cell
+runs; the final compare tests the plan's family and records each look in WORK_DIR/looks.jsonl.
 """
 
 
@@ -553,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", metavar="RUN|LABEL", help="for the final compare (default: the first variant)")
     p.add_argument("--plot", metavar="OUT.png", help="also write the final compare's forest plot")
     p.add_argument("--rerun-stale", action="store_true",
-                   help="a cell trained with another config is moved aside (CELL.stale-N) and trained again, "
+                   help="a cell trained with another config is moved aside (WORK_DIR/stale-N/CELL) and trained again, "
                         "instead of refused")
     add_verdict_options(p)
     p.set_defaults(func=cmd_study)

@@ -357,6 +357,8 @@ def test_a_stale_cell_is_refused_naming_the_key_or_moved_aside_and_run_again(tin
     assert (work / "stale-1/b/seed0/eval.json").read_text() == old  # kept, out of the way of */seed* globs
     assert load_run(work / "b/seed0").config["model.srm.dysample_groups"] == 2
     assert "b/seed0: stale, moved to" in capsys.readouterr().out
+    code, out, _ = run("study", "--help")
+    assert code == 0 and "WORK_DIR/stale-N/CELL" in " ".join(out.split())  # the help names where they go
 
 
 def test_print_commands_prints_one_line_per_cell_and_runs_nothing(tiny, tmp_path):
