@@ -121,7 +121,8 @@ def check_comparable(runs: list[Run]) -> None:
     def facts(run: Run) -> dict:
         out = {"dataset": run.record.get("dataset"), "split": run.record.get("split"),
                "class_names": run.record["class_names"], "images": run.counts.images}
-        out.update({k: fmt_value(v) for k, v in run.config.items() if k.startswith("eval.") and k not in EVAL_SPEED_KEYS})
+        out.update({k: fmt_value(v) for k, v in run.config.items()
+                    if k.startswith("eval.") and k not in EVAL_SPEED_KEYS})
         return out
 
     ref = facts(first)
@@ -314,120 +315,167 @@ def compare(runs: list[Run], baseline: str | None = None, min_seeds: int = MIN_S
     the family (its pairs x metrics) and the looks, other comparisons exploratory; ``looks_record``: the study's
     record of looks (``looks.jsonl``), read for undeclared earlier looks and appended to; ``effect`` (points): what
     seeds-needed is sized for when no margin is stated; ``allow_mixed_metrics``: pool runs scored by different metric
-    definitions."""
+    definitions.
+
+    In four steps: which pairs are compared (:func:`comparison_pairs`), each pair's interval on each metric
+    (:func:`interval_row`), the look the runs are at and its level (:func:`look_level`), and each row's verdict under
+    the family's adjustment (:func:`decide_rows`)."""
     if not runs:
         raise CompareError("no runs to compare")
-    if min_seeds < 2:
-        raise CompareError(f"--min-seeds {min_seeds}: a verdict needs the seed-to-seed variance, so at least 2")
-    if margin is not None and not margin > 0:
-        raise CompareError(f"--margin {margin}: a margin is a positive number of points")
-    if not effect > 0:
-        raise CompareError(f"--effect {effect}: the difference to size seeds for is a positive number of points")
+    check_options(min_seeds, margin, effect)
     check_comparable(runs)
     version = check_metric_versions(runs, allow_mixed_metrics)
     groups = group_runs(runs)
     b = find_baseline(groups, baseline)
-    base = groups[b]
     stats = {id(r): RunStats.of(r) for r in runs}
     metrics = [m for m in METRICS if all(st.has(m) for st in stats.values())]
     alpha = plan.alpha if plan else ALPHA
     margin = plan.margin if plan and plan.margin is not None else margin
 
-    pairs = [(i, b) for i in range(len(groups)) if i != b]
-    planned: set[tuple[int, int, str]] = set()
-    if plan:
-        missing = [m for m in plan.metrics if m not in metrics]
-        if missing:
-            raise CompareError(f"the plan tests {missing[0]}, which not every run's counts hold")
-        for group_name, base_name in plan.comparisons:
-            pair = (find_group(groups, group_name, "plan comparison"), find_group(groups, base_name, "plan baseline"))
-            if pair[0] == pair[1]:
-                raise CompareError(f"plan comparison {group_name!r} vs {base_name!r}: both name group "
-                                   f"{groups[pair[0]].label!r}")
-            pairs += [pair] if pair not in pairs else []
-            planned |= {(*pair, m) for m in plan.metrics}
-        outside = sorted({r.seed for r in runs} - set(plan.seeds), key=fmt_value)
-        if outside:
-            raise CompareError(f"seeds {', '.join(map(fmt_value, outside))} are not in the plan (seeds "
-                               f"{', '.join(map(fmt_value, plan.seeds))}): a plan's seeds are fixed before its runs")
-
-    comparisons = []
-    for gi, bi in pairs:
-        g, against = groups[gi], groups[bi]
-        mine, theirs, paired = pairing(g, against, unpaired)
-        for metric in metrics:
-            interval = interval_between([stats[id(r)] for r in mine], [stats[id(r)] for r in theirs], metric, paired)
-            values = [st.scored_and_loo(metric)[0] for st in (stats[id(r)] for r in mine)], \
-                [st.scored_and_loo(metric)[0] for st in (stats[id(r)] for r in theirs)]
-            if paired:
-                perm = sign_flip_p(np.array(interval.per_seed)) if interval.seeds >= 2 else None
-                skewed = strongly_skewed(np.array(interval.per_seed))
-            else:
-                perm = permutation_p(np.array(values[0]), np.array(values[1])) if min(map(len, values)) >= 2 else None
-                skewed = False
-            comparisons.append({
-                "group": g.label, "baseline": against.label, "metric": metric, **interval.to_json(),
-                "in_family": (gi, bi, metric) in planned if plan else True,
-                "pairing": "paired" if paired else "unpaired", "permutation_p": perm, "skewed": skewed,
-                "group_seeds": [r.seed for r in mine], "baseline_seeds": [r.seed for r in theirs],
-                "paired_seeds": [r.seed for r in mine] if paired else [], "_interval": interval})
-
-    family = [c for c in comparisons if c["in_family"]]
-    fraction = None if margin is None else margin / 100
-    raw = [p_values(c["_interval"], fraction) for c in family]
-    adjusted = {"diff": holm([t.diff for t in raw])}
-    if fraction is not None:
-        adjusted["equivalent"] = holm([t.equivalent for t in raw])
-        adjusted["no_worse"] = holm([t.no_worse for t in raw])
-    seeds_at_look = min((c["seeds"] for c in family), default=0)
-    level, look, between = alpha, None, None
-    if plan:
-        k = look_index(plan, seeds_at_look)
-        look = {"seeds": seeds_at_look, "index": k, "looks": plan.looks,
-                "levels": sequential_levels(plan.looks, alpha) if len(plan.looks) > 1 else [alpha]}
-        if k is None:
-            between = (f"{seeds_at_look} seeds is not a look of the plan (looks at "
-                       f"{', '.join(map(str, plan.looks))} seeds)")
-        else:
-            level = look["levels"][k]
-    warnings = []
-    if looks_record is not None:
-        record = Path(looks_record)
-        earlier = undeclared_before(read_looks(record), seeds_at_look)
-        if earlier:
-            warnings.append(f"seeds were added after an undeclared look at {', '.join(map(str, earlier))} seeds "
-                            f"({record}): the chance of a false verdict is above {alpha:g}; declare looks in a plan, "
-                            f"or decide on fresh seeds")
-        record_look(record, seeds_at_look, declared=bool(plan) and between is None)
-    bonferroni = alpha / max(len(family), 1)
-    for c in comparisons:
-        interval = c.pop("_interval")
-        if c["in_family"]:
-            i = family.index(c)
-            tests = PValues(adjusted["diff"][i], *(adjusted[k][i] for k in ("equivalent", "no_worse") if k in adjusted))
-            word, why = decide(interval, tests, level, min_seeds, fraction)
-            if between and word != "inconclusive" and interval.seeds >= min_seeds:
-                word, why = "inconclusive", between
-            elif plan and look["index"] is not None and look["index"] < len(plan.looks) - 1 and word == "inconclusive" \
-                    and interval.seeds >= min_seeds:
-                why += f"; interim look {look['index'] + 1} of {len(plan.looks)}: continue to {plan.looks[-1]} seeds"
-            c.update(p_adjusted=tests.diff, p_equivalent=tests.equivalent, p_no_worse=tests.no_worse)
-        else:
-            word, why = "exploratory", "not in the plan: no verdict"
-            c.update(p_adjusted=None, p_equivalent=None, p_no_worse=None)
-        c.update(p=interval.p, verdict=word, why=why, too_few_seeds=interval.seeds < min_seeds)
-        c["seeds_needed"] = None
-        if word in ("inconclusive", "exploratory") and interval.seed_var is not None and interval.seeds >= 2:
-            sd = math.sqrt(interval.seed_var * interval.seeds)
-            c["seeds_needed"] = seeds_needed(sd, interval.image_var, len(runs[0].counts.images),
-                                             (margin if margin is not None else effect) / 100, bonferroni)
-    return {"baseline": base.label, "groups": [summarise_group(g) for g in groups], "comparisons": comparisons,
+    pairs, planned = comparison_pairs(groups, b, plan, metrics, runs)
+    rows = [interval_row(groups[gi], groups[bi], metric, stats, unpaired, in_family=not plan or (gi, bi, metric)
+                         in planned) for gi, bi in pairs for metric in metrics]
+    family = [row for row in rows if row["in_family"]]
+    seeds_at_look = min((row["seeds"] for row in family), default=0)
+    level, look, between = look_level(plan, alpha, seeds_at_look)
+    warnings = note_look(looks_record, seeds_at_look, alpha, declared=bool(plan) and between is None)
+    decide_rows(rows, family, Decision(level, min_seeds, margin, effect, plan, look, between,
+                                       bonferroni=alpha / max(len(family), 1), images=len(runs[0].counts.images)))
+    return {"baseline": groups[b].label, "groups": [summarise_group(g) for g in groups], "comparisons": rows,
             "method": METHOD, "min_seeds": min_seeds, "margin": margin, "effect": effect, "metrics": metrics,
             "family": {"size": len(family), "adjustment": "Holm", "alpha": alpha, "level": level,
                        "source": "plan" if plan else "every comparison of this call",
                        "plan": plan.to_dict() if plan else None, "look": look},
             "metrics_version": version, "images": len(runs[0].counts.images), "warnings": warnings,
             "protocol": study_protocol(runs)}
+
+
+def check_options(min_seeds: int, margin: float | None, effect: float) -> None:
+    if min_seeds < 2:
+        raise CompareError(f"--min-seeds {min_seeds}: a verdict needs the seed-to-seed variance, so at least 2")
+    if margin is not None and not margin > 0:
+        raise CompareError(f"--margin {margin}: a margin is a positive number of points")
+    if not effect > 0:
+        raise CompareError(f"--effect {effect}: the difference to size seeds for is a positive number of points")
+
+
+def comparison_pairs(groups: list[Group], b: int, plan: Plan | None, metrics: list[str],
+                     runs: list[Run]) -> tuple[list[tuple[int, int]], set[tuple[int, int, str]]]:
+    """Every group against the baseline ``b``, then the plan's pairs not among them (as group indices); and the
+    planned ``(group, baseline, metric)`` triples. A plan naming a metric the counts lack, a group twice, or seeds
+    it did not fix is a :class:`CompareError`."""
+    pairs = [(i, b) for i in range(len(groups)) if i != b]
+    planned: set[tuple[int, int, str]] = set()
+    if not plan:
+        return pairs, planned
+    missing = [m for m in plan.metrics if m not in metrics]
+    if missing:
+        raise CompareError(f"the plan tests {missing[0]}, which not every run's counts hold")
+    for group_name, base_name in plan.comparisons:
+        pair = (find_group(groups, group_name, "plan comparison"), find_group(groups, base_name, "plan baseline"))
+        if pair[0] == pair[1]:
+            raise CompareError(f"plan comparison {group_name!r} vs {base_name!r}: both name group "
+                               f"{groups[pair[0]].label!r}")
+        pairs += [pair] if pair not in pairs else []
+        planned |= {(*pair, m) for m in plan.metrics}
+    outside = sorted({r.seed for r in runs} - set(plan.seeds), key=fmt_value)
+    if outside:
+        raise CompareError(f"seeds {', '.join(map(fmt_value, outside))} are not in the plan (seeds "
+                           f"{', '.join(map(fmt_value, plan.seeds))}): a plan's seeds are fixed before its runs")
+    return pairs, planned
+
+
+def interval_row(g: Group, against: Group, metric: str, stats: dict, unpaired: bool, in_family: bool) -> dict:
+    """One comparison's row before its verdict: the interval (kept under ``_interval`` until decided), the
+    permutation p beside the t, and the seeds on each side."""
+    mine, theirs, paired = pairing(g, against, unpaired)
+    interval = interval_between([stats[id(r)] for r in mine], [stats[id(r)] for r in theirs], metric, paired)
+    if paired:
+        perm = sign_flip_p(np.array(interval.per_seed)) if interval.seeds >= 2 else None
+        skewed = strongly_skewed(np.array(interval.per_seed))
+    else:
+        values = [[stats[id(r)].scored_and_loo(metric)[0] for r in side] for side in (mine, theirs)]
+        perm = permutation_p(np.array(values[0]), np.array(values[1])) if min(map(len, values)) >= 2 else None
+        skewed = False
+    return {"group": g.label, "baseline": against.label, "metric": metric, **interval.to_json(),
+            "in_family": in_family, "pairing": "paired" if paired else "unpaired", "permutation_p": perm,
+            "skewed": skewed, "group_seeds": [r.seed for r in mine], "baseline_seeds": [r.seed for r in theirs],
+            "paired_seeds": [r.seed for r in mine] if paired else [], "_interval": interval}
+
+
+def look_level(plan: Plan | None, alpha: float, seeds: int) -> tuple[float, dict | None, str | None]:
+    """The level a verdict needs at ``seeds`` (the plan's look there, else ``alpha``), the look's description, and,
+    between declared looks, why no verdict is given."""
+    if not plan:
+        return alpha, None, None
+    k = look_index(plan, seeds)
+    look = {"seeds": seeds, "index": k, "looks": plan.looks,
+            "levels": sequential_levels(plan.looks, alpha) if len(plan.looks) > 1 else [alpha]}
+    if k is None:
+        return alpha, look, f"{seeds} seeds is not a look of the plan (looks at {', '.join(map(str, plan.looks))} " \
+                            f"seeds)"
+    return look["levels"][k], look, None
+
+
+def note_look(looks_record: str | Path | None, seeds: int, alpha: float, declared: bool) -> list[str]:
+    """Append this look to the study's record; a warning when seeds were added after an undeclared earlier look."""
+    if looks_record is None:
+        return []
+    record = Path(looks_record)
+    earlier = undeclared_before(read_looks(record), seeds)
+    record_look(record, seeds, declared=declared)
+    if not earlier:
+        return []
+    return [f"seeds were added after an undeclared look at {', '.join(map(str, earlier))} seeds ({record}): the "
+            f"chance of a false verdict is above {alpha:g}; declare looks in a plan, or decide on fresh seeds"]
+
+
+@dataclass
+class Decision:
+    """What every row's verdict is decided under."""
+    level: float  # the adjusted p a verdict needs
+    min_seeds: int
+    margin: float | None  # points
+    effect: float  # points
+    plan: Plan | None
+    look: dict | None
+    between: str | None  # why a plan's comparison gets no verdict between its looks
+    bonferroni: float  # the per-comparison level seeds-needed is sized at
+    images: int
+
+
+def decide_rows(rows: list[dict], family: list[dict], d: Decision) -> None:
+    """Each row's verdict, in place: the family's rows under Holm's adjustment at ``d.level`` (with the
+    equivalence and non-inferiority tests when there is a margin), the others "exploratory"; an inconclusive or
+    exploratory row also gets the seeds that would decide it."""
+    fraction = None if d.margin is None else d.margin / 100
+    raw = [p_values(row["_interval"], fraction) for row in family]
+    adjusted = {"diff": holm([t.diff for t in raw])}
+    if fraction is not None:
+        adjusted["equivalent"] = holm([t.equivalent for t in raw])
+        adjusted["no_worse"] = holm([t.no_worse for t in raw])
+    for row in rows:
+        interval = row.pop("_interval")
+        if row["in_family"]:
+            i = family.index(row)
+            tests = PValues(adjusted["diff"][i], *(adjusted[k][i] for k in ("equivalent", "no_worse") if k in adjusted))
+            word, why = decide(interval, tests, d.level, d.min_seeds, fraction)
+            if d.between and word != "inconclusive" and interval.seeds >= d.min_seeds:
+                word, why = "inconclusive", d.between
+            elif d.plan and d.look["index"] is not None and d.look["index"] < len(d.plan.looks) - 1 \
+                    and word == "inconclusive" and interval.seeds >= d.min_seeds:
+                why += (f"; interim look {d.look['index'] + 1} of {len(d.plan.looks)}: continue to "
+                        f"{d.plan.looks[-1]} seeds")
+            row.update(p_adjusted=tests.diff, p_equivalent=tests.equivalent, p_no_worse=tests.no_worse)
+        else:
+            word, why = "exploratory", "not in the plan: no verdict"
+            row.update(p_adjusted=None, p_equivalent=None, p_no_worse=None)
+        row.update(p=interval.p, verdict=word, why=why, too_few_seeds=interval.seeds < d.min_seeds)
+        row["seeds_needed"] = None
+        if word in ("inconclusive", "exploratory") and interval.seed_var is not None and interval.seeds >= 2:
+            sd = math.sqrt(interval.seed_var * interval.seeds)
+            row["seeds_needed"] = seeds_needed(sd, interval.image_var, d.images,
+                                               (d.margin if d.margin is not None else d.effect) / 100, d.bonferroni)
 
 
 def study_protocol(runs: list[Run]) -> str:
@@ -539,7 +587,8 @@ def method_note(result: dict, markdown: bool = False) -> str:
     outside = "; comparisons outside the plan are exploratory, with no verdict" if fam["source"] == "plan" else ""
     protocol = result.get("protocol", "end-to-end")
     protocol = "" if protocol == "end-to-end" else f"{protocol}: "
-    return (f"{protocol}mean ± sd over seeds, in points; Δ: against the baseline ({label}) unless a row names another, 95% "
+    return (f"{protocol}mean ± sd over seeds, in points; Δ: against the baseline ({label}) unless a row names "
+            f"another, 95% "
             f"interval: {result['method']} ({result['images']} images); p (Holm): adjusted over a family of "
             f"{fam['size']} comparison{'s' if fam['size'] != 1 else ''} ({fam['source']}), a verdict at adjusted p < "
             f"{fam['level']:.4g}{at}{outside}; a verdict needs {result['min_seeds']} seeds{margin}, otherwise "
