@@ -1,6 +1,6 @@
 """The pages agree with the repository: every repository path that the README, the docs and the CLI's help quote
-exists, every interval docs/ablations.md quotes is in a committed compare output, and the README installs the extras
-the Makefile's test target installs."""
+exists, every interval docs/ablations.md quotes is in a committed compare output (docs/ablations/, studies/), and
+the README installs the extras the Makefile's test target installs."""
 
 import argparse
 import re
@@ -11,7 +11,7 @@ from scrnet.cli import build_parser
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", ROOT / "configs" / "ablations" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # a repository path: one of the top-level folders (or the package), then a path
-PATH = re.compile(r"(?<![\w/.~-])((?:src|tests|benchmarks|configs|docs|scrnet|\.ci)/[\w./*-]*[\w*])")
+PATH = re.compile(r"(?<![\w/.~-])((?:src|tests|benchmarks|configs|docs|studies|scrnet|\.ci)/[\w./*-]*[\w*])")
 # quoted as the user's own files in examples, not the repository's
 USER_FILES = {"configs/my_run.yaml"}
 
@@ -61,7 +61,8 @@ INTERVAL = re.compile(r"[+-]\d+\.\d+ \[[+-]?\d+\.\d+, [+-]?\d+\.\d+\]")
 
 def test_every_interval_in_the_ablations_page_is_in_a_committed_compare_output():
     page = (ROOT / "docs" / "ablations.md").read_text()
-    outputs = "\n".join(p.read_text() for p in sorted((ROOT / "docs" / "ablations").glob("*.md")))
+    written = [*sorted((ROOT / "docs" / "ablations").glob("*.md")), *sorted((ROOT / "studies").glob("**/*.md"))]
+    outputs = "\n".join(p.read_text() for p in written)  # compare's Markdown, of the exploratory and kept studies
     quoted = INTERVAL.findall(page)
     assert len(quoted) > 20
     assert [q for q in quoted if q not in outputs] == []
