@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: test test-slow test-gpu demo docs docs-serve install clean
+.PHONY: test lint test-slow test-gpu demo docs docs-serve install clean
 
 # Created on first use; constraints.txt pins torch to the CPU build so no CUDA packages are pulled.
 # Two steps: the package with its core dependencies (all the demo needs), then the extras the tests use.
@@ -27,6 +27,10 @@ install: $(BIN)/scrnet
 TEST_WORKERS ?= 2
 test: $(BIN)/scrnet
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS)
+
+# Style and import hygiene, as pyproject.toml's [tool.ruff] sets them (CI runs it before the tests).
+lint: $(BIN)/scrnet
+	$(BIN)/ruff check .
 
 # The embedded default: synthetic data, train SCRNet and the FPN baseline, compare (about 5 minutes on 2 cores).
 demo: $(VENV)/.core

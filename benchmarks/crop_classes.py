@@ -1,7 +1,7 @@
 """How often each class appears in the training crops a config draws: its share of the labelled pixels, the share of
 crops that hold it, and the share of batches (of the config's batch size, its crops drawn independently) that would
-hold none of it. Thin or rare classes that many batches lack are learned late; this is the measurement behind the study recipe's choice
-(docs/studies.md, "The study recipe").
+hold none of it. Thin or rare classes that many batches lack are learned late; this is one measurement behind the
+study recipe's choice (docs/studies.md, "The study recipe").
 
     python benchmarks/crop_classes.py ../configs/synthetic_study/scrnet_effl0.yaml --passes 4 --seed 100 \\
         data.root=../data/synthetic

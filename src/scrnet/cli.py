@@ -459,8 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the work dir")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="score a checkpoint: per-class IoU, BIoU*, Boundary IoU, boundary F, mIoU", epilog=EPILOG_EVAL,
-                       formatter_class=fmt)
+    p = sub.add_parser("eval", help="score a checkpoint: per-class IoU, BIoU*, Boundary IoU, boundary F, mIoU",
+                       epilog=EPILOG_EVAL, formatter_class=fmt)
     p.add_argument("checkpoint", help="a checkpoint file, a published model folder or hf://ORG/NAME[@REVISION]")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (data.*, eval.*)")
     p.add_argument("--data.type", dest="data_type", help="data set layout (default: the checkpoint's)")

@@ -20,9 +20,9 @@ from .data.build import DataConfig
 from .data.transforms import Normalize
 from .errors import ConfigError
 from .models import ModelConfig, list_models, model_config
-from .models.config import drop_unused_options
 from .models import apply_overrides as apply_model_overrides
 from .models.backbones import BACKBONES
+from .models.config import drop_unused_options
 from .overrides import apply_overrides, as_update, first_line
 
 __all__ = ["CONFIG_FORMAT", "BoundaryConfig", "Config", "ConfigError", "DataConfig", "EvalConfig", "LossConfig",

@@ -1,9 +1,8 @@
 """``benchmarks/crop_classes.py``: class frequencies of the training crops, checked against the masks themselves."""
 
 import numpy as np
-from PIL import Image
-
 from cli_helpers import run_benchmark
+from PIL import Image
 from train_fixtures import synthetic_set
 
 

@@ -11,8 +11,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_train_step_benchmark_runs_at_a_tiny_size(tmp_path):
     out = tmp_path / "train_step.json"
-    result = subprocess.run([sys.executable, "train_step.py", "--models", "scrnet_effl0", "--settings", "bf16-cl", "fp32-acc2",
-                             "--crop", "64", "64", "--batch", "2", "--iters", "1", "--warmup", "1",
+    result = subprocess.run([sys.executable, "train_step.py", "--models", "scrnet_effl0", "--settings", "bf16-cl",
+                             "fp32-acc2", "--crop", "64", "64", "--batch", "2", "--iters", "1", "--warmup", "1",
                              "--image-size", "64", "128", "--images", "2", "--loader-workers", "1",
                              "--loader-batches", "2", "--json", str(out)],
                             cwd=ROOT / "benchmarks", capture_output=True, text=True, timeout=300)

@@ -244,7 +244,8 @@ def test_a_deferred_check_skips_a_nonfinite_update_on_the_device(synth, tmp_path
     batch = next(iter(trainer.loader()))
     trainer.step(batch)  # a finite step first: the optimiser has state to keep
     model = {k: v.detach().clone() for k, v in trainer.model.named_parameters()}
-    state = [{k: v.clone() if torch.is_tensor(v) else v for k, v in s.items()} for s in trainer.optimizer.state.values()]
+    state = [{k: v.clone() if torch.is_tensor(v) else v for k, v in s.items()}
+             for s in trainer.optimizer.state.values()]
     real = trainer_module.total_loss
     monkeypatch.setattr(trainer_module, "total_loss", lambda *a, **k: real(*a, **k) * float("nan"))
     loss, flag = trainer.step(batch)

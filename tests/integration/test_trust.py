@@ -7,9 +7,9 @@ import re
 import pytest
 import torch
 from cli_helpers import run
-from train_fixtures import synthetic_set, tiny_run
 from data_fixtures import make_folder
 from model_fixtures import varied_r18
+from train_fixtures import synthetic_set, tiny_run
 
 import scrnet
 from scrnet import checkpoint_io as ckpt

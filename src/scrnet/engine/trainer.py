@@ -336,7 +336,8 @@ class Trainer:
                                         t.seed, start_iter=self.iteration, max_iters=t.max_iters)
         return torch.utils.data.DataLoader(
             self.train_set, batch_sampler=sampler, num_workers=t.num_workers, pin_memory=self.device.type == "cuda",
-            persistent_workers=False, generator=torch.Generator(), worker_init_fn=loader_worker_init)  # own generator: leaves the global RNG alone
+            # its own generator: leaves the global RNG alone
+            persistent_workers=False, generator=torch.Generator(), worker_init_fn=loader_worker_init)
 
     def validate(self) -> float:
         result = evaluate(self.model, self.val_set, self.device, self.cfg.eval, self.normalize, tta=False,

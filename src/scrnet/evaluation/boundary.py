@@ -11,7 +11,8 @@ is skipped (None).
 
 One implementation on every device: all classes at once, from the window maximum and minimum of the labels
 (:func:`~scrnet.evaluation.published_boundary.other_label_within`: OpenCV on the CPU, pooling on other devices, with
-no host synchronisation there). The per-class OpenCV erosion it replaced is its test oracle (``tests/boundary_oracle.py``).
+no host synchronisation there). The per-class OpenCV erosion it replaced is its test oracle
+(``tests/boundary_oracle.py``).
 """
 
 import numpy as np

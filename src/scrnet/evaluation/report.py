@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from .._version import __version__
-from ..drawing import flow_to_color
 from ..config import normalization
 from ..data.source import IGNORE, palette_table
+from ..drawing import flow_to_color
 from ..models.srm import MODES_WITHOUT_OFFSETS
 from .inference import infer_as_configured
 from .run import EvalRun, renamed_note

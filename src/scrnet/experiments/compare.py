@@ -31,12 +31,23 @@ import numpy as np
 from ..config import ConfigError, config_from_dict, config_to_dict
 from ..errors import ScrnetError
 from ..evaluation.counts import PerImageCounts, class_counts, counts_path
-from ..evaluation.metrics import mean_ratio
+from ..evaluation.metrics import METRICS_VERSION, mean_ratio
 from ..overrides import flatten
-from ..evaluation.metrics import METRICS_VERSION
-from .intervals import (ALPHA, MIN_SEEDS, Interval, PValues, decide, difference_interval, holm, permutation_p,
-                        seeds_needed, sign_flip_p, strongly_skewed, p_values)
-from .plan import LOOKS_FILE, Plan, look_index, read_looks, record_look, sequential_levels, undeclared_before
+from .intervals import (
+    ALPHA,
+    MIN_SEEDS,
+    Interval,
+    PValues,
+    decide,
+    difference_interval,
+    holm,
+    p_values,
+    permutation_p,
+    seeds_needed,
+    sign_flip_p,
+    strongly_skewed,
+)
+from .plan import Plan, look_index, read_looks, record_look, sequential_levels, undeclared_before
 
 # Keys that do not change what a run trains or how it is scored: never part of a group or a label.
 IGNORED_KEYS = ("data.root", "train.device", "train.num_workers", "train.log_interval", "train.checkpoint_interval",
@@ -607,9 +618,9 @@ def tests_rows(result: dict) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
-TESTS_NOTE = ("every comparison: p of the t, Holm-adjusted p in the family, the sign-flip (paired) or label-permutation "
-              "p over the seeds beside it; \"skewed\": the per-seed differences are strongly skewed (a collapsed "
-              "seed?), so trust the permutation p over the t")
+TESTS_NOTE = ("every comparison: p of the t, Holm-adjusted p in the family, the sign-flip (paired) or "
+              "label-permutation p over the seeds beside it; \"skewed\": the per-seed differences are strongly skewed "
+              "(a collapsed seed?), so trust the permutation p over the t")
 
 
 def boundary_rows(result: dict) -> tuple[list[str], list[list[str]]] | None:

@@ -5,8 +5,8 @@ backbone, data and budget, the bilinear baseline (plain FPN top-down path with P
 (mIoU, BIoU*, per-class table), and writes prediction overlays, the SRM offset field, a training-curve
 image, the metrics JSON and the checkpoint. Both models are scored at their final iteration (not ``best.pth``, which
 was picked on the very images scored). With one training run per model the comparison gets an interval over
-validation images only (compare's leave-one-image-out jackknife): seed-to-seed variation is not in it, so the demo prints no
-verdict; ``scrnet study`` with 5 or more seeds gives one.
+validation images only (compare's leave-one-image-out jackknife): seed-to-seed variation is not in it, so the demo
+prints no verdict; ``scrnet study`` with 5 or more seeds gives one.
 """
 
 import json
@@ -26,10 +26,10 @@ from ..data.dataset import SegmentationDataset
 from ..data.io import read_image
 from ..data.synthetic import generate_synthetic
 from ..data.transforms import EvalTransform
+from ..drawing import flow_to_color
 from ..engine.trainer import train
 from ..evaluation.counts import PerImageCounts
 from ..evaluation.evaluate import EvalResult, evaluate
-from ..drawing import flow_to_color
 from ..evaluation.run import format_table
 from ..inference.predict import Predictor
 from ..loading import load_checkpoint

@@ -62,7 +62,8 @@ def forest_plot(result: dict, path: str | Path) -> Path:
     first.set_ylim(len(groups) - 0.5, -0.5)
     handles = [Line2D([], [], marker="o", linestyle="", color=colour, label=word) for word, colour in COLOURS.items()]
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8, frameon=False)
-    title = fig.suptitle(f"baseline: {result['baseline']}  (95% intervals, unadjusted; colour: the Holm-corrected verdict)", fontsize=9)
+    title = fig.suptitle(f"baseline: {result['baseline']}  (95% intervals, unadjusted; colour: the Holm-corrected "
+                         f"verdict)", fontsize=9)
     title.set_parse_math(False)
     path = Path(path)
     fig.savefig(path, dpi=120)

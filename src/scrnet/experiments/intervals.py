@@ -372,7 +372,8 @@ def decide(interval: Interval, tests: PValues, level: float = ALPHA, min_seeds: 
     if tests.diff < level:
         return ("better" if interval.diff > 0 else "worse"), f"p {tests.diff:.3g} < {level:.3g}"
     if margin is not None and tests.equivalent is not None and tests.equivalent < level:
-        return "equivalent", f"both one-sided p <= {tests.equivalent:.3g} < {level:.3g} against ±{100 * margin:g} points"
+        return "equivalent", (f"both one-sided p <= {tests.equivalent:.3g} < {level:.3g} against ±{100 * margin:g} "
+                              f"points")
     if margin is not None and tests.no_worse is not None and tests.no_worse < level:
         return "no worse", f"one-sided p {tests.no_worse:.3g} < {level:.3g} against -{100 * margin:g} points"
     return "inconclusive", f"p {tests.diff:.3g} >= {level:.3g}"

@@ -20,9 +20,9 @@ from ..data.cityscapes import TRAIN_TO_LABEL
 from ..data.io import IMAGE_SUFFIXES, DataError, read_image
 from ..data.source import palette_table
 from ..data.transforms import fit_size, to_chw_uint8
+from ..drawing import flow_to_color
 from ..errors import RequestError
 from ..evaluation.inference import infer_as_configured, resize
-from ..drawing import flow_to_color
 from ..loading import LoadedCheckpoint
 from ..outputs import OutputFolder
 

@@ -146,7 +146,7 @@ def test_an_inconclusive_comparison_says_how_many_seeds_would_decide_it():
 def test_a_collapsed_seed_is_flagged_and_the_permutation_p_shown():
     rng = np.random.default_rng(23)
     arms = simulate_arms(SEED_NOISE, 6, [0.0, 0.0], rng)
-    arms[0][2] = (arms[0][2] * 0).astype(np.int64)  # noqa: the baseline's seed 2 learnt nothing
+    arms[0][2] = (arms[0][2] * 0).astype(np.int64)  # the baseline's seed 2 learnt nothing
     arms[0][2][:, :, 0] = SEED_NOISE.pixels  # every pixel called class 0
     c = compare(as_runs(arms), plan=plan_for(1, 6))["comparisons"][0]
     assert c["metric"] == "miou"

@@ -15,6 +15,7 @@ from scrnet.experiments.intervals import (
     Interval,
     difference_interval,
     holm,
+    p_values,
     permutation_p,
     satterthwaite,
     seeds_needed,
@@ -24,7 +25,6 @@ from scrnet.experiments.intervals import (
     t975,
     t_cdf,
     t_quantile,
-    p_values,
     verdict,
 )
 
@@ -130,8 +130,8 @@ def test_equivalence_is_the_two_one_sided_tests():
     x = Interval(0.001, 0, 0, 0.002, 20, 1e-6, 0.0, True, 10)
     margin = 0.005
     t = p_values(x, margin)
-    assert t.equivalent == pytest.approx(max(1 - t_cdf((x.diff + margin) / x.se, 20), 1 - t_cdf((margin - x.diff) / x.se,
-                                                                                                  20)))
+    assert t.equivalent == pytest.approx(max(1 - t_cdf((x.diff + margin) / x.se, 20),
+                                             1 - t_cdf((margin - x.diff) / x.se, 20)))
     assert t.no_worse == pytest.approx(1 - t_cdf((x.diff + margin) / x.se, 20))
     # "equivalent" exactly when the 90% interval lies inside ±margin
     half = t_quantile(0.95, 20) * x.se

@@ -208,8 +208,7 @@ def test_a_stored_config_with_an_option_its_mode_never_used_still_loads():
     """Configs stored before such options were refused (checkpoints, eval JSONs of older formats hold the old
     defaults, e.g. mask_input 'guide' for a pixel-mode network or attention 'danet' for PPM) load as the network
     they computed: the unused options take their defaults."""
-    from scrnet.config import config_from_dict, config_to_dict
-    from scrnet.config import Config
+    from scrnet.config import Config, config_from_dict, config_to_dict
 
     stored = config_to_dict(Config(model=model_config("sfnet_r18")))
     stored["model"]["srm"].update(mask_input="guide", gate="guided", carafe_kernel=7)
