@@ -344,13 +344,14 @@ def compare(runs: list[Run], baseline: str | None = None, min_seeds: int = MIN_S
     margin = plan.margin if plan and plan.margin is not None else margin
 
     pairs, planned = comparison_pairs(groups, b, plan, metrics, runs)
-    rows = [interval_row(groups[gi], groups[bi], metric, stats, unpaired, in_family=not plan or (gi, bi, metric)
-                         in planned) for gi, bi in pairs for metric in metrics]
+    rows = [interval_row(groups[gi], groups[bi], metric, stats, unpaired,
+                         in_family=plan is None or (gi, bi, metric) in planned)
+            for gi, bi in pairs for metric in metrics]
     family = [row for row in rows if row["in_family"]]
     seeds_at_look = min((row["seeds"] for row in family), default=0)
-    level, look, between = look_level(plan, alpha, seeds_at_look)
+    level, look, between, interim = look_level(plan, alpha, seeds_at_look)
     warnings = note_look(looks_record, seeds_at_look, alpha, declared=bool(plan) and between is None)
-    decide_rows(rows, family, Decision(level, min_seeds, margin, effect, plan, look, between,
+    decide_rows(rows, family, Decision(level, min_seeds, margin, effect, between, interim,
                                        bonferroni=alpha / max(len(family), 1), images=len(runs[0].counts.images)))
     return {"baseline": groups[b].label, "groups": [summarise_group(g) for g in groups], "comparisons": rows,
             "method": METHOD, "min_seeds": min_seeds, "margin": margin, "effect": effect, "metrics": metrics,
@@ -414,18 +415,22 @@ def interval_row(g: Group, against: Group, metric: str, stats: dict, unpaired: b
             "paired_seeds": [r.seed for r in mine] if paired else [], "_interval": interval}
 
 
-def look_level(plan: Plan | None, alpha: float, seeds: int) -> tuple[float, dict | None, str | None]:
-    """The level a verdict needs at ``seeds`` (the plan's look there, else ``alpha``), the look's description, and,
-    between declared looks, why no verdict is given."""
+def look_level(plan: Plan | None, alpha: float,
+               seeds: int) -> tuple[float, dict | None, str | None, str | None]:
+    """The level a verdict needs at ``seeds`` (the plan's look there, else ``alpha``); the look's description;
+    between declared looks, why no verdict is given; at a declared look before the last, what an undecided
+    comparison is told to do."""
     if not plan:
-        return alpha, None, None
+        return alpha, None, None, None
     k = look_index(plan, seeds)
     look = {"seeds": seeds, "index": k, "looks": plan.looks,
             "levels": sequential_levels(plan.looks, alpha) if len(plan.looks) > 1 else [alpha]}
     if k is None:
-        return alpha, look, f"{seeds} seeds is not a look of the plan (looks at {', '.join(map(str, plan.looks))} " \
-                            f"seeds)"
-    return look["levels"][k], look, None
+        between = f"{seeds} seeds is not a look of the plan (looks at {', '.join(map(str, plan.looks))} seeds)"
+        return alpha, look, between, None
+    interim = (f"interim look {k + 1} of {len(plan.looks)}: continue to {plan.looks[-1]} seeds"
+               if k < len(plan.looks) - 1 else None)
+    return look["levels"][k], look, None, interim
 
 
 def note_look(looks_record: str | Path | None, seeds: int, alpha: float, declared: bool) -> list[str]:
@@ -448,9 +453,8 @@ class Decision:
     min_seeds: int
     margin: float | None  # points
     effect: float  # points
-    plan: Plan | None
-    look: dict | None
     between: str | None  # why a plan's comparison gets no verdict between its looks
+    interim: str | None  # what an undecided comparison of the plan is told at a look before the last
     bonferroni: float  # the per-comparison level seeds-needed is sized at
     images: int
 
@@ -465,18 +469,17 @@ def decide_rows(rows: list[dict], family: list[dict], d: Decision) -> None:
     if fraction is not None:
         adjusted["equivalent"] = holm([t.equivalent for t in raw])
         adjusted["no_worse"] = holm([t.no_worse for t in raw])
+    position = {id(row): i for i, row in enumerate(family)}
     for row in rows:
         interval = row.pop("_interval")
         if row["in_family"]:
-            i = family.index(row)
+            i = position[id(row)]
             tests = PValues(adjusted["diff"][i], *(adjusted[k][i] for k in ("equivalent", "no_worse") if k in adjusted))
             word, why = decide(interval, tests, d.level, d.min_seeds, fraction)
             if d.between and word != "inconclusive" and interval.seeds >= d.min_seeds:
                 word, why = "inconclusive", d.between
-            elif d.plan and d.look["index"] is not None and d.look["index"] < len(d.plan.looks) - 1 \
-                    and word == "inconclusive" and interval.seeds >= d.min_seeds:
-                why += (f"; interim look {d.look['index'] + 1} of {len(d.plan.looks)}: continue to "
-                        f"{d.plan.looks[-1]} seeds")
+            elif d.interim and word == "inconclusive" and interval.seeds >= d.min_seeds:
+                why += f"; {d.interim}"
             row.update(p_adjusted=tests.diff, p_equivalent=tests.equivalent, p_no_worse=tests.no_worse)
         else:
             word, why = "exploratory", "not in the plan: no verdict"
