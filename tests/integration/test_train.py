@@ -182,6 +182,29 @@ def test_sigint_saves_and_stops_cleanly(synth, tmp_path):
     assert 0 < last < 400 and load(list_checkpoints(tmp_path)[-1][1])["iteration"] == last
 
 
+def test_sigterm_to_the_process_group_saves_and_stops_with_loader_workers(synth, tmp_path):
+    """A scheduler stopping a job (Slurm's scancel or time limit, ``kill -- -PGID``) sends SIGTERM to every process
+    of the job, the DataLoader workers included. The workers must outlive it so the main process can finish the
+    iteration and save: a worker killed by the signal would make torch abort the run before the checkpoint."""
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text("model:\n  name: scrnet_r18\n")
+    proc = subprocess.Popen([sys.executable, "-m", "scrnet", "train", str(cfg_file),
+                             *small(synth, "train.max_iters=400", "train.checkpoint_interval=2",
+                                    "train.num_workers=2"),
+                             "--work-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own process group, as a job step has
+    assert wait_for(tmp_path / "checkpoints", "iter_*.pth", proc)
+    workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                              text=True).stdout.split()]
+    assert len(workers) >= 2  # the loader's workers, which the signal below reaches too
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "stopped by signal" in err and "Traceback" not in err and "internal error" not in err, err
+    last = list_checkpoints(tmp_path)[-1][0]
+    assert 0 < last < 400 and load(list_checkpoints(tmp_path)[-1][1])["iteration"] == last
+
+
 def test_torchrun_ddp_on_cpu(synth, tmp_path):
     cfg_file = tmp_path / "run.yaml"
     cfg_file.write_text("model:\n  name: scrnet_r18\n")

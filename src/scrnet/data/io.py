@@ -1,5 +1,6 @@
 """Reading images and label masks, with one clear error naming the file for anything unreadable."""
 
+import signal
 from pathlib import Path
 
 import cv2
@@ -16,9 +17,16 @@ class DataError(ScrnetError, ValueError):
 
 
 def loader_worker_init(_worker_id: int) -> None:
-    """``worker_init_fn`` of scrnet's DataLoaders: one OpenCV thread per loader process (loading parallelises over
-    the workers; OpenCV's own threads would oversubscribe the cores). Only the worker processes are changed."""
+    """``worker_init_fn`` of scrnet's DataLoaders; it changes only the worker process it runs in.
+
+    - One OpenCV thread per worker: loading parallelises over the workers, and OpenCV's own threads would
+      oversubscribe the cores.
+    - SIGTERM is ignored. A scheduler stopping a job (Slurm's scancel or time limit, ``kill -- -PGID``) signals every
+      process of the job at once; a worker that died of it would make torch abort the main process before the
+      trainer could finish its iteration and save. The main process stops the workers itself as it exits (torch's
+      shutdown asks them to), and a worker whose parent has died exits on its own."""
     cv2.setNumThreads(1)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def worker_message(text: str) -> str | None:
