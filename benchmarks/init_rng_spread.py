@@ -4,7 +4,10 @@ each arm's own seed sd. An exploratory measurement of variance, not a comparison
 
     python benchmarks/init_rng_spread.py \\
         --shared  BASE_DIR_OR_RECIPE_JSON NEIGHBOR_DIR \\
-        --per-module BILINEAR_DIR NEIGHBOR_DIR [--json OUT]
+        --per-module BILINEAR_DIR NEIGHBOR_DIR [--seeds S ...] [--json OUT]
+
+Either pair may be given alone (``--per-module`` only: the spread at the current default initialisation, e.g. of the
+confirmatory study's arms); ``--seeds`` keeps only those seeds (e.g. the seeds of a study's first look).
 
 Each DIR holds ``seedS/eval.json`` cells (a ``scrnet study`` variant folder). The shared-stream baseline may instead
 be ``docs/ablations/recipe_bilinear.json`` (its 1000-iteration recipe's per-seed mIoU; no Boundary IoU there).
@@ -13,6 +16,7 @@ be ``docs/ablations/recipe_bilinear.json`` (its 1000-iteration recipe's per-seed
 import argparse
 import json
 import statistics
+import sys
 from pathlib import Path
 
 
@@ -30,8 +34,12 @@ def per_seed(source: str) -> dict[int, dict[str, float]]:
     return out
 
 
-def spread(base: dict, arm: dict) -> dict:
-    seeds = sorted(set(base) & set(arm))
+def spread(base: dict, arm: dict, only: list[int] | None = None) -> dict:
+    """The paired differences arm - base on the seeds both have (of ``only``, when given), and their spread."""
+    seeds = sorted(set(base) & set(arm) & (set(only) if only else set(base)))
+    if len(seeds) < 2:
+        print(f"fewer than 2 seeds in common (of {only or 'all'}): nothing to spread", file=sys.stderr)
+        raise SystemExit(1)
     out = {"seeds": seeds}
     for metric in ("miou", "boundary_iou"):
         if not all(metric in base[s] and metric in arm[s] for s in seeds):
@@ -46,15 +54,19 @@ def spread(base: dict, arm: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shared", nargs=2, metavar=("BASE", "ARM"), required=True)
-    parser.add_argument("--per-module", nargs=2, metavar=("BASE", "ARM"), required=True)
+    parser.add_argument("--shared", nargs=2, metavar=("BASE", "ARM"))
+    parser.add_argument("--per-module", nargs=2, metavar=("BASE", "ARM"))
+    parser.add_argument("--seeds", nargs="+", type=int, metavar="S", help="only these seeds (default: all shared)")
     parser.add_argument("--json", metavar="OUT")
     args = parser.parse_args()
+    given = {name: pair for name, pair in (("shared_stream", args.shared), ("per_module", args.per_module)) if pair}
+    if not given:
+        parser.error("give --shared BASE ARM, --per-module BASE ARM, or both")
     result = {"label": "exploratory: spread of paired differences with and without shared initial weights (no "
-                       "comparison is decided here)",
-              "shared_stream": spread(*map(per_seed, args.shared)),
-              "per_module": spread(*map(per_seed, args.per_module))}
-    for name in ("shared_stream", "per_module"):
+                       "comparison is decided here)"}
+    for name, (base, arm) in given.items():
+        result[name] = spread(per_seed(base), per_seed(arm), args.seeds)
+    for name in given:
         r = result[name]
         for metric in ("miou", "boundary_iou"):
             if metric in r:

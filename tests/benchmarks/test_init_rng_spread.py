@@ -32,3 +32,18 @@ def test_paired_differences_by_seed_with_and_without_shared_initial_weights(tmp_
     assert shared["boundary_iou"]["differences"] == [0.0, 1.0, 2.0]
     assert written["per_module"]["miou"]["paired_sd"] == 0.0  # an arm against itself
     assert "paired sd 2.08" in result.stdout and "exploratory" in written["label"]
+
+
+def test_one_pair_alone_on_chosen_seeds(tmp_path):
+    base = {100: (0.90, 0.80), 101: (0.91, 0.82), 102: (0.88, 0.79), 103: (0.90, 0.80)}
+    arm = {100: (0.92, 0.80), 101: (0.90, 0.83), 102: (0.91, 0.81), 103: (0.99, 0.99)}
+    a, b = cells(tmp_path / "a", base), cells(tmp_path / "b", arm)
+    out = tmp_path / "spread.json"
+    result = run_benchmark("init_rng_spread.py", "--per-module", a, b, "--seeds", "100", "101", "102", "--json", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    written = json.loads(out.read_text())
+    assert "shared_stream" not in written and written["per_module"]["seeds"] == [100, 101, 102]  # 103 left out
+    assert written["per_module"]["miou"]["differences"] == [2.0, -1.0, 3.0]
+    refused = run_benchmark("init_rng_spread.py", "--per-module", a, b, "--seeds", "100", "107")
+    assert refused.returncode != 0 and "fewer than 2 seeds in common" in refused.stderr
+    assert run_benchmark("init_rng_spread.py").returncode == 2  # neither pair
