@@ -14,11 +14,14 @@ COLOURS = {"better": "#1a9850", "worse": "#d73027", "equivalent": "#762a83", "no
            "inconclusive": "#7f7f7f", "exploratory": "#c7c7c7"}
 
 
-def pairs(result: dict) -> list[tuple[str, str]]:
+def pairs(result: dict) -> dict[tuple[str, str], dict]:
     """The plot's rows, top to bottom: each ``(group, against)`` pair of the comparisons, those against the baseline
-    first, in the result's order."""
-    found = dict.fromkeys((c["group"], c["baseline"]) for c in result["comparisons"])
-    return sorted(found, key=lambda pair: pair[1] != result["baseline"])  # stable: the result's order otherwise
+    first, in the result's order, with the pair's first comparison (its label's source)."""
+    first: dict[tuple[str, str], dict] = {}
+    for c in result["comparisons"]:
+        first.setdefault((c["group"], c["baseline"]), c)
+    order = sorted(first, key=lambda pair: pair[1] != result["baseline"])  # stable: the result's order otherwise
+    return {pair: first[pair] for pair in order}
 
 
 def row_label(c: dict, baseline: str) -> str:
@@ -73,8 +76,7 @@ def forest_plot(result: dict, path: str | Path) -> Path:
         ax.set_title(METRICS[metric], parse_math=False)
         ax.grid(axis="x", alpha=0.3)
     first = axes[0]
-    labels = [row_label(next(c for c in result["comparisons"] if (c["group"], c["baseline"]) == pair),
-                        result["baseline"]) for pair in rows]
+    labels = [row_label(c, result["baseline"]) for c in rows.values()]
     first.set_yticks(range(len(rows)))
     first.set_yticklabels(labels, fontsize=8)
     for text in first.get_yticklabels():
