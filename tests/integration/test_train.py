@@ -145,26 +145,36 @@ def test_validation_can_report_the_published_boundary_metrics_as_eval_does(synth
 
 @pytest.mark.slow
 def test_a_compiled_network_trains_like_the_eager_one(synth, tmp_path):
-    """``train.compile=default`` (Inductor, C++ on the CPU) trains like eager: after 3 steps, every weight is where
-    eager put it, to within 5% of how far eager moved it (rounding differs in the compiled kernels)."""
-    from scrnet.models import build_model
+    """``train.compile=default`` (Inductor, C++ on the CPU) trains like eager: after 3 steps the network as a whole
+    is where eager put it to within 5% of how far eager moved it, and every weight to within 25% of its own step
+    (plus a few float32 ulps of its size).
+
+    The compiled kernels sum in another order. For a tensor whose gradient is a sum over every pixel that nearly
+    cancels (CRM's zero-initialised ``gamma``, the mask biases), that rounding is a large part of a tiny step: 6.5%
+    of ``gamma``'s step was measured, against 0.9% for the whole network. A compiled graph that lost or changed a
+    part would move that part's weights by 100% of their step, or not at all."""
+    from scrnet.engine.rng import preserved_rng
 
     overrides = small(synth, "train.max_iters=3", "train.checkpoint_interval=3")
     cfg = load_config(None, overrides)
-    torch.manual_seed(cfg.train.seed)  # the trainer's initial weights
-    start = build_model(cfg.model).state_dict()
+    with preserved_rng():  # the trainer's initial weights, drawn however train.init_rng says
+        start = {k: v.clone() for k, v in Trainer(cfg, tmp_path / "start", progress=False).model.state_dict().items()}
     train(cfg, tmp_path / "eager", progress=False)
     train(load_config(None, [*overrides, "train.compile=default"]), tmp_path / "compiled", progress=False)
     a = load(tmp_path / "eager" / "checkpoints" / "iter_00000003.pth")["model"]
     b = load(tmp_path / "compiled" / "checkpoints" / "iter_00000003.pth")["model"]
     assert a.keys() == b.keys()  # the checkpoint holds the plain model, not the compiled wrapper
-    moved = 0
+    moved, off, steps = 0, 0.0, 0.0
     for key in a:
         if a[key].is_floating_point() and not key.endswith(("running_mean", "running_var")):
             step = (a[key] - start[key]).abs().max()
-            assert (a[key] - b[key]).abs().max() <= 0.05 * step + 1e-7, key
+            ulps = 4 * torch.finfo(a[key].dtype).eps * a[key].abs().max()
+            assert (a[key] - b[key]).abs().max() <= 0.25 * step + ulps, key
+            off += (a[key] - b[key]).square().sum().item()
+            steps += (a[key] - start[key]).square().sum().item()
             moved += bool(step > 0)
     assert moved > 10
+    assert math.sqrt(off) <= 0.05 * math.sqrt(steps)
 
 
 def test_sigint_saves_and_stops_cleanly(synth, tmp_path):
