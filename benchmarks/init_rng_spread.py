@@ -65,9 +65,7 @@ def main() -> None:
     result = {"label": "exploratory: spread of paired differences with and without shared initial weights (no "
                        "comparison is decided here)"}
     for name, (base, arm) in given.items():
-        result[name] = spread(per_seed(base), per_seed(arm), args.seeds)
-    for name in given:
-        r = result[name]
+        r = result[name] = spread(per_seed(base), per_seed(arm), args.seeds)
         for metric in ("miou", "boundary_iou"):
             if metric in r:
                 m = r[metric]

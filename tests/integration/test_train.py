@@ -177,13 +177,21 @@ def test_a_compiled_network_trains_like_the_eager_one(synth, tmp_path):
     assert math.sqrt(off) <= 0.05 * math.sqrt(steps)
 
 
-def test_sigint_saves_and_stops_cleanly(synth, tmp_path):
-    cfg_file = tmp_path / "run.yaml"
+def start_training(synth, work_dir: Path, *overrides: str, new_session: bool = False) -> subprocess.Popen:
+    """``scrnet train`` of a tiny 400-iteration run in its own process (its own process group with ``new_session``,
+    as a scheduler's job step has), returned once its first checkpoint is written."""
+    cfg_file = work_dir / "run.yaml"
     cfg_file.write_text("model:\n  name: scrnet_r18\n")
     proc = subprocess.Popen([sys.executable, "-m", "scrnet", "train", str(cfg_file),
-                             *small(synth, "train.max_iters=400", "train.checkpoint_interval=2"),
-                             "--work-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert wait_for(tmp_path / "checkpoints", "iter_*.pth", proc)
+                             *small(synth, "train.max_iters=400", "train.checkpoint_interval=2", *overrides),
+                             "--work-dir", str(work_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=new_session)
+    assert wait_for(work_dir / "checkpoints", "iter_*.pth", proc)
+    return proc
+
+
+def test_sigint_saves_and_stops_cleanly(synth, tmp_path):
+    proc = start_training(synth, tmp_path)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGINT, err
@@ -196,14 +204,7 @@ def test_sigterm_to_the_process_group_saves_and_stops_with_loader_workers(synth,
     """A scheduler stopping a job (Slurm's scancel or time limit, ``kill -- -PGID``) sends SIGTERM to every process
     of the job, the DataLoader workers included. The workers must outlive it so the main process can finish the
     iteration and save: a worker killed by the signal would make torch abort the run before the checkpoint."""
-    cfg_file = tmp_path / "run.yaml"
-    cfg_file.write_text("model:\n  name: scrnet_r18\n")
-    proc = subprocess.Popen([sys.executable, "-m", "scrnet", "train", str(cfg_file),
-                             *small(synth, "train.max_iters=400", "train.checkpoint_interval=2",
-                                    "train.num_workers=2"),
-                             "--work-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # its own process group, as a job step has
-    assert wait_for(tmp_path / "checkpoints", "iter_*.pth", proc)
+    proc = start_training(synth, tmp_path, "train.num_workers=2", new_session=True)
     workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
                                               text=True).stdout.split()]
     assert len(workers) >= 2  # the loader's workers, which the signal below reaches too
