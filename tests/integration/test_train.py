@@ -1,6 +1,7 @@
 """Training as a user runs it: exact resume, kill -9 and SIGINT, torchrun DDP, the non-finite guard, bad configs,
 and a short run that overfits a small synthetic set."""
 
+import importlib.util
 import json
 import math
 import os
@@ -21,6 +22,7 @@ from scrnet.config import load_config
 from scrnet.data.synthetic import generate_synthetic
 from scrnet.engine import trainer as trainer_module
 from scrnet.engine.trainer import Trainer, TrainingAborted, train
+from scrnet.engine.training_log import read_log
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +54,30 @@ def test_resume_continues_exactly(synth, tmp_path, accumulate):
     assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
     for k, state in a["optimizer"]["state"].items():
         assert torch.equal(state["momentum_buffer"], b["optimizer"]["state"][k]["momentum_buffer"])
+
+
+def test_a_resumed_run_logs_its_history_once(synth, tmp_path):
+    """An attempt cut short after its last checkpoint has logged iterations the resumed run trains again: the
+    training log keeps every line, and reads (and TensorBoard shows) each iteration once, as the resumed run
+    trained it, the same as a run that was never stopped."""
+    over = ["train.max_iters=20", "train.checkpoint_interval=10", "train.tensorboard=true"]
+    train(load_config(None, small(synth, *over)), tmp_path / "a", progress=False)
+    train(load_config(None, small(synth, *over)), tmp_path / "b", progress=False, until=15)
+    (tmp_path / "b" / "checkpoints" / "iter_00000015.pth").unlink()  # cut short before it saved iteration 15
+    train(load_config(None, small(synth, *over)), tmp_path / "b", resume=True, progress=False)
+    def losses(records):
+        return [(r["iter"], r["loss"]) for r in records if "loss" in r]
+
+    logged = losses(read_log(tmp_path / "b" / "metrics.jsonl"))
+    assert logged == losses(read_log(tmp_path / "a" / "metrics.jsonl"))
+    assert [it for it, _ in logged] == [5, 10, 15, 20]
+    lines = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r.get("resumed_from") for r in lines].count(10) == 1
+    assert [it for it, _ in losses(lines)] == [5, 10, 15, 15, 20]  # nothing removed from the file
+    if importlib.util.find_spec("tensorboard"):  # the `log` extra
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+        events = EventAccumulator(str(tmp_path / "b" / "tensorboard")).Reload()
+        assert [e.step for e in events.Scalars("loss")] == [5, 10, 15, 20]
 
 
 def test_accumulated_micro_batches_step_like_the_whole_batch(synth, tmp_path):

@@ -14,7 +14,6 @@ rank's CUDA generator); ranks that would resume from different iterations abort.
 """
 
 import contextlib
-import json
 import math
 import re
 import signal
@@ -51,6 +50,7 @@ from ..evaluation.inference import infer_whole
 from ..loading import inference_state
 from ..models import SCRNet, build_model
 from ..runtime import autocast_for, configure_cuda, preserved_backend_settings, resolve_device
+from . import training_log
 from .losses import SegmentationLoss, total_loss
 from .rng import own_cuda_rng_state, preserved_rng, rng_state, set_rng_state
 from .schedule import build_optimizer, build_scheduler
@@ -189,8 +189,10 @@ class Trainer:
         if cfg.train.compile != "none":  # the network only (the loss stays eager); checkpoints hold self.model
             self.net = torch.compile(self.net, mode=cfg.train.compile, dynamic=False)
         self.progress = self.dist.is_main and progress is not False
-        self.log_file = self.work_dir / "metrics.jsonl"
-        self.tb = self._tensorboard()
+        self.log_file = self.work_dir / training_log.LOG_FILE
+        if resume and self.dist.is_main:  # lines of the attempt cut short after this iteration are replaced
+            training_log.mark_resume(self.log_file, self.iteration)
+        self.tb = self._tensorboard(resume)
 
     # ----------------------------------------------------------------------------------------------- state
     def _resume(self) -> None:
@@ -310,20 +312,22 @@ class Trainer:
         return path
 
     # --------------------------------------------------------------------------------------------- logging
-    def _tensorboard(self):
+    def _tensorboard(self, resume: bool):
         if not (self.dist.is_main and self.cfg.train.tensorboard):
             return None
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # the `log` extra is not installed
             return None
-        return SummaryWriter(str(self.work_dir / "tensorboard"))
+        # a resumed run drops the events of the attempt cut short from the step it trains again (TensorBoard's own
+        # counterpart of the marker in metrics.jsonl)
+        return SummaryWriter(str(self.work_dir / "tensorboard"),
+                             purge_step=self.iteration + 1 if resume else None)
 
     def log(self, record: dict) -> None:
         if not self.dist.is_main:
             return
-        with self.log_file.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        training_log.append(self.log_file, record)
         if self.tb is not None:
             for key, value in record.items():
                 if key != "iter" and isinstance(value, (int, float)) and value is not None:

@@ -28,6 +28,7 @@ from ..data.synthetic import generate_synthetic
 from ..data.transforms import EvalTransform
 from ..drawing import flow_to_color
 from ..engine.trainer import train
+from ..engine.training_log import LOG_FILE, read_log
 from ..evaluation.counts import PerImageCounts
 from ..evaluation.evaluate import EvalResult, evaluate
 from ..evaluation.run import format_table
@@ -89,7 +90,7 @@ def curve_image(logs: dict[str, Path], path: Path, width: int = 900, height: int
     panel = np.full((height, width, 3), 255, np.uint8)
     series = {}
     for name, log in logs.items():
-        records = [json.loads(line) for line in log.read_text().splitlines()]
+        records = read_log(log)
         series[name] = ([(r["iter"], r["loss"]) for r in records if r.get("loss") is not None],
                         [(r["iter"], r["val_miou"]) for r in records if "val_miou" in r])
     half = width // 2
@@ -153,7 +154,7 @@ def _run(out: Path, plan: DemoPlan, seed: int, progress: bool | None, start: flo
         dataset = SegmentationDataset(source, EvalTransform(loaded.config.data.eval))
         results[name] = evaluate(loaded.model, dataset, torch.device("cpu"), loaded.config.eval, loaded.normalization,
                                  keep_per_image=True)
-        logs[name] = run_dir / "metrics.jsonl"
+        logs[name] = run_dir / LOG_FILE
     shutil.copy(checkpoint_path(out / "runs" / "scrnet", plan.iters), checkpoint)
     # images: overlays, the SRM offset field, the training curves
     loaded = load_checkpoint(checkpoint)
