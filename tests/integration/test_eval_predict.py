@@ -7,6 +7,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
+import torch
 from cli_helpers import run_like_subprocess
 from data_fixtures import make_cityscapes, make_folder
 from model_fixtures import varied_r18
@@ -86,6 +87,9 @@ def test_eval_json_and_table(cityscapes, checkpoint, tmp_path):
     assert f"{100 * summary['boundary_f']['3']['mean']:.2f}" in mean_row
     assert f"{100 * summary['boundary_iou']['mean']:.2f}" in mean_row
     assert "band = 0.02 x image diagonal" in result.stdout
+    environment = summary["environment"]  # what it ran on, beside what it measured
+    assert environment["device"] == "cpu" and environment["torch"] == torch.__version__
+    assert environment["threads"] >= 1
     # the per-image counts beside the JSON rebuild every figure compare puts an interval on
     from scrnet.evaluation.counts import PerImageCounts, counts_path
     from scrnet.experiments.compare import RunStats

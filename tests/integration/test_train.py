@@ -74,6 +74,9 @@ def test_a_resumed_run_logs_its_history_once(synth, tmp_path):
     lines = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [r.get("resumed_from") for r in lines].count(10) == 1
     assert [it for it, _ in losses(lines)] == [5, 10, 15, 15, 20]  # nothing removed from the file
+    attempts = [json.loads(line) for line in (tmp_path / "b" / "environment.jsonl").read_text().splitlines()]
+    assert [a["from_iteration"] for a in attempts] == [0, 10]  # what each attempt ran on
+    assert all(a["torch"] == torch.__version__ and a["device"] == "cpu" for a in attempts)
     if importlib.util.find_spec("tensorboard"):  # the `log` extra
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
         events = EventAccumulator(str(tmp_path / "b" / "tensorboard")).Reload()

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).parents[2] / "src" / "scrnet"
 # layer of each top-level module or sub-package, lowest first; a module may import its own layer and those below
 LAYERS = {
     "_version": 0, "errors": 0, "overrides": 0, "runtime": 0, "distributed": 0, "checkpoint_io": 0, "outputs": 0,
-    "drawing": 0,
+    "drawing": 0, "provenance": 0,
     "models": 1, "data": 1,
     "config": 2,
     "loading": 3, "pretrained": 3,

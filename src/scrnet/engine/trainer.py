@@ -49,6 +49,7 @@ from ..evaluation.evaluate import evaluate
 from ..evaluation.inference import infer_whole
 from ..loading import inference_state
 from ..models import SCRNet, build_model
+from ..provenance import record_environment
 from ..runtime import autocast_for, configure_cuda, preserved_backend_settings, resolve_device
 from . import training_log
 from .losses import SegmentationLoss, total_loss
@@ -192,6 +193,8 @@ class Trainer:
         self.log_file = self.work_dir / training_log.LOG_FILE
         if resume and self.dist.is_main:  # lines of the attempt cut short after this iteration are replaced
             training_log.mark_resume(self.log_file, self.iteration)
+        if self.dist.is_main:  # what this attempt runs on: versions, source commit, threads, device
+            record_environment(self.work_dir, self.iteration, self.device)
         self.tb = self._tensorboard(resume)
 
     # ----------------------------------------------------------------------------------------------- state

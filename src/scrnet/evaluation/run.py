@@ -69,9 +69,11 @@ class EvalRun:
 
     def save_json(self, path: str | Path, model_source: str) -> Path:
         """Write the eval JSON ``scrnet compare`` and ``scrnet publish`` read: the summary, the class names, the
-        scored model's source, the resolved config, and the name of the per-image counts file written beside it
-        (``evaluation.counts``; the run must have been made with ``keep_per_image``). Returns ``path``."""
+        scored model's source, the resolved config, what it ran on (:func:`scrnet.provenance.environment`), and the
+        name of the per-image counts file written beside it (``evaluation.counts``; the run must have been made with
+        ``keep_per_image``). Returns ``path``."""
         from ..config import config_to_dict
+        from ..provenance import environment
         from .counts import PerImageCounts, counts_path
 
         if not self.result.per_image:
@@ -80,7 +82,7 @@ class EvalRun:
         counts = PerImageCounts.from_result(self.result.per_image, image_names(self)).save(counts_path(path))
         record = dict(self.summary(), class_names=self.result.class_names, model_source=str(model_source),
                       measured=self.measured(), metrics_version=METRICS_VERSION, per_image_counts=counts.name,
-                      config=config_to_dict(self.config))
+                      config=config_to_dict(self.config), environment=environment(self.device))
         path.write_text(json.dumps(record, indent=2) + "\n")
         return path
 
