@@ -256,7 +256,9 @@ def test_torchrun_ddp_on_cpu(synth, tmp_path):
          "--work-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "run"
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.yaml", "metrics.jsonl"]
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.yaml", "environment.jsonl",
+                                                     "metrics.jsonl"]
+    assert len((run / "environment.jsonl").read_text().splitlines()) == 1  # written by rank 0 alone
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     checksums = [r["rank_checksums"] for r in records if "rank_checksums" in r]
     assert len(checksums) == 1 and len(checksums[0]) == 2 and checksums[0][0] == checksums[0][1]
