@@ -191,10 +191,10 @@ class Trainer:
             self.net = torch.compile(self.net, mode=cfg.train.compile, dynamic=False)
         self.progress = self.dist.is_main and progress is not False
         self.log_file = self.work_dir / training_log.LOG_FILE
-        if resume and self.dist.is_main:  # lines of the attempt cut short after this iteration are replaced
-            training_log.mark_resume(self.log_file, self.iteration)
-        if self.dist.is_main:  # what this attempt runs on: versions, source commit, threads, device
-            record_environment(self.work_dir, self.iteration, self.device)
+        if self.dist.is_main:
+            if resume:  # lines of the attempt cut short after this iteration are replaced
+                training_log.mark_resume(self.log_file, self.iteration)
+            record_environment(self.work_dir, self.iteration, self.device)  # versions, source, threads, device
         self.tb = self._tensorboard(resume)
 
     # ----------------------------------------------------------------------------------------------- state
