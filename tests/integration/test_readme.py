@@ -69,6 +69,9 @@ def workspace(tmp_path_factory):
     """A working folder holding what the README's commands name: configs, data, checkpoints, images, a video."""
     ws = tmp_path_factory.mktemp("readme")
     shutil.copytree(ROOT / "configs", ws / "configs")
+    # the kept studies the pages compare (their cells' eval JSONs and counts; the weights stay out, as in git)
+    shutil.copytree(ROOT / "studies", ws / "studies", ignore=shutil.ignore_patterns("checkpoints", "*.pth",
+                                                                                    "tensorboard", "stale-*"))
     (ws / "docs" / "ablations").mkdir(parents=True)  # where docs/ablations.md writes its tables
     for split in ("train", "val"):
         make_cityscapes(ws / "data" / "cityscapes", split, n=2, size=(64, 128))
@@ -95,10 +98,19 @@ def workspace(tmp_path_factory):
     return ws
 
 
+def braces(word: str) -> list[str]:
+    """``word`` with its ``{a,b}`` groups expanded in order, as bash's brace expansion does."""
+    group = re.search(r"\{([^{}]*,[^{}]*)\}", word)
+    if group is None:
+        return [word]
+    return [x for alt in group.group(1).split(",") for x in braces(word[:group.start()] + alt + word[group.end():])]
+
+
 def adapt(argv: list[str], cwd: Path | None = None) -> list[str]:
-    """The same command at a tiny scale: real data roots to the fixtures, sizes and budgets to the minimum; glob
-    patterns of study and compare expanded in ``cwd`` as a shell would."""
+    """The same command at a tiny scale: real data roots to the fixtures, sizes and budgets to the minimum; brace
+    groups expanded, and glob patterns of study and compare expanded in ``cwd``, as a shell would."""
     argv = [re.sub(r"(^|=)/data/", r"\1data/", a).replace("/shared/", "") for a in argv]
+    argv = [x for a in argv for x in braces(a)]
     command = argv[0]
     if command in ("study", "compare") and cwd is not None:
         argv = [x for a in argv for x in (sorted(str(p.relative_to(cwd)) for p in cwd.glob(a)) or [a]
@@ -247,3 +259,9 @@ def test_the_docs_home_page_renders_in_headless_chromium(tmp_path):
                          timeout=120).stdout
     assert "Semantic Refinement Module" in dom and "Where to start" in dom
     assert re.search(r"<li>\s*train on Cityscapes", dom)  # lists render as lists
+
+
+def test_brace_groups_expand_as_bash_expands_them():
+    assert braces("runs/{a,b}/seed1*") == ["runs/a/seed1*", "runs/b/seed1*"]
+    assert braces("{x,y}-{1,2}") == ["x-1", "x-2", "y-1", "y-2"]
+    assert braces("plain{}") == ["plain{}"] and braces("{one}") == ["{one}"]
