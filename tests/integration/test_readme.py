@@ -69,9 +69,10 @@ def workspace(tmp_path_factory):
     """A working folder holding what the README's commands name: configs, data, checkpoints, images, a video."""
     ws = tmp_path_factory.mktemp("readme")
     shutil.copytree(ROOT / "configs", ws / "configs")
-    # the kept studies the pages compare (their cells' eval JSONs and counts; the weights stay out, as in git)
-    shutil.copytree(ROOT / "studies", ws / "studies", ignore=shutil.ignore_patterns("checkpoints", "*.pth",
-                                                                                    "tensorboard", "stale-*"))
+    # the kept studies the pages compare, as git holds them: studies/.gitignore owns what stays out (the weights)
+    kept_out = [line.rstrip("/") for line in (ROOT / "studies" / ".gitignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    shutil.copytree(ROOT / "studies", ws / "studies", ignore=shutil.ignore_patterns(*kept_out))
     (ws / "docs" / "ablations").mkdir(parents=True)  # where docs/ablations.md writes its tables
     for split in ("train", "val"):
         make_cityscapes(ws / "data" / "cityscapes", split, n=2, size=(64, 128))
